@@ -1,0 +1,196 @@
+"""Variational families: FFG, the auxiliary-variable Flow (the paper's q_Flow) and a RealNVP flow.
+
+Each family maps base parameters (mean, logvar) of shape (N, D) and standard-normal noise of
+shape (N, S, n_noise, D) to samples z (N, S, D) and log q (N, S), the log-density of exactly
+the sample returned. For the auxiliary flow, "log q" is log q(z_T, v_T | x) − log r(v_T | z_T, x),
+so that E[log p(x, z) − log q] is its bound (PROTOCOL §3).
+
+The same classes serve both forms: *amortized* (batch=(), flow nets conditioned on encoder
+features through `context`) and *local* (batch=(N,): every weight and bias has a leading
+datapoint dimension; see `LocalPosterior`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .bounds import LOG_2PI, log_normal_diag
+from .nets import CouplingNet
+
+# Coupling scales are sigmoid(logit + SCALE_BIAS): with zero-initialised heads a fresh flow is
+# close to the identity (sigmoid(3)^2 ≈ 0.91) instead of halving z at every step.
+SCALE_BIAS = 3.0
+FAMILIES = ("ffg", "flow", "realnvp")
+
+
+def log_sigmoid(logit: torch.Tensor) -> torch.Tensor:
+    """log σ(l) as l − softplus(l): never underflows to −inf (PROTOCOL §8)."""
+    return logit - F.softplus(logit)
+
+
+def gaussian_sample(mean: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor):
+    """Reparameterised draw from N(mean, diag exp(logvar)) of shape eps, with its log-density."""
+    z = mean + torch.exp(0.5 * logvar) * eps
+    return z, -0.5 * (eps.pow(2) + logvar + LOG_2PI).sum(-1)
+
+
+def _affine(x, shift, logit):
+    """x·σ(l) + shift, and log|det| = Σ log σ(l)."""
+    logit = logit + SCALE_BIAS
+    return x * torch.sigmoid(logit) + shift, log_sigmoid(logit).sum(-1)
+
+
+def _affine_inverse(y, shift, logit):
+    logit = logit + SCALE_BIAS
+    return (y - shift) / torch.sigmoid(logit), log_sigmoid(logit).sum(-1)
+
+
+class FFG(nn.Module):
+    """Fully factorised Gaussian q(z) = N(mean, diag σ²)."""
+
+    n_noise = 1
+
+    def __init__(self, z_dim: int, **_ignored):
+        super().__init__()
+        self.z_dim = z_dim
+
+    def forward(self, mean, logvar, noise, context=None):
+        return gaussian_sample(mean.unsqueeze(-2), logvar.unsqueeze(-2), noise[..., 0, :])
+
+
+class AuxFlow(nn.Module):
+    """Auxiliary-variable flow (PROTOCOL §3), T coupling steps:
+
+    v0 ~ q(v0|z0,x); v_t = v_{t−1}⊙σ1(z_{t−1}) + μ1(z_{t−1}); z_t = z_{t−1}⊙σ2(v_t) + μ2(v_t);
+    log q(z_T, v_T|x) = log q(z0|x) + log q(v0|z0,x) − Σ_t log|det J_t|; reverse model r(v_T|z_T,x).
+    """
+
+    n_noise = 2
+
+    def __init__(self, z_dim: int, hidden: int = 200, steps: int = 2, context: int = 0,
+                 batch: tuple[int, ...] = (), act: str = "elu"):
+        super().__init__()
+        self.z_dim = z_dim
+
+        def net():
+            return CouplingNet(z_dim, z_dim, hidden, batch, context, act)
+
+        self.q_v0 = net()
+        self.r_v = net()
+        self.v_nets = nn.ModuleList(net() for _ in range(steps))
+        self.z_nets = nn.ModuleList(net() for _ in range(steps))
+
+    def flow(self, z, v, c=None):
+        """(z0, v0) → (z_T, v_T, Σ_t log|det J_t|)."""
+        logdet = 0.0
+        for fv, fz in zip(self.v_nets, self.z_nets):
+            v, ld_v = _affine(v, *fv(z, c))
+            z, ld_z = _affine(z, *fz(v, c))
+            logdet = logdet + ld_v + ld_z
+        return z, v, logdet
+
+    def inverse(self, z, v, c=None):
+        """(z_T, v_T) → (z0, v0, Σ_t log|det J_t|)."""
+        logdet = 0.0
+        for fv, fz in zip(reversed(self.v_nets), reversed(self.z_nets)):
+            z, ld_z = _affine_inverse(z, *fz(v, c))
+            v, ld_v = _affine_inverse(v, *fv(z, c))
+            logdet = logdet + ld_v + ld_z
+        return z, v, logdet
+
+    def forward(self, mean, logvar, noise, context=None):
+        z0, log_q = gaussian_sample(mean.unsqueeze(-2), logvar.unsqueeze(-2), noise[..., 0, :])
+        v0, log_qv = gaussian_sample(*self.q_v0(z0, context), noise[..., 1, :])
+        z, v, logdet = self.flow(z0, v0, context)
+        log_r = log_normal_diag(v, *self.r_v(z, context))
+        return z, log_q + log_qv - logdet - log_r
+
+    def log_density(self, mean, logvar, z, v, context=None):
+        """log q(z_T, v_T) − log r(v_T | z_T) at given points, by inverting the flow."""
+        z0, v0, logdet = self.inverse(z, v, context)
+        log_q = log_normal_diag(z0, mean.unsqueeze(-2), logvar.unsqueeze(-2))
+        log_qv = log_normal_diag(v0, *self.q_v0(z0, context))
+        return log_q + log_qv - logdet - log_normal_diag(v, *self.r_v(z, context))
+
+
+class RealNVP(nn.Module):
+    """RealNVP flow on z (no auxiliary variable): halves of z alternately shifted and scaled
+    by a one-hidden-layer net of the other half."""
+
+    n_noise = 1
+
+    def __init__(self, z_dim: int, hidden: int = 50, steps: int = 2, context: int = 0,
+                 batch: tuple[int, ...] = (), act: str = "elu"):
+        super().__init__()
+        self.z_dim = z_dim
+        self.split = z_dim // 2
+        sizes = (self.split, z_dim - self.split)
+        # step k conditions on half k % 2 and transforms the other half
+        self.nets = nn.ModuleList(
+            CouplingNet(sizes[k % 2], sizes[1 - k % 2], hidden, batch, context, act) for k in range(steps)
+        )
+
+    def _halves(self, z):
+        return [z[..., : self.split], z[..., self.split:]]
+
+    def flow(self, z, c=None):
+        h, logdet = self._halves(z), 0.0
+        for k, net in enumerate(self.nets):
+            a = k % 2
+            h[1 - a], ld = _affine(h[1 - a], *net(h[a], c))
+            logdet = logdet + ld
+        return torch.cat(h, -1), logdet
+
+    def inverse(self, z, c=None):
+        h, logdet = self._halves(z), 0.0
+        for k in reversed(range(len(self.nets))):
+            a = k % 2
+            h[1 - a], ld = _affine_inverse(h[1 - a], *self.nets[k](h[a], c))
+            logdet = logdet + ld
+        return torch.cat(h, -1), logdet
+
+    def forward(self, mean, logvar, noise, context=None):
+        z0, log_q = gaussian_sample(mean.unsqueeze(-2), logvar.unsqueeze(-2), noise[..., 0, :])
+        z, logdet = self.flow(z0, context)
+        return z, log_q - logdet
+
+    def log_density(self, mean, logvar, z, context=None):
+        z0, logdet = self.inverse(z, context)
+        return log_normal_diag(z0, mean.unsqueeze(-2), logvar.unsqueeze(-2)) - logdet
+
+
+def make_family(name: str, z_dim: int, batch: tuple[int, ...] = (), context: int = 0,
+                hidden: int | None = None, steps: int = 2) -> nn.Module:
+    """The family called `name` ('ffg', 'flow' = auxiliary flow, 'realnvp')."""
+    if name == "ffg":
+        return FFG(z_dim)
+    if name == "flow":
+        return AuxFlow(z_dim, hidden or 200, steps, context, batch)
+    if name == "realnvp":
+        return RealNVP(z_dim, hidden or 50, steps, context, batch)
+    raise ValueError(f"unknown family {name!r}; choose one of {FAMILIES}")
+
+
+class LocalPosterior(nn.Module):
+    """One q per datapoint: free base parameters (N, D) and, for flows, per-datapoint flow nets.
+
+    Initialised at the prior (mean 0, logvar 0) unless `mean`/`logvar` are given (e.g. from an
+    encoder).
+    """
+
+    def __init__(self, family: str, n_points: int, z_dim: int, hidden: int | None = None,
+                 steps: int = 2, mean: torch.Tensor | None = None, logvar: torch.Tensor | None = None):
+        super().__init__()
+        self.mean = nn.Parameter(torch.zeros(n_points, z_dim) if mean is None else mean.detach().clone())
+        self.logvar = nn.Parameter(torch.zeros(n_points, z_dim) if logvar is None else logvar.detach().clone())
+        self.family = make_family(family, z_dim, batch=(n_points,), hidden=hidden, steps=steps)
+
+    @property
+    def n_noise(self) -> int:
+        return self.family.n_noise
+
+    def forward(self, noise: torch.Tensor):
+        """noise (N, S, n_noise, D) → z (N, S, D), log q (N, S)."""
+        return self.family(self.mean, self.logvar, noise)

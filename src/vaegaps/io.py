@@ -1,0 +1,91 @@
+"""Atomic writes of Parquet tables and torch state dicts, with provenance in the metadata."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import VaegapsError
+
+META_KEY = b"vaegaps"
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything that can change a number in the outputs."""
+    import numpy
+    import torch
+
+    from . import __version__
+
+    return {
+        "vaegaps": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "pandas": pd.__version__,
+        "pyarrow": pa.__version__,
+    }
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_parquet(df: pd.DataFrame, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> None:
+    """Write `df` atomically; `metadata` (JSON-able) and package versions go in the file's schema."""
+    meta = {"versions": versions(), **(metadata or {})}
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    schema_meta = dict(table.schema.metadata or {})
+    schema_meta[META_KEY] = json.dumps(meta, default=str, sort_keys=True).encode()
+    table = table.replace_schema_metadata(schema_meta)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The vaegaps metadata written by `write_parquet`."""
+    meta = pq.read_schema(path).metadata or {}
+    if META_KEY not in meta:
+        raise VaegapsError(f"{path} has no vaegaps metadata; rebuild it with the workflow")
+    return json.loads(meta[META_KEY])
+
+
+def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temp file, then rename, so a kill never leaves half a checkpoint."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """Load tensors only (weights_only=True): a checkpoint can never run code."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise VaegapsError(f"missing file {path}; run the stage that writes it first")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # corrupt or foreign file
+        raise VaegapsError(f"cannot read {path} ({type(exc).__name__}); delete it and rerun its stage") from exc

@@ -1,0 +1,95 @@
+"""The VAE: an encoder that gives an amortized q(z|x) of some family, a decoder p(x|z) with
+Bernoulli logits, and the standard normal prior. `log_likelihood(x)` hands the decoder to the
+estimators as a callable z (N, S, D) -> log p(x|z) (N, S)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .bounds import annealed_objective, bernoulli_log_likelihood, log_normal_std
+from .families import make_family
+from .nets import MLP, ConvDecoder, activation, conv_encoder
+
+
+class DecoderLikelihood:
+    """log p(x_n | z_ns) for a fixed batch x (N, P); `.subset(rows)` restricts to some datapoints."""
+
+    def __init__(self, decoder: nn.Module, x: torch.Tensor):
+        self.decoder, self.x = decoder, x
+        self.dtype, self.device = x.dtype, x.device
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return bernoulli_log_likelihood(self.decoder(z), self.x.unsqueeze(-2))
+
+    def subset(self, rows) -> "DecoderLikelihood":
+        return DecoderLikelihood(self.decoder, self.x[rows])
+
+
+class VAE(nn.Module):
+    """MLP (MNIST-like) or convolutional (CIFAR-10) VAE with an FFG, Flow or RealNVP encoder."""
+
+    def __init__(self, x_dim: int, z_dim: int = 50, encoder_hidden: Sequence[int] = (200, 200),
+                 decoder_hidden: Sequence[int] = (200, 200), activation_name: str = "elu",
+                 family: str = "ffg", flow_hidden: int | None = None, flow_steps: int = 2,
+                 arch: str = "mlp", image_shape: Sequence[int] | None = None):
+        super().__init__()
+        self.x_dim, self.z_dim, self.family_name = x_dim, z_dim, family
+        if arch == "mlp":
+            trunk = [MLP([x_dim, *encoder_hidden], activation_name), activation(activation_name)]
+            self.encoder_trunk = nn.Sequential(*trunk) if encoder_hidden else nn.Identity()
+            feat = encoder_hidden[-1] if encoder_hidden else x_dim
+            self.decoder = MLP([z_dim, *decoder_hidden, x_dim], activation_name)
+        elif arch == "conv":
+            if image_shape is None:
+                raise ValueError("arch='conv' needs image_shape (C, H, W)")
+            self.encoder_trunk = nn.Sequential(nn.Unflatten(-1, tuple(image_shape)), conv_encoder(image_shape[0]))
+            feat = 256 * 2 * 2
+            self.decoder = ConvDecoder(z_dim, image_shape[0])
+        else:
+            raise ValueError(f"unknown arch {arch!r}; choose 'mlp' or 'conv'")
+        self.encoder_head = nn.Linear(feat, 2 * z_dim)
+        self.family = make_family(family, z_dim, context=feat, hidden=flow_hidden, steps=flow_steps)
+
+    def encode(self, x: torch.Tensor):
+        """x (N, P) -> mean (N, D), logvar (N, D), features (N, F) that condition the flows."""
+        h = self.encoder_trunk(x)
+        mean, logvar = self.encoder_head(h).chunk(2, dim=-1)
+        return mean, logvar, h
+
+    def sample_q(self, x: torch.Tensor, noise: torch.Tensor):
+        """Amortized q(z|x): noise (N, S, n_noise, D) -> z (N, S, D), log q (N, S)."""
+        mean, logvar, h = self.encode(x)
+        return self.family(mean, logvar, noise, h)
+
+    def log_likelihood(self, x: torch.Tensor) -> DecoderLikelihood:
+        return DecoderLikelihood(self.decoder, x)
+
+    def objective(self, x: torch.Tensor, lam: float = 1.0, n_samples: int = 1,
+                  generator: torch.Generator | None = None):
+        """Entropy-annealed training objective (mean over the batch) and the per-datapoint ELBO."""
+        noise = torch.randn(x.shape[0], n_samples, self.family.n_noise, self.z_dim,
+                            generator=generator, device=x.device, dtype=x.dtype)
+        z, log_q = self.sample_q(x, noise)
+        log_px_z = self.log_likelihood(x)(z)
+        log_pz = log_normal_std(z)
+        obj = annealed_objective(log_px_z, log_pz, log_q, lam)
+        return obj.mean(), (log_px_z + log_pz - log_q).mean(-1).detach()
+
+
+def build_vae(model_cfg: dict, x_dim: int, image_shape: Sequence[int] | None = None) -> VAE:
+    """A VAE from the `model` section of the config (see workflow/schemas/config.schema.yaml)."""
+    return VAE(
+        x_dim=x_dim,
+        z_dim=model_cfg.get("z_dim", 50),
+        encoder_hidden=tuple(model_cfg.get("encoder_hidden", (200, 200))),
+        decoder_hidden=tuple(model_cfg.get("decoder_hidden", (200, 200))),
+        activation_name=model_cfg.get("activation", "elu"),
+        family=model_cfg.get("family", "ffg"),
+        flow_hidden=model_cfg.get("flow_hidden"),
+        flow_steps=model_cfg.get("flow_steps", 2),
+        arch=model_cfg.get("arch", "mlp"),
+        image_shape=image_shape,
+    )
