@@ -19,6 +19,7 @@ float64 unless asked otherwise.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -204,8 +205,8 @@ class BernoulliDecoder2D:
     banana-shaped or multimodal (checked in test_groundtruth.py).
     """
 
-    def __init__(self, hidden: int = 24, x_dim: int = 24, seed: int = 0, w1_scale: float = 1.5,
-                 b1_scale: float = 1.0, w2_scale: float = 1.5, act: str = "tanh", dtype=DTYPE):
+    def __init__(self, hidden: int = 24, x_dim: int = 24, seed: int = 0, w1_scale: float = 2.5,
+                 b1_scale: float = 1.0, w2_scale: float = 2.0, act: str = "tanh", dtype=DTYPE):
         g = torch.Generator().manual_seed(seed)
         self.H, self.P, self.dtype = hidden, x_dim, dtype
         self.W1 = w1_scale * torch.randn(hidden, 2, generator=g, dtype=dtype)
@@ -285,18 +286,10 @@ class BernoulliDecoder2D:
         big = p >= rel * p.amax((1, 2), keepdim=True)
         return (is_max & big).sum((1, 2))
 
-    def gaussian_elbo_gh(self, x, mean, logvar, n_gh: int = 40) -> torch.Tensor:
-        """ELBO of q = N(mean, diag exp(logvar)) with E_q[log p(x|z)] by Gauss-Hermite."""
-        nodes, w = gauss_hermite_2d(n_gh, mean.dtype)
-        std = torch.exp(0.5 * logvar)
-        z = mean[:, None, :] + std[:, None, :] * nodes[None]  # (N, K, 2)
-        e_lik = (self.log_lik(x, z) * w).sum(-1)
-        var = torch.exp(logvar)
-        e_prior = -0.5 * ((mean ** 2).sum(-1) + var.sum(-1)) - LOG2PI
-        entropy = 0.5 * logvar.sum(-1) + (1.0 + LOG2PI)
-        return e_lik + e_prior + entropy
+    def gaussian_elbo_gh(self, x, mean, logvar, n_gh: int = 24) -> torch.Tensor:
+        return gaussian_elbo_gh(lambda z: self.log_lik(x, z), mean, logvar, n_gh)
 
-    def local_modes(self, x: torch.Tensor, k: int = 3, lim: float = 6.0, n: int = 121):
+    def local_modes(self, x: torch.Tensor, k: int = 2, lim: float = 6.0, n: int = 121):
         """Up to k highest local maxima of each grid posterior, (N, k, 2) (repeats the global mode
         where there are fewer)."""
         probs, axis, _ = self.grid_posterior(x, lim, n)
@@ -311,40 +304,59 @@ class BernoulliDecoder2D:
         flat = torch.where(top.values > 0, top.indices, top.indices[:, :1])
         return torch.stack([axis[flat // n], axis[flat % n]], -1)
 
-    def optimal_ffg(self, x: torch.Tensor, n_gh: int = 24, n_modes: int = 3, iters: int = 150):
-        """Best FFG: L-BFGS on the Gauss-Hermite ELBO (deterministic) started at the posterior
-        mean and at the grid posterior's highest local modes, with the moment-matched variances
-        and with small ones; the best per datapoint. Returns elbo (N,), mean (N, 2), logvar."""
-        N = x.shape[0]
+    def optimal_ffg(self, x: torch.Tensor, n_gh: int = 24, n_modes: int = 2):
+        """Best FFG, started at the grid posterior's mean and highest local modes (see
+        `optimal_ffg_2d`). Returns elbo (N,), mean (N, 2), logvar (N, 2)."""
         post_mean, post_cov = self.posterior_moments(x, n=241)
         modes = self.local_modes(x, n_modes)
-        inits = [post_mean] + [modes[:, i] for i in range(n_modes)]
         mm_lv = torch.log(post_cov[:, [0, 2]].clamp_min(1e-6))
-        best = torch.full((N,), -math.inf, dtype=self.dtype)
-        best_m = torch.zeros(N, 2, dtype=self.dtype)
-        best_lv = torch.zeros(N, 2, dtype=self.dtype)
-        for i, init in enumerate(inits):
-            for lv0 in ((mm_lv,) if i == 0 else (mm_lv, mm_lv - 2.0)):
-                m = init.clone().requires_grad_(True)
-                lv = lv0.clone().requires_grad_(True)
-                opt = torch.optim.LBFGS([m, lv], lr=1.0, max_iter=iters, tolerance_grad=1e-9,
-                                        tolerance_change=1e-13, history_size=30,
-                                        line_search_fn="strong_wolfe")
+        starts = [(post_mean, mm_lv)]
+        for i in range(n_modes):
+            starts += [(modes[:, i], mm_lv - 1.0)]
+        return optimal_ffg_2d(lambda z: self.log_lik(x, z), starts, n_gh)
 
-                def closure():
-                    opt.zero_grad()
-                    loss = -self.gaussian_elbo_gh(x, m, lv, n_gh).sum()
-                    loss.backward()
-                    return loss
-                opt.step(closure)
-                with torch.no_grad():
-                    e = self.gaussian_elbo_gh(x, m, lv, n_gh)
-                    e = torch.where(torch.isfinite(e), e, torch.full_like(e, -math.inf))
-                    better = e > best
-                    best = torch.where(better, e, best)
-                    best_m = torch.where(better[:, None], m, best_m)
-                    best_lv = torch.where(better[:, None], lv, best_lv)
-        return best, best_m.detach(), best_lv.detach()
+
+def gaussian_elbo_gh(log_lik, mean: torch.Tensor, logvar: torch.Tensor, n_gh: int = 24):
+    """ELBO of q = N(mean, diag exp(logvar)) in 2-D, prior N(0, I): E_q[log p(x|z)] by a
+    tensor-product Gauss-Hermite rule, the prior and entropy terms in closed form.
+    log_lik(z (N, K, 2)) -> (N, K)."""
+    nodes, w = gauss_hermite_2d(n_gh, mean.dtype)
+    z = mean[:, None, :] + torch.exp(0.5 * logvar)[:, None, :] * nodes[None]
+    e_lik = (log_lik(z) * w).sum(-1)
+    e_prior = -0.5 * ((mean ** 2).sum(-1) + torch.exp(logvar).sum(-1)) - LOG2PI
+    entropy = 0.5 * logvar.sum(-1) + (1.0 + LOG2PI)
+    return e_lik + e_prior + entropy
+
+
+def optimal_ffg_2d(log_lik, starts, n_gh: int = 24, iters: int = 150):
+    """argmax of the (deterministic, Gauss-Hermite) ELBO over 2-D diagonal Gaussians by L-BFGS
+    from each (mean (N, 2), logvar (N, 2)) start; the best per datapoint.
+    Returns elbo (N,), mean (N, 2), logvar (N, 2)."""
+    best = best_m = best_lv = None
+    for m0, lv0 in starts:
+        m = m0.detach().clone().requires_grad_(True)
+        lv = lv0.detach().clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([m, lv], lr=1.0, max_iter=iters, tolerance_grad=1e-9,
+                                tolerance_change=1e-13, history_size=30,
+                                line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = -gaussian_elbo_gh(log_lik, m, lv, n_gh).sum()
+            loss.backward()
+            return loss
+        opt.step(closure)
+        with torch.no_grad():
+            e = gaussian_elbo_gh(log_lik, m, lv, n_gh)
+            e = torch.where(torch.isfinite(e), e, torch.full_like(e, -math.inf))
+            if best is None:
+                best, best_m, best_lv = e, m.detach().clone(), lv.detach().clone()
+                continue
+            better = e > best
+            best = torch.where(better, e, best)
+            best_m = torch.where(better[:, None], m, best_m)
+            best_lv = torch.where(better[:, None], lv, best_lv)
+    return best, best_m, best_lv
 
 
 # ----------------------------------------------------------------------------------------------
@@ -385,3 +397,29 @@ class TruncatedGaussian:
         sd = math.sqrt(self.sigma ** 2 / v)
         log_phi = torch.special.log_ndtr((self.a - m0) / sd)
         return log_norm + log_phi
+
+
+# ----------------------------------------------------------------------------------------------
+# shared, cached test problems (computed once per pytest session)
+# ----------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def linear_case(n: int = 40, z_dim: int = 4, x_dim: int = 8, noise_std: float = 1.0,
+                model_seed: int = 0, data_seed: int = 1):
+    """A linear-Gaussian model with n datapoints simulated from it, and the exact answers."""
+    model = LinearGaussian(z_dim, x_dim, noise_std, model_seed)
+    z, x = model.sample(n, data_seed)
+    return dict(model=model, z=z, x=x, log_px=model.log_px(x),
+                ffg_elbo=model.optimal_ffg_elbo(x), ffg_gap=model.ffg_gap())
+
+
+@functools.lru_cache(maxsize=None)
+def bernoulli_case(n: int = 40, model_seed: int = 0, data_seed: int = 1):
+    """The 2-D Bernoulli-decoder model with n datapoints simulated from it; quadrature log p(x),
+    the optimal FFG (ELBO, mean, logvar), the FFG gap and the number of posterior modes."""
+    model = BernoulliDecoder2D(seed=model_seed)
+    z, x = model.sample(n, data_seed)
+    log_px = model.log_px(x)
+    elbo, mean, logvar = model.optimal_ffg(x)
+    return dict(model=model, z=z, x=x, log_px=log_px, ffg_elbo=elbo, ffg_mean=mean,
+                ffg_logvar=logvar, ffg_gap=log_px - elbo, n_modes=model.n_modes(x))

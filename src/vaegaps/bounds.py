@@ -33,7 +33,11 @@ def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Ten
     """log Bernoulli(x | sigmoid(logits)) summed over the last dimension.
 
     x·l − softplus(l) equals −softplus(−l)·x − softplus(l)·(1−x) and stays finite at |l| > 100.
+    logits (..., S, P) may carry a sample dimension that x (..., P) lacks: Σ_p x·l is then one
+    matmul per datapoint instead of a broadcast product over every sample.
     """
+    if x.dim() == logits.dim() - 1:
+        return torch.matmul(logits, x.unsqueeze(-1)).squeeze(-1) - F.softplus(logits).sum(-1)
     return (x * logits - F.softplus(logits)).sum(-1)
 
 

@@ -22,7 +22,7 @@ class DecoderLikelihood:
         self.dtype, self.device = x.dtype, x.device
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        return bernoulli_log_likelihood(self.decoder(z), self.x.unsqueeze(-2))
+        return bernoulli_log_likelihood(self.decoder(z), self.x)
 
     def subset(self, rows) -> "DecoderLikelihood":
         return DecoderLikelihood(self.decoder, self.x[rows])
@@ -93,3 +93,22 @@ def build_vae(model_cfg: dict, x_dim: int, image_shape: Sequence[int] | None = N
         arch=model_cfg.get("arch", "mlp"),
         image_shape=image_shape,
     )
+
+
+def save_vae(model: VAE, path, model_cfg: dict, image_shape: Sequence[int] | None, extra: dict | None = None) -> None:
+    """Atomic .pt holding only tensors and plain values, so it loads with weights_only=True."""
+    from .io import save_torch
+
+    save_torch({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "model_cfg": dict(model_cfg), "x_dim": model.x_dim,
+                "image_shape": list(image_shape) if image_shape else None, **(extra or {})}, path)
+
+
+def load_vae(path, device: torch.device | str = "cpu") -> VAE:
+    """The VAE saved by `save_vae`, in eval mode (BatchNorm uses its running statistics)."""
+    from .io import load_torch
+
+    blob = load_torch(path)
+    model = build_vae(blob["model_cfg"], blob["x_dim"], blob["image_shape"])
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device).eval()

@@ -1,0 +1,24 @@
+# vaegaps: Cremer, Li & Duvenaud (2018), "Inference Suboptimality in Variational Autoencoders".
+# data -> trained VAEs -> per-datapoint estimates (L[q], L[q*], AIS) -> gaps -> tables.
+# The rules live in workflow/rules/; all maths is in src/vaegaps/. No torch at parse time.
+import os
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        ALL_OUTPUTS,
+    default_target: True

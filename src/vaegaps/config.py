@@ -1,0 +1,66 @@
+"""Config validation and the merged settings of one model (no torch: imported by the Snakefile)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import best_match
+
+from .errors import VaegapsError
+
+
+def _with_defaults(cls):
+    """A validator that also fills in the schema's defaults (as Snakemake's validate does)."""
+    validate_properties = cls.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return validators.extend(cls, {"properties": set_defaults})
+
+
+def validate(config: dict, schema_path: str | Path) -> dict:
+    """Check `config` against the schema, fill defaults, and fail with one line naming the key."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    error = best_match(_with_defaults(Draft202012Validator)(schema).iter_errors(config))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise VaegapsError(f"config error at '{where}': {error.message}; see {schema_path}")
+    return config
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """A copy of base with override's keys replaced recursively (lists are replaced, not merged)."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def model_config(config: dict, dataset: str, variant: str, family: str) -> dict:
+    """Everything that determines one trained model: seed, device, model and train sections
+    after the dataset's and the variant's overrides, with the encoder family set."""
+    if variant not in config["variants"]:
+        raise VaegapsError(f"unknown variant {variant!r}; defined variants: {sorted(config['variants'])}")
+    cfg = {"seed": config["seed"], "device": config["device"], "model": config["model"], "train": config["train"]}
+    cfg = deep_merge(cfg, config.get("dataset_overrides", {}).get(dataset, {}))
+    cfg = deep_merge(cfg, config["variants"][variant])
+    cfg["model"]["family"] = family
+    return cfg
+
+
+def digest(obj) -> str:
+    """A short stable hash of a JSON-able object (to tie outputs to the settings that made them)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,28 @@
+"""What every Snakemake stage script shares: log file, thread count, device, one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from typing import Iterator
+
+from .errors import VaegapsError
+
+
+@contextlib.contextmanager
+def stage(snakemake) -> Iterator[None]:
+    """Log to the rule's log file, pin torch threads to the rule's threads, and turn a
+    VaegapsError into a one-line message and exit status 1 (outputs are written atomically,
+    so nothing half-written is left)."""
+    log_file = snakemake.log[0] if len(snakemake.log) else None
+    logging.basicConfig(filename=log_file, level=logging.INFO, force=True,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    from .runtime import set_threads
+
+    set_threads(snakemake.threads)
+    try:
+        yield
+    except VaegapsError as exc:
+        logging.getLogger("vaegaps").error("%s", exc)
+        sys.exit(f"error: {exc}")

@@ -1,0 +1,91 @@
+"""Per-datapoint gaps and the paper's tables (PROTOCOL §1, §6.2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .errors import VaegapsError
+
+GAP_COLUMNS = ["log_px", "elbo_local_flow", "elbo_local_ffg", "elbo_amortized",
+               "approximation_gap", "amortization_gap", "inference_gap"]
+
+
+def _check_same_points(frames: dict[str, pd.DataFrame]) -> np.ndarray:
+    first_name, first = next(iter(frames.items()))
+    for name, df in frames.items():
+        if not np.array_equal(df["index"].to_numpy(), first["index"].to_numpy()):
+            raise VaegapsError(f"{name} and {first_name} were computed on different datapoints; "
+                               "rerun the evaluation stages with the same evaluation settings")
+    return first["index"].to_numpy()
+
+
+def gaps(amortized: pd.DataFrame, local_ffg: pd.DataFrame, local_flow: pd.DataFrame,
+         ais: pd.DataFrame, trained_family: str) -> pd.DataFrame:
+    """One row per datapoint: the four estimates and the three gaps.
+
+    log p̂(x) = max(AIS, IWAE of q*) per datapoint (never of averages); q* is of the family the
+    model was trained with; approximation + amortization = inference exactly.
+    """
+    index = _check_same_points({"amortized": amortized, "local_ffg": local_ffg,
+                                "local_flow": local_flow, "ais": ais})
+    local = {"ffg": local_ffg, "flow": local_flow}
+    if trained_family not in local:
+        raise VaegapsError(f"Table 2 needs a model trained with ffg or flow, not {trained_family!r}")
+    q_star = local[trained_family]
+    out = pd.DataFrame({
+        "index": index,
+        "ais": ais["log_px"].to_numpy(),
+        "iwae_qstar": q_star["iwae"].to_numpy(),
+        "elbo_local_flow": local_flow["elbo"].to_numpy(),
+        "elbo_local_ffg": local_ffg["elbo"].to_numpy(),
+        "elbo_amortized": amortized["elbo"].to_numpy(),
+    })
+    out["log_px"] = np.maximum(out["ais"], out["iwae_qstar"])
+    out["elbo_qstar"] = q_star["elbo"].to_numpy()
+    out["approximation_gap"] = out["log_px"] - out["elbo_qstar"]
+    out["amortization_gap"] = out["elbo_qstar"] - out["elbo_amortized"]
+    out["inference_gap"] = out["log_px"] - out["elbo_amortized"]
+    return out
+
+
+def summarize(gap_frame: pd.DataFrame, columns=GAP_COLUMNS) -> dict[str, float]:
+    """Mean and standard error across datapoints of each column (`_se` partners)."""
+    n = len(gap_frame)
+    row: dict[str, float] = {"n_points": n}
+    for c in columns:
+        v = gap_frame[c].to_numpy(dtype=float)
+        row[c] = float(v.mean())
+        row[f"{c}_se"] = float(v.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    return row
+
+
+def table2(gap_frames: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
+    """One row per (dataset, trained family) with every quantity and its standard error."""
+    rows = [{"dataset": d, "trained_family": f, **summarize(df)} for (d, f), df in gap_frames.items()]
+    cols = ["dataset", "trained_family", "n_points"] + [x for c in GAP_COLUMNS for x in (c, f"{c}_se")]
+    return pd.DataFrame(rows)[cols]
+
+
+LABELS = {
+    "log_px": "log p̂(x)",
+    "elbo_local_flow": "L[q*_Flow]",
+    "elbo_local_ffg": "L[q*_FFG]",
+    "elbo_amortized": "L[q]",
+    "approximation_gap": "Approximation gap",
+    "amortization_gap": "Amortization gap",
+    "inference_gap": "Inference gap",
+}
+
+
+def to_markdown(table: pd.DataFrame, id_columns=("dataset", "trained_family"), labels=LABELS) -> str:
+    """The paper's layout: rows = quantities, columns = dataset × family, "mean ± se" in nats."""
+    heads = [" / ".join(str(r[c]) for c in id_columns) for _, r in table.iterrows()]
+    lines = ["| quantity (nats) | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
+    for key, label in labels.items():
+        cells = [f"{r[key]:.2f} ± {r[key + '_se']:.2f}" for _, r in table.iterrows()]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"n = {', '.join(str(int(n)) for n in table['n_points'])} datapoints; ± is the standard "
+                 "error across datapoints.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,15 @@
+"""Snakemake stage: Table 2 (CSV and the paper's Markdown layout) from the per-model gaps."""
+import pandas as pd
+
+from vaegaps.io import atomic_path
+from vaegaps.stage import stage
+from vaegaps.tables import table2, to_markdown
+
+with stage(snakemake):  # noqa: F821 (injected by Snakemake)
+    sm = snakemake  # noqa: F821
+    frames = {key: pd.read_parquet(path) for key, path in zip(sm.params.models, sm.input)}
+    table = table2(frames)
+    with atomic_path(sm.output.csv) as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(sm.output.md) as tmp:
+        tmp.write_text(to_markdown(table))
