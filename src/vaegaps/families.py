@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .bounds import LOG_2PI, log_normal_diag
-from .nets import CouplingNet
+from . import rng
+from .nets import BatchedLinear, CouplingNet
 
 # Coupling scales are sigmoid(logit + SCALE_BIAS): with zero-initialised heads a fresh flow is
 # close to the identity (sigmoid(3)^2 ≈ 0.91) instead of halving z at every step.
@@ -186,6 +187,17 @@ class LocalPosterior(nn.Module):
         self.mean = nn.Parameter(torch.zeros(n_points, z_dim) if mean is None else mean.detach().clone())
         self.logvar = nn.Parameter(torch.zeros(n_points, z_dim) if logvar is None else logvar.detach().clone())
         self.family = make_family(family, z_dim, batch=(n_points,), hidden=hidden, steps=steps)
+
+    def init_keyed(self, seed: int, stream: str, index: torch.Tensor) -> "LocalPosterior":
+        """Redraw the flow's random initial weights from the counter-based generator keyed by
+        datapoint index, so a datapoint starts from the same q whatever batch it is in."""
+        with torch.no_grad():
+            for name, m in self.family.named_modules():
+                if isinstance(m, BatchedLinear) and m.bound > 0:
+                    u = rng.uniform(seed, f"{stream}/init/{name}", index, 0, tuple(m.weight.shape[1:]),
+                                    dtype=m.weight.dtype)
+                    m.weight.copy_((2 * u - 1) * m.bound)
+        return self
 
     @property
     def n_noise(self) -> int:

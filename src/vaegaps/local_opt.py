@@ -81,6 +81,9 @@ def _optimize_chunk(q, log_likelihood, index, seed, stream, n_samples, lr, check
             done = bad[active] >= patience
             if step == max_steps:
                 done = torch.ones_like(done)
+            if step % (10 * check_every) == 0:
+                log.info("%s: step %d, %d of %d datapoints still optimising, mean loss %.3f",
+                         stream, step, active.numel(), n, mean_loss.mean().item())
             if not done.any():
                 continue
             rows = active[done]
@@ -94,7 +97,6 @@ def _optimize_chunk(q, log_likelihood, index, seed, stream, n_samples, lr, check
                 for k in d:
                     d[k] = d[k][keep]
             loglik = restrict(log_likelihood, active, n) if active.numel() else None
-            log.info("%s: step %d, %d of %d datapoints still optimising", stream, step, active.numel(), n)
             if not active.numel():
                 break
     return full, steps, converged
@@ -116,7 +118,7 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
     for sl in chunks(n_points, chunk_size):
         mean, logvar = (None, None) if init is None else (init[0][sl], init[1][sl])
         q = LocalPosterior(family, sl.stop - sl.start, z_dim, hidden, flow_steps, mean, logvar)
-        q = q.to(device=device, dtype=dtype)
+        q = q.to(device=device, dtype=dtype).init_keyed(seed, stream, index[sl])
         loglik = restrict(log_likelihood, sl, n_points)
         params, steps, converged = _optimize_chunk(q, loglik, index[sl], seed, stream, n_samples, lr,
                                                    check_every, patience, max_steps)

@@ -42,9 +42,9 @@ class BatchedLinear(nn.Module):
     def __init__(self, n_in: int, n_out: int, batch: tuple[int, ...] = (), context: int = 0,
                  zero: bool = False):
         super().__init__()
-        bound = 1.0 / math.sqrt(n_in + context)
-        w = torch.empty(*batch, n_in, n_out).uniform_(-bound, bound)
-        self.weight = nn.Parameter(torch.zeros_like(w) if zero else w)
+        self.bound = 0.0 if zero else 1.0 / math.sqrt(n_in + context)
+        w = torch.empty(*batch, n_in, n_out).uniform_(-self.bound, self.bound)
+        self.weight = nn.Parameter(w)
         self.bias = nn.Parameter(torch.zeros(*batch, 1, n_out))
         self.context = nn.Linear(context, n_out, bias=False) if context else None
         if self.context is not None and zero:

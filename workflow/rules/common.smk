@@ -8,8 +8,8 @@ from vaegaps.config import model_config, validate  # noqa: E402 (torch-free)
 validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 
 RES = config["results"]
-MODEL = RES + "/models/{dataset}/{variant}/{family}"
-EVAL = RES + "/eval/{dataset}/{variant}/{family}"
+MODEL = f"{RES}/models/{{dataset}}/{{variant}}/{{family}}"
+EVAL = f"{RES}/eval/{{dataset}}/{{variant}}/{{family}}"
 THREADS = config["threads"]
 PKG = Path(workflow.basedir) / "src" / "vaegaps"
 

@@ -3,16 +3,18 @@ rule prepare_dataset:
     input:
         code("data"),
     output:
-        RES + "/data/{dataset}.parquet",
+        f"{RES}/data/{{dataset}}.parquet",
     params:
         data=config["data"],
     log:
-        RES + "/logs/prepare_dataset/{dataset}.log",
+        f"{RES}/logs/prepare_dataset/{{dataset}}.log",
     benchmark:
-        RES + "/benchmarks/prepare_dataset/{dataset}.tsv"
+        f"{RES}/benchmarks/prepare_dataset/{{dataset}}.tsv"
     threads: 1
     resources:
         mem_mb=6000,
         runtime=60,
+    conda:
+        "../../envs/vaegaps.yaml"
     script:
         "../scripts/prepare_dataset.py"

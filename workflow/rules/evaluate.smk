@@ -4,22 +4,24 @@
 rule amortized_bounds:
     """L[q] and IWAE of the encoder's q(z|x)."""
     input:
-        model=MODEL + "/model.pt",
-        data=RES + "/data/{dataset}.parquet",
+        model=f"{MODEL}/model.pt",
+        data=f"{RES}/data/{{dataset}}.parquet",
         code=code(*ESTIMATOR_CODE),
     output:
-        EVAL + "/amortized.parquet",
+        f"{EVAL}/amortized.parquet",
     params:
         evaluation=config["evaluation"],
-        resume=RES + "/resume/{dataset}/{variant}/{family}/amortized",
+        resume=f"{RES}/resume/{{dataset}}/{{variant}}/{{family}}/amortized",
     log:
-        RES + "/logs/amortized_bounds/{dataset}/{variant}/{family}.log",
+        f"{RES}/logs/amortized_bounds/{{dataset}}/{{variant}}/{{family}}.log",
     benchmark:
-        RES + "/benchmarks/amortized_bounds/{dataset}/{variant}/{family}.tsv"
+        f"{RES}/benchmarks/amortized_bounds/{{dataset}}/{{variant}}/{{family}}.tsv"
     threads: THREADS
     resources:
         mem_mb=8000,
         runtime=120,
+    conda:
+        "../../envs/vaegaps.yaml"
     script:
         "../scripts/amortized_bounds.py"
 
@@ -27,22 +29,24 @@ rule amortized_bounds:
 rule local_optimum:
     """L[q*] and IWAE of q* for one family (qfamily), optimised per datapoint."""
     input:
-        model=MODEL + "/model.pt",
-        data=RES + "/data/{dataset}.parquet",
+        model=f"{MODEL}/model.pt",
+        data=f"{RES}/data/{{dataset}}.parquet",
         code=code("local_opt", *ESTIMATOR_CODE),
     output:
-        EVAL + "/local_{qfamily}.parquet",
+        f"{EVAL}/local_{{qfamily}}.parquet",
     params:
         evaluation=config["evaluation"],
-        resume=RES + "/resume/{dataset}/{variant}/{family}/local_{qfamily}",
+        resume=f"{RES}/resume/{{dataset}}/{{variant}}/{{family}}/local_{{qfamily}}",
     log:
-        RES + "/logs/local_optimum/{dataset}/{variant}/{family}_{qfamily}.log",
+        f"{RES}/logs/local_optimum/{{dataset}}/{{variant}}/{{family}}_{{qfamily}}.log",
     benchmark:
-        RES + "/benchmarks/local_optimum/{dataset}/{variant}/{family}_{qfamily}.tsv"
+        f"{RES}/benchmarks/local_optimum/{{dataset}}/{{variant}}/{{family}}_{{qfamily}}.tsv"
     threads: THREADS
     resources:
         mem_mb=8000,
         runtime=24 * 60,
+    conda:
+        "../../envs/vaegaps.yaml"
     script:
         "../scripts/local_optimum.py"
 
@@ -50,21 +54,23 @@ rule local_optimum:
 rule ais:
     """AIS estimate of log p(x) from the prior (pilot-tuned, frozen step sizes by default)."""
     input:
-        model=MODEL + "/model.pt",
-        data=RES + "/data/{dataset}.parquet",
+        model=f"{MODEL}/model.pt",
+        data=f"{RES}/data/{{dataset}}.parquet",
         code=code("ais", *ESTIMATOR_CODE),
     output:
-        EVAL + "/ais.parquet",
+        f"{EVAL}/ais.parquet",
     params:
         evaluation=config["evaluation"],
-        resume=RES + "/resume/{dataset}/{variant}/{family}/ais",
+        resume=f"{RES}/resume/{{dataset}}/{{variant}}/{{family}}/ais",
     log:
-        RES + "/logs/ais/{dataset}/{variant}/{family}.log",
+        f"{RES}/logs/ais/{{dataset}}/{{variant}}/{{family}}.log",
     benchmark:
-        RES + "/benchmarks/ais/{dataset}/{variant}/{family}.tsv"
+        f"{RES}/benchmarks/ais/{{dataset}}/{{variant}}/{{family}}.tsv"
     threads: THREADS
     resources:
         mem_mb=8000,
         runtime=24 * 60,
+    conda:
+        "../../envs/vaegaps.yaml"
     script:
         "../scripts/ais.py"

@@ -1,24 +1,26 @@
 rule gaps:
     """Per-datapoint log p̂ = max(AIS, IWAE of q*), the bounds and the three gaps of one model."""
     input:
-        amortized=EVAL + "/amortized.parquet",
-        local_ffg=EVAL + "/local_ffg.parquet",
-        local_flow=EVAL + "/local_flow.parquet",
-        ais=EVAL + "/ais.parquet",
+        amortized=f"{EVAL}/amortized.parquet",
+        local_ffg=f"{EVAL}/local_ffg.parquet",
+        local_flow=f"{EVAL}/local_flow.parquet",
+        ais=f"{EVAL}/ais.parquet",
         code=code("tables"),
     output:
-        RES + "/gaps/{dataset}/{variant}/{family}.parquet",
+        f"{RES}/gaps/{{dataset}}/{{variant}}/{{family}}.parquet",
     params:
         cfg=model_cfg,
         evaluation=config["evaluation"],
     log:
-        RES + "/logs/gaps/{dataset}/{variant}/{family}.log",
+        f"{RES}/logs/gaps/{{dataset}}/{{variant}}/{{family}}.log",
     benchmark:
-        RES + "/benchmarks/gaps/{dataset}/{variant}/{family}.tsv"
+        f"{RES}/benchmarks/gaps/{{dataset}}/{{variant}}/{{family}}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../../envs/vaegaps.yaml"
     script:
         "../scripts/gaps.py"
 
@@ -28,17 +30,19 @@ rule table2:
     input:
         [f"{RES}/gaps/{d}/standard/{f}.parquet" for d, f in table2_keys()],
     output:
-        csv=RES + "/table2.csv",
-        md=RES + "/table2.md",
+        csv=f"{RES}/table2.csv",
+        md=f"{RES}/table2.md",
     params:
         models=table2_keys(),
     log:
-        RES + "/logs/table2.log",
+        f"{RES}/logs/table2.log",
     benchmark:
-        RES + "/benchmarks/table2.tsv"
+        f"{RES}/benchmarks/table2.tsv"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../../envs/vaegaps.yaml"
     script:
         "../scripts/table2.py"

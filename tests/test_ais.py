@@ -1,0 +1,249 @@
+"""AIS and BDMC against exact answers (tests/groundtruth.py).
+
+Settings are named in each test; they are the cheapest that pass with a margin at a fixed seed.
+Every accuracy test has a companion showing it can fail (too-short annealing is visibly biased).
+"""
+
+import math
+
+import pytest
+import torch
+
+import groundtruth as gt
+from vaegaps.ais import ais, bdmc
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with gt.threads(1):
+        yield
+
+
+def pooled_log_ratio(log_weights, exact):
+    """log of the pooled mean of the AIS weights over p(x) (unbiased for 0), and its standard
+    error by the delta method: a sharp check of every additive constant in the weights."""
+    r = (log_weights - exact[:, None]).flatten()
+    w = torch.exp(r - r.max())
+    est = torch.log(w.mean()) + r.max()
+    se = w.std() / (math.sqrt(r.numel()) * w.mean())
+    return float(est), float(se)
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. linear-Gaussian model: closed-form log p(x)
+# ----------------------------------------------------------------------------------------------
+
+AIS_LG = dict(n_chains=32, n_intermediate=1000, schedule="sigmoid", leapfrog_steps=10)
+
+
+def test_ais_linear_gaussian_matches_closed_form():
+    """40 datapoints simulated from a D=4, X=8 linear-Gaussian model; 32 chains, 1000
+    distributions, sigmoid schedule, 10 leapfrog steps: mean signed error within ±0.04 nats,
+    mean absolute error <= 0.1 nats, and the pooled weights are unbiased for p(x)."""
+    c = gt.linear_case()
+    m, x = c["model"], c["x"]
+    r = ais(m.likelihood(x), z_dim=m.D, n_points=len(x), generator=0, **AIS_LG)
+    err = r.log_px - c["log_px"]
+    assert torch.isfinite(r.log_px).all()
+    assert abs(float(err.mean())) <= 0.04, f"mean signed error {float(err.mean()):.4f}"
+    assert float(err.abs().mean()) <= 0.10, f"mean abs error {float(err.abs().mean()):.4f}"
+    est, se = pooled_log_ratio(r.log_weights, c["log_px"])
+    assert abs(est) <= max(0.04, 4 * se), (est, se)
+    # log_px is the log-mean-exp of the returned log-weights
+    torch.testing.assert_close(r.log_px, gt.log_mean_exp(r.log_weights.double(), 1).to(r.log_px.dtype))
+
+
+def test_ais_too_short_is_biased_low():
+    """Sensitivity: with 10 distributions AIS is a clearly loose stochastic lower bound, so the
+    accuracy test above can fail."""
+    c = gt.linear_case()
+    m, x = c["model"], c["x"]
+    r = ais(m.likelihood(x), z_dim=m.D, n_points=len(x), n_chains=16, n_intermediate=10,
+            schedule="sigmoid", leapfrog_steps=10, generator=0)
+    err = r.log_px - c["log_px"]
+    assert float(err.mean()) < -0.5, float(err.mean())
+    assert float(err.median()) < -0.3, float(err.median())
+
+
+def test_ais_more_distributions_is_tighter():
+    """Monotone in effort (on average): 30 < 100 < 1000 distributions in mean error."""
+    c = gt.linear_case()
+    m, x = c["model"], c["x"]
+    errs = []
+    for T in (30, 100, 1000):
+        r = ais(m.likelihood(x), z_dim=m.D, n_points=len(x), n_chains=16, n_intermediate=T,
+                schedule="sigmoid", leapfrog_steps=10, generator=1)
+        errs.append(float((r.log_px - c["log_px"]).mean()))
+    assert errs[0] < errs[1] < errs[2] + 0.02, errs
+
+
+# ----------------------------------------------------------------------------------------------
+# BDMC on simulated data
+# ----------------------------------------------------------------------------------------------
+
+def test_bdmc_sandwiches_exact_log_px():
+    """Data simulated with its true z; 16 chains, 500 distributions: mean(lower) <= exact + 0.02,
+    mean(upper) >= exact − 0.02 and mean(upper − lower) <= 0.2 nats."""
+    c = gt.linear_case()
+    m, x, z = c["model"], c["x"], c["z"]
+    b = bdmc(m.likelihood(x), z, n_chains=16, n_intermediate=500, schedule="sigmoid",
+             leapfrog_steps=10, generator=0)
+    assert b.lower.shape == b.upper.shape == (len(x),)
+    assert torch.isfinite(b.lower).all() and torch.isfinite(b.upper).all()
+    lo = float((b.lower - c["log_px"]).mean())
+    up = float((b.upper - c["log_px"]).mean())
+    gap = float((b.upper - b.lower).mean())
+    assert lo <= 0.02, f"forward AIS above exact by {lo:.4f}"
+    assert up >= -0.02, f"reverse AIS below exact by {-up:.4f}"
+    assert gap <= 0.2, f"BDMC gap {gap:.4f}"
+
+
+def test_bdmc_short_run_is_a_real_sandwich():
+    """Sensitivity: with 20 distributions the bounds are loose and must lie on their own sides
+    of the exact value (a sign or direction error in the reverse chain fails here)."""
+    c = gt.linear_case()
+    m, x, z = c["model"], c["x"], c["z"]
+    b = bdmc(m.likelihood(x), z, n_chains=16, n_intermediate=20, schedule="sigmoid",
+             leapfrog_steps=10, generator=0)
+    lo = b.lower - c["log_px"]
+    up = b.upper - c["log_px"]
+    assert float(lo.mean()) < -0.3 and float(up.mean()) > 0.3, (float(lo.mean()), float(up.mean()))
+    assert float(lo.median()) < -0.1 and float(up.median()) > 0.1, (float(lo.median()), float(up.median()))
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. 2-D latent Bernoulli decoder: quadrature log p(x)
+# ----------------------------------------------------------------------------------------------
+
+def test_ais_bernoulli_2d_matches_quadrature():
+    """Non-Gaussian (banana / bimodal) posteriors; 16 chains, 2000 distributions, sigmoid,
+    5 leapfrog steps: mean abs error <= 0.1, mean error within [−0.06, +0.03], unbiased pooled
+    weights, and no datapoint's estimate far above the exact value."""
+    c = gt.bernoulli_case()
+    m, x = c["model"], c["x"]
+    r = ais(m.likelihood(x), z_dim=2, n_points=len(x), n_chains=16, n_intermediate=2000,
+            schedule="sigmoid", leapfrog_steps=5, generator=0)
+    err = r.log_px - c["log_px"]
+    assert float(err.abs().mean()) <= 0.10, f"mean abs error {float(err.abs().mean()):.4f}"
+    assert -0.06 <= float(err.mean()) <= 0.03, f"mean error {float(err.mean()):.4f}"
+    est, se = pooled_log_ratio(r.log_weights, c["log_px"])
+    assert abs(est) <= max(0.05, 4 * se), (est, se)
+    assert float(err.max()) <= 0.5
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. batching invariance, seeding
+# ----------------------------------------------------------------------------------------------
+
+def _bernoulli_100():
+    m = gt.BernoulliDecoder2D(seed=0)
+    _, X = m.sample(100, seed=21)
+    return m, X
+
+
+AIS_SMALL = dict(n_chains=4, n_intermediate=60, schedule="sigmoid", leapfrog_steps=5)
+
+
+def test_ais_batching_invariance():
+    """A datapoint's log_px and log_weights are the same alone (index=[k]) as among 100
+    (index=arange(100)), and in a permuted batch, with the same seed (float64 likelihood)."""
+    m, X = _bernoulli_100()
+    full = ais(m.likelihood(X), z_dim=2, n_points=100, generator=5, index=torch.arange(100), **AIS_SMALL)
+    for k in (0, 37, 99):
+        idx = torch.tensor([k])
+        one = ais(m.likelihood(X[idx]), z_dim=2, n_points=1, generator=5, index=idx, **AIS_SMALL)
+        torch.testing.assert_close(one.log_px, full.log_px[idx], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(one.log_weights, full.log_weights[idx], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(one.accept_rate, full.accept_rate[idx], rtol=1e-5, atol=1e-5)
+    perm = torch.randperm(100, generator=torch.Generator().manual_seed(0))[:30]
+    part = ais(m.likelihood(X[perm]), z_dim=2, n_points=30, generator=5, index=perm, **AIS_SMALL)
+    torch.testing.assert_close(part.log_weights, full.log_weights[perm], rtol=1e-5, atol=1e-5)
+
+
+def test_bdmc_batching_invariance():
+    m = gt.BernoulliDecoder2D(seed=0)
+    Z, X = m.sample(100, seed=21)
+    full = bdmc(m.likelihood(X), Z, generator=3, index=torch.arange(100), **AIS_SMALL)
+    for k in (4, 63):
+        idx = torch.tensor([k])
+        one = bdmc(m.likelihood(X[idx]), Z[idx], generator=3, index=idx, **AIS_SMALL)
+        torch.testing.assert_close(one.lower, full.lower[idx], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(one.upper, full.upper[idx], rtol=1e-5, atol=1e-5)
+
+
+def test_ais_seeding():
+    """Same int seed: identical; different seeds: different; a torch.Generator is accepted and
+    successive calls with it differ (one seed drawn per call)."""
+    m, X = _bernoulli_100()
+    X = X[:10]
+    a = ais(m.likelihood(X), z_dim=2, n_points=10, generator=7, **AIS_SMALL)
+    b = ais(m.likelihood(X), z_dim=2, n_points=10, generator=7, **AIS_SMALL)
+    d = ais(m.likelihood(X), z_dim=2, n_points=10, generator=8, **AIS_SMALL)
+    assert torch.equal(a.log_weights, b.log_weights)
+    assert not torch.allclose(a.log_weights, d.log_weights)
+    g = torch.Generator().manual_seed(0)
+    e1 = ais(m.likelihood(X), z_dim=2, n_points=10, generator=g, **AIS_SMALL)
+    e2 = ais(m.likelihood(X), z_dim=2, n_points=10, generator=g, **AIS_SMALL)
+    assert not torch.allclose(e1.log_weights, e2.log_weights)
+    g2 = torch.Generator().manual_seed(0)
+    e3 = ais(m.likelihood(X), z_dim=2, n_points=10, generator=g2, **AIS_SMALL)
+    assert torch.equal(e1.log_weights, e3.log_weights)
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. diagnostics and non-finite likelihoods
+# ----------------------------------------------------------------------------------------------
+
+def test_ais_result_shapes_and_accept_rate():
+    c = gt.linear_case()
+    m, x = c["model"], c["x"][:7]
+    r = ais(m.likelihood(x), z_dim=m.D, n_points=7, n_chains=5, n_intermediate=50,
+            schedule="linear", leapfrog_steps=3, generator=0)
+    assert r.log_px.shape == (7,) and r.log_weights.shape == (7, 5) and r.accept_rate.shape == (7,)
+    assert all(isinstance(t, torch.Tensor) for t in (r.log_px, r.log_weights, r.accept_rate))
+    assert ((r.accept_rate > 0) & (r.accept_rate <= 1)).all(), r.accept_rate
+    assert torch.isfinite(r.log_weights).all()
+
+
+@pytest.mark.parametrize("fill", [-math.inf, math.nan], ids=["-inf", "nan"])
+def test_ais_rejects_non_finite_proposals(fill):
+    """log p(x|z) is -inf / nan outside the ball |z| <= 5. The posteriors (sd 0.15) sit well
+    inside, so the exact log p(x) is the untruncated closed form (posterior mass outside
+    < 1e-100), and the prior puts < 4e-6 there, so chains do not start outside; but once the
+    step size has grown, leapfrog trajectories diverge and propose far outside (counted
+    below). Those proposals must be rejected: log_px finite and right."""
+    c = torch.tensor([[1.0, 0.0], [0.5, 0.5], [-0.8, 0.3], [0.2, -1.0], [1.2, 0.6], [0.0, 0.0]],
+                     dtype=gt.DTYPE)
+    tg = gt.TruncatedGaussian(c, sigma=0.15, radius=5.0, fill=fill)
+    assert tg.ball_tail_bound() < 1e-100
+    f, outside = tg.likelihood(), [0]
+
+    def counting(z):
+        outside[0] += int((z.detach().norm(dim=-1) > tg.radius).sum())
+        return f(z)
+    r = ais(counting, z_dim=2, n_points=6, n_chains=16, n_intermediate=1000,
+            schedule="sigmoid", leapfrog_steps=10, generator=0)
+    assert outside[0] > 1000, "the test did not exercise non-finite proposals"
+    assert torch.isfinite(r.log_px).all(), r.log_px
+    assert ((r.accept_rate > 0) & (r.accept_rate <= 1)).all(), r.accept_rate
+    err = r.log_px - tg.log_px()
+    assert float(err.abs().mean()) <= 0.25 and abs(float(err.mean())) <= 0.15, err
+    est, se = pooled_log_ratio(r.log_weights, tg.log_px())
+    assert abs(est) <= max(0.15, 4 * se), (est, se)
+
+
+@pytest.mark.parametrize("fill", [-math.inf, math.nan], ids=["-inf", "nan"])
+def test_ais_non_finite_at_start(fill):
+    """The forbidden half-plane z0 > 0.8 holds 21% of the prior, so several chains start
+    there: their weights must become zero (-inf log-weight, never nan), and log_px must stay
+    finite and match the closed form of the truncated target (32 chains, 500 distributions)."""
+    c = torch.tensor([[1.5, 0.0], [1.0, 0.5], [2.0, -0.3], [1.2, 0.0], [0.8, 1.0], [1.6, -1.0]],
+                     dtype=gt.DTYPE)
+    tg = gt.TruncatedGaussian(c, sigma=1.0, a=0.8, fill=fill)
+    r = ais(tg.likelihood(), z_dim=2, n_points=6, n_chains=32, n_intermediate=500,
+            schedule="sigmoid", leapfrog_steps=10, generator=0)
+    assert not torch.isnan(r.log_weights).any(), r.log_weights
+    assert (r.log_weights == -math.inf).any(), "no chain started in the forbidden region"
+    assert torch.isfinite(r.log_px).all(), r.log_px
+    err = r.log_px - tg.log_px()
+    assert float(err.abs().mean()) <= 0.2, err
