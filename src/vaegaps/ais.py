@@ -125,7 +125,7 @@ def ais(log_likelihood: LogLikelihood, z_dim: int, n_points: int, n_chains: int 
     does not depend on which others share its batch or chunk. `step_sizes` (T-1, N), e.g. the
     `step_sizes` of a pilot run, freezes the per-distribution step sizes instead of adapting.
     """
-    dtype, device = infer_dtype_device(log_likelihood, z_dim, dtype, device)
+    dtype, device = infer_dtype_device(log_likelihood, z_dim, n_points, dtype, device)
     seed = rng.seed_from(generator)
     index = torch.arange(n_points) if index is None else torch.as_tensor(index)
     index = index.to(device=device, dtype=torch.int64)

@@ -55,7 +55,8 @@ def model_config(config: dict, dataset: str, variant: str, family: str) -> dict:
     if variant not in config["variants"]:
         raise VaegapsError(f"unknown variant {variant!r}; defined variants: {sorted(config['variants'])}")
     cfg = {"seed": config["seed"], "device": config["device"], "model": config["model"], "train": config["train"]}
-    cfg = deep_merge(cfg, config.get("dataset_overrides", {}).get(dataset, {}))
+    override = config.get("dataset_overrides", {}).get(dataset, {})
+    cfg = deep_merge(cfg, {k: v for k, v in override.items() if k != "evaluation"})
     cfg = deep_merge(cfg, config["variants"][variant])
     cfg["model"]["family"] = family
     return cfg
@@ -64,3 +65,9 @@ def model_config(config: dict, dataset: str, variant: str, family: str) -> dict:
 def digest(obj) -> str:
     """A short stable hash of a JSON-able object (to tie outputs to the settings that made them)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def evaluation_config(config: dict, dataset: str) -> dict:
+    """The evaluation settings for `dataset`: the global ones with the dataset's overrides."""
+    override = config.get("dataset_overrides", {}).get(dataset, {}).get("evaluation", {})
+    return deep_merge(config["evaluation"], override)

@@ -14,15 +14,24 @@ LogLikelihood = Callable[[torch.Tensor], torch.Tensor]
 
 
 def ll_and_grad(log_likelihood: LogLikelihood, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(x|z) (N, S) and its gradient w.r.t. z (N, S, D); no graph survives the call."""
+    """log p(x|z) (N, S) and its gradient w.r.t. z (N, S, D); no graph survives the call.
+
+    A NaN likelihood is read as −inf (zero density, zero gradient): such a chain gets zero weight
+    instead of turning the datapoint's estimate into NaN.
+    """
     with torch.enable_grad():
         z = z.detach().requires_grad_(True)
         ll = log_likelihood(z)
         (grad,) = torch.autograd.grad(ll.sum(), z)
-    return ll.detach(), grad
+    ll = ll.detach()
+    bad = torch.isnan(ll)
+    if bad.any():
+        ll = ll.masked_fill(bad, -torch.inf)
+        grad = grad.masked_fill(bad.unsqueeze(-1), 0.0)
+    return ll, torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def infer_dtype_device(log_likelihood: LogLikelihood, z_dim: int, dtype=None, device=None):
+def infer_dtype_device(log_likelihood: LogLikelihood, z_dim: int, n_points: int, dtype=None, device=None):
     """The likelihood's own dtype/device: from its attributes, else by a one-sample probe."""
     dtype = dtype or getattr(log_likelihood, "dtype", None)
     device = device or getattr(log_likelihood, "device", None)
@@ -31,9 +40,9 @@ def infer_dtype_device(log_likelihood: LogLikelihood, z_dim: int, dtype=None, de
     for probe in (torch.float32, torch.float64):
         try:
             with torch.no_grad():
-                out = log_likelihood(torch.zeros(1, 1, z_dim, dtype=probe, device=device))
+                out = log_likelihood(torch.zeros(n_points, 1, z_dim, dtype=probe, device=device))
             return out.dtype, out.device
-        except RuntimeError:
+        except (RuntimeError, TypeError):
             continue
     raise ValueError("cannot infer the likelihood's dtype; pass dtype= and device=")
 

@@ -111,7 +111,7 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
                    dtype: torch.dtype | None = None, device=None, stream: str = "local") -> LocalResult:
     """Fit one q of `family` ('ffg', 'flow', 'realnvp') per datapoint, initialised at the prior
     (or at `init` = (mean, logvar), e.g. the encoder's), and score it with fresh samples."""
-    dtype, device = infer_dtype_device(log_likelihood, z_dim, dtype, device)
+    dtype, device = infer_dtype_device(log_likelihood, z_dim, n_points, dtype, device)
     seed = rng.seed_from(generator)
     index = (torch.arange(n_points) if index is None else torch.as_tensor(index)).to(device, torch.int64)
     results = []

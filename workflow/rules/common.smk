@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from vaegaps.config import model_config, validate  # noqa: E402 (torch-free)
+from vaegaps.config import evaluation_config, model_config, validate  # noqa: E402 (torch-free)
 
 validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -33,6 +33,10 @@ ESTIMATOR_CODE = (*MODEL_CODE, "rng", "likelihood", "data", "evaluate")
 
 def model_cfg(wildcards):
     return model_config(config, wildcards.dataset, wildcards.variant, wildcards.family)
+
+
+def eval_cfg(wildcards):
+    return evaluation_config(config, wildcards.dataset)
 
 
 def table2_keys():

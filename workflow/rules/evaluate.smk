@@ -10,7 +10,7 @@ rule amortized_bounds:
     output:
         f"{EVAL}/amortized.parquet",
     params:
-        evaluation=config["evaluation"],
+        evaluation=eval_cfg,
         resume=f"{RES}/resume/{{dataset}}/{{variant}}/{{family}}/amortized",
     log:
         f"{RES}/logs/amortized_bounds/{{dataset}}/{{variant}}/{{family}}.log",
@@ -35,7 +35,7 @@ rule local_optimum:
     output:
         f"{EVAL}/local_{{qfamily}}.parquet",
     params:
-        evaluation=config["evaluation"],
+        evaluation=eval_cfg,
         resume=f"{RES}/resume/{{dataset}}/{{variant}}/{{family}}/local_{{qfamily}}",
     log:
         f"{RES}/logs/local_optimum/{{dataset}}/{{variant}}/{{family}}_{{qfamily}}.log",
@@ -60,7 +60,7 @@ rule ais:
     output:
         f"{EVAL}/ais.parquet",
     params:
-        evaluation=config["evaluation"],
+        evaluation=eval_cfg,
         resume=f"{RES}/resume/{{dataset}}/{{variant}}/{{family}}/ais",
     log:
         f"{RES}/logs/ais/{{dataset}}/{{variant}}/{{family}}.log",

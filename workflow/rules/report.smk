@@ -10,7 +10,7 @@ rule gaps:
         f"{RES}/gaps/{{dataset}}/{{variant}}/{{family}}.parquet",
     params:
         cfg=model_cfg,
-        evaluation=config["evaluation"],
+        evaluation=eval_cfg,
     log:
         f"{RES}/logs/gaps/{{dataset}}/{{variant}}/{{family}}.log",
     benchmark:
