@@ -16,6 +16,10 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/experiments.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:

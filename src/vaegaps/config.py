@@ -59,7 +59,15 @@ def model_config(config: dict, dataset: str, variant: str, family: str) -> dict:
     cfg = deep_merge(cfg, {k: v for k, v in override.items() if k != "evaluation"})
     cfg = deep_merge(cfg, config["variants"][variant])
     cfg["model"]["family"] = family
+    ref = cfg["train"].get("init_decoder")
+    if ref and not ref.endswith(".pt"):  # "VARIANT/FAMILY" of the same dataset
+        cfg["train"]["init_decoder"] = model_path(config, dataset, ref)
     return cfg
+
+
+def model_path(config: dict, dataset: str, ref: str) -> str:
+    """Where the workflow keeps the model "VARIANT/FAMILY" of `dataset`."""
+    return f"{config['results']}/models/{dataset}/{ref}/model.pt"
 
 
 def digest(obj) -> str:

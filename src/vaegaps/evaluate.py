@@ -141,3 +141,21 @@ def run_in_chunks(estimate: Callable[[np.ndarray, torch.Tensor], pd.DataFrame], 
         log.info("chunk %d-%d of %d done", start, stop, len(index))
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
+
+
+def over_training_point(model: VAE, sets: dict[str, tuple[np.ndarray, torch.Tensor]], family: str,
+                        cfg: dict, seed: int) -> pd.DataFrame:
+    """log p̂(x), L[q*] (of `family`) and L[q] of one model snapshot on each split in `sets`."""
+    frames = []
+    for split, (index, x) in sets.items():
+        amortized = amortized_bounds(model, x, index, cfg["amortized"]["n_samples"], seed)
+        local = local_optimum(model, x, index, family, cfg["local"], seed)
+        ais_df = ais_estimate(model, x, index, cfg["ais"], seed)
+        log_px = np.maximum(ais_df["log_px"].to_numpy(), local["iwae"].to_numpy())
+        frames.append(pd.DataFrame({
+            "split": split, "index": index, "ais": ais_df["log_px"].to_numpy(),
+            "iwae_qstar": local["iwae"].to_numpy(), "log_px": log_px,
+            "elbo_qstar": local["elbo"].to_numpy(), "elbo_amortized": amortized["elbo"].to_numpy(),
+            "approximation_gap": log_px - local["elbo"].to_numpy(),
+            "amortization_gap": local["elbo"].to_numpy() - amortized["elbo"].to_numpy()}))
+    return pd.concat(frames, ignore_index=True)

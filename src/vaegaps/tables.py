@@ -60,11 +60,46 @@ def summarize(gap_frame: pd.DataFrame, columns=GAP_COLUMNS) -> dict[str, float]:
     return row
 
 
+def summary_table(frames: dict[tuple, pd.DataFrame], id_columns: tuple[str, ...],
+                  columns=GAP_COLUMNS) -> pd.DataFrame:
+    """One row per key of `frames` (named by id_columns): mean and standard error of `columns`."""
+    rows = [{**dict(zip(id_columns, key)), **summarize(df, columns)} for key, df in frames.items()]
+    cols = [*id_columns, "n_points"] + [x for c in columns for x in (c, f"{c}_se")]
+    return pd.DataFrame(rows)[cols]
+
+
 def table2(gap_frames: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
     """One row per (dataset, trained family) with every quantity and its standard error."""
-    rows = [{"dataset": d, "trained_family": f, **summarize(df)} for (d, f), df in gap_frames.items()]
-    cols = ["dataset", "trained_family", "n_points"] + [x for c in GAP_COLUMNS for x in (c, f"{c}_se")]
-    return pd.DataFrame(rows)[cols]
+    return summary_table(gap_frames, ("dataset", "trained_family"))
+
+
+def with_flow_approximation(gap_frame: pd.DataFrame) -> pd.DataFrame:
+    """Adds log p̂ − L[q*_Flow]: the approximation gap the Flow family would leave."""
+    return gap_frame.assign(approximation_gap_flow=gap_frame["log_px"] - gap_frame["elbo_local_flow"])
+
+
+DECODER_COLUMNS = ["log_px", "elbo_local_flow", "elbo_local_ffg", "elbo_amortized", "approximation_gap",
+                   "approximation_gap_flow", "amortization_gap", "inference_gap"]
+
+
+def amortization_frame(amortized: pd.DataFrame, local: pd.DataFrame) -> pd.DataFrame:
+    """Per datapoint L[q], L[q*] of the same family and the amortization gap between them."""
+    index = _check_same_points({"amortized": amortized, "local": local})
+    return pd.DataFrame({"index": index, "elbo_amortized": amortized["elbo"].to_numpy(),
+                         "elbo_qstar": local["elbo"].to_numpy(),
+                         "amortization_gap": local["elbo"].to_numpy() - amortized["elbo"].to_numpy()})
+
+
+AMORTIZATION_COLUMNS = ["elbo_amortized", "elbo_qstar", "amortization_gap"]
+OVER_TRAINING_COLUMNS = ["log_px", "elbo_qstar", "elbo_amortized", "approximation_gap", "amortization_gap"]
+
+
+def over_training_summary(frames: dict[tuple[str, str, int], pd.DataFrame]) -> pd.DataFrame:
+    """Rows per (dataset, model, epoch, split) from per-datapoint frames that carry a `split` column."""
+    split_frames = {(*key, split): df[df["split"] == split]
+                    for key, df in frames.items() for split in ("train", "valid")}
+    table = summary_table(split_frames, ("dataset", "model", "epoch", "split"), OVER_TRAINING_COLUMNS)
+    return table.sort_values(["dataset", "model", "split", "epoch"], ignore_index=True)
 
 
 LABELS = {

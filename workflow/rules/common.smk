@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from vaegaps.config import evaluation_config, model_config, validate  # noqa: E402 (torch-free)
+from vaegaps.config import deep_merge, evaluation_config, model_config, model_path, validate  # noqa: E402
 
 validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -18,7 +18,9 @@ wildcard_constraints:
     dataset="digits|mnist|fashion_mnist|cifar10",
     variant="[A-Za-z0-9_]+",
     family="ffg|flow|realnvp",
-    qfamily="ffg|flow",
+    qfamily="ffg|flow|realnvp",
+    epoch="[0-9]+",
+    setting="main|over_training",
 
 
 def code(*modules):
@@ -39,8 +41,73 @@ def eval_cfg(wildcards):
     return evaluation_config(config, wildcards.dataset)
 
 
+def base_decoder(wildcards):
+    """The trained model whose decoder this one loads (frozen-decoder variants), as an input."""
+    path = model_cfg(wildcards)["train"].get("init_decoder")
+    return [path] if path else []
+
+
+EXP = config["experiments"]
+
+
+def ref_path(dataset, ref, leaf):
+    """File `leaf` of model "VARIANT/FAMILY" of dataset: models/…/model.pt, eval/…/x.parquet, gaps/…"""
+    variant, family = ref.split("/")
+    if leaf == "model":
+        return model_path(config, dataset, ref)
+    if leaf == "gaps":
+        return f"{RES}/gaps/{dataset}/{variant}/{family}.parquet"
+    return f"{RES}/eval/{dataset}/{variant}/{family}/{leaf}.parquet"
+
+
 def table2_keys():
     return [(d, f) for d in config["datasets"] for f in config["families"]]
 
 
+FA = EXP.get("flows_amortization", {})
+DC = EXP.get("decoder_capacity", {})
+OT = EXP.get("over_training", {})
+F2 = EXP.get("figure2", {})
+BD = EXP.get("bdmc", {})
+if OT:  # the over-training settings are the evaluation settings with these changes
+    OT = {**OT, "evaluation": deep_merge(evaluation_config(config, OT["dataset"]), OT.get("evaluation", {}))}
+
+
+def variant_keys():
+    """(dataset, variant, family) of Table 3: the standard models and the variants."""
+    vt = EXP.get("variant_tables", {})
+    return [(d, v, f) for d in vt.get("datasets", []) for v in ["standard", *vt.get("variants", [])]
+            for f in vt.get("families", config["families"])]
+
+
+def over_training_keys():
+    """(model name, VARIANT/FAMILY, epoch) for every saved snapshot of the over-training models."""
+    keys = []
+    for name, ref in OT.get("models", {}).items():
+        train = model_config(config, OT["dataset"], *ref.split("/"))["train"]
+        keys += [(name, ref, e) for e in train.get("snapshots", []) if e <= train["epochs"]]
+    return keys
+
+
+def ais_setting(dataset, setting):
+    """The AIS settings called `setting`: 'main' (Table 2) or 'over_training'."""
+    if setting == "over_training":
+        return OT["evaluation"]["ais"]
+    return evaluation_config(config, dataset)["ais"]
+
+
+def bdmc_keys():
+    """(dataset, variant, family, setting): BDMC for every AIS setting used, on the Table 2 models."""
+    settings = ["main"] + (["over_training"] if OT else [])
+    return [(d, "standard", f, s) for d, f in table2_keys() for s in settings
+            if s == "main" or d == OT["dataset"]]
+
+
 ALL_OUTPUTS = [f"{RES}/table2.csv", f"{RES}/table2.md"]
+if EXP:
+    ALL_OUTPUTS += [f"{RES}/{name}" for name in (
+        "table3.csv", "flows_amortization.csv", "decoder_capacity.csv", "gaps_over_training.csv",
+        "bdmc.csv", "claims.csv", "figure2/grid.parquet", "figure2/bounds.parquet",
+        "figures/figure2.png", "figures/figure2.pdf", "figures/posteriors_ffg_vs_flow.png",
+        "figures/posteriors_ffg_vs_flow.pdf", "figures/gaps_over_training.png",
+        "figures/gaps_over_training.pdf")]

@@ -30,7 +30,7 @@ rule table2:
     input:
         [f"{RES}/gaps/{d}/standard/{f}.parquet" for d, f in table2_keys()],
     output:
-        csv=f"{RES}/table2.csv",
+        csv=report(f"{RES}/table2.csv", caption="../report/table2.rst", category="Tables"),
         md=f"{RES}/table2.md",
     params:
         models=table2_keys(),

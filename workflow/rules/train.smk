@@ -2,10 +2,12 @@ rule train_vae:
     """Train one VAE (dataset x variant x encoder family) with entropy annealing; resumable."""
     input:
         data=f"{RES}/data/{{dataset}}.parquet",
+        base=base_decoder,
         code=code("train", "data", *MODEL_CODE),
     output:
         model=f"{MODEL}/model.pt",
         history=f"{MODEL}/history.parquet",
+        snapshots=directory(f"{MODEL}/snapshots"),
     params:
         cfg=model_cfg,
         checkpoint=f"{RES}/resume/{{dataset}}/{{variant}}/{{family}}/train.ckpt",
