@@ -76,7 +76,7 @@ def test_per_datapoint_parquet_schemas(tiny_run):
 
 
 def test_same_config_twice_gives_identical_parquet(tiny_run, tmp_path, repo_copy):
-    snakemake(tmp_path, "all", repo=repo_copy)
+    snakemake(tmp_path, "results/table2.csv", repo=repo_copy)
     for rel in ["eval/digits/standard/flow/ais.parquet", "eval/digits/standard/flow/local_flow.parquet",
                 "eval/digits/standard/ffg/amortized.parquet", "gaps/digits/standard/ffg.parquet"]:
         pd.testing.assert_frame_equal(pd.read_parquet(tiny_run / rel), pd.read_parquet(tmp_path / "results" / rel))
@@ -107,3 +107,69 @@ def test_lint_is_clean(tmp_path):
                           "--lint"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Congratulations" in out.stdout + out.stderr
+
+
+EXPERIMENT_TABLES = {
+    "table3.csv": ["dataset", "variant", "trained_family", "n_points", "log_px", "log_px_se"],
+    "flows_amortization.csv": ["dataset", "encoder", "family", "n_points", "elbo_amortized", "elbo_amortized_se",
+                               "elbo_qstar", "elbo_qstar_se", "amortization_gap", "amortization_gap_se"],
+    "decoder_capacity.csv": ["dataset", "decoder_layers", "n_points", "log_px", "log_px_se",
+                             "approximation_gap_flow", "approximation_gap_flow_se"],
+    "gaps_over_training.csv": ["dataset", "model", "epoch", "split", "n_points", "log_px", "elbo_qstar",
+                               "elbo_amortized", "approximation_gap", "amortization_gap"],
+    "bdmc.csv": ["dataset", "variant", "family", "setting", "n_points", "n_intermediate", "n_chains",
+                 "lower", "lower_se", "upper", "upper_se", "gap", "gap_se"],
+}
+
+
+def test_every_experiment_table_has_its_schema(tiny_run):
+    for name, cols in EXPERIMENT_TABLES.items():
+        df = pd.read_csv(tiny_run / name)
+        assert len(df) > 0, name
+        assert set(cols) <= set(df.columns), (name, set(cols) - set(df.columns))
+    t3 = pd.read_csv(tiny_run / "table3.csv")
+    assert set(t3["variant"]) == {"standard", "large_encoder", "no_annealing"}
+    fa = pd.read_csv(tiny_run / "flows_amortization.csv")
+    assert list(fa["encoder"]) == ["ffg_small", "realnvp_small", "flow_small", "ffg"]
+    dc = pd.read_csv(tiny_run / "decoder_capacity.csv")
+    assert list(dc["decoder_layers"]) == [0, 2, 4]
+    ot = pd.read_csv(tiny_run / "gaps_over_training.csv")
+    assert set(ot["model"]) == {"standard", "flow", "large_decoder", "large_encoder"}
+    assert set(ot["split"]) == {"train", "valid"} and set(ot["epoch"]) == {1, 3}
+    bd = pd.read_csv(tiny_run / "bdmc.csv")
+    assert set(bd["setting"]) == {"main", "over_training"}
+
+
+def test_figures_are_valid_png_and_pdf(tiny_run):
+    for stem in ("figure2", "posteriors_ffg_vs_flow", "gaps_over_training"):
+        png = (tiny_run / "figures" / f"{stem}.png").read_bytes()
+        pdf = (tiny_run / "figures" / f"{stem}.pdf").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 10_000, stem
+        assert pdf.startswith(b"%PDF") and len(pdf) > 5_000, stem
+    grid = pd.read_parquet(tiny_run / "figure2" / "grid.parquet")
+    assert {"index", "distribution", "z1", "z2", "density"} <= set(grid.columns)
+    assert set(grid["distribution"]) == {"true", "amortized_ffg", "optimal_ffg", "optimal_flow"}
+
+
+def test_claims_table_structure(tiny_run):
+    claims = pd.read_csv(tiny_run / "claims.csv")
+    assert list(claims.columns) == ["claim", "dataset", "statement", "comparison", "value_a", "se_a",
+                                    "value_b", "se_b", "verdict", "note"]
+    assert {"1", "2a", "2b", "3", "4a", "4b", "5a", "5b", "6a", "6b", "6c", "7a", "bdmc"} <= set(claims["claim"].astype(str))
+    assert set(claims["verdict"]) <= {"holds", "does not hold", "inconclusive", "not evaluated"}
+    assert "not evaluated" not in set(claims["verdict"])  # every input was built
+
+
+def test_dry_run_lists_every_output(tmp_path):
+    out = snakemake(tmp_path, "-n", "all")
+    for name in ["table2.csv", "table3.csv", "flows_amortization.csv", "decoder_capacity.csv",
+                 "gaps_over_training.csv", "bdmc.csv", "claims.csv", "figures/figure2.png",
+                 "figures/posteriors_ffg_vs_flow.pdf", "figures/gaps_over_training.png"]:
+        assert f"results/{name}" in out.stdout, name
+
+
+def test_html_report_gathers_tables_and_figures(tiny_run, repo_copy):
+    report = tiny_run / "report.html"
+    snakemake(tiny_run.parent, "--report", str(report), repo=repo_copy)
+    html = report.read_text(errors="replace")
+    assert len(html) > 50_000 and "table2.csv" in html and "figure2.png" in html

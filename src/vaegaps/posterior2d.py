@@ -75,17 +75,34 @@ def _warn_if_coarse(z, log_post, area):
                     "grid_limit for resolved contours", float(sd.min()), cell)
 
 
-def aux_flow_log_marginal(flow: AuxFlow, mean, logvar, z, noise, context=None) -> torch.Tensor:
-    """log q(z) ≈ log mean_k exp(log q(z, v_k) − log r(v_k|z)), v_k ~ r(v|z): unbiased in q(z).
+def aux_flow_log_marginal(flow: AuxFlow, mean, logvar, z, noise, context=None,
+                          widen: float = 2.0) -> torch.Tensor:
+    """log q(z) = log E_m[q(z, v) / m(v|z)] by importance sampling over v, unbiased in q(z).
+
+    The proposal m is r(v|z) (the flow's own reverse model, close to q(v|z) once trained) mixed
+    half-and-half with r widened `widen`-fold: the wide half bounds the weights where q(v|z) has
+    heavier tails than r, which alone gives rare huge weights and a grid mass far from 1. The
+    first half of the K draws come from r, the second from the wide component (deterministic
+    mixture sampling, weighted by the mixture density).
 
     z (N, G, D); noise (N, G, K, D) standard normal; returns (N, G).
     """
     n, g, k, d = noise.shape
-    r_mean, r_logvar = flow.r_v(z, context)
-    v = r_mean.unsqueeze(-2) + torch.exp(0.5 * r_logvar).unsqueeze(-2) * noise
+    r_mean, r_logvar = (t.unsqueeze(-2) for t in flow.r_v(z, context))
+    scale = torch.ones(k, 1, dtype=noise.dtype, device=noise.device)
+    scale[k // 2:] = widen
+    v = r_mean + torch.exp(0.5 * r_logvar) * scale * noise                        # (N, G, K, D)
+    log_r = log_normal_diag(v, r_mean, r_logvar)
+    log_wide = log_normal_diag(v, r_mean, r_logvar + 2 * math.log(widen))
+    log_m = torch.logaddexp(log_r, log_wide) - math.log(2.0)
     zk = z.unsqueeze(-2).expand(n, g, k, d)
+    # log_density is log q(z, v) − log r(v|z)
     lw = flow.log_density(mean, logvar, zk.reshape(n, g * k, d), v.reshape(n, g * k, d), context)
-    return log_mean_exp(lw.reshape(n, g, k).double(), -1)
+    lw = lw.reshape(n, g, k) + log_r - log_m
+    # Far from q's mass the inverse flow divides by vanishing scales and overflows (inf − inf =
+    # NaN downstream); such (z, v) have zero density, not an undefined one.
+    lw = torch.nan_to_num(lw.double(), nan=-math.inf)
+    return log_mean_exp(lw, -1)
 
 
 def family_log_density(family, mean, logvar, z, context=None, *, seed=0, index=None,

@@ -107,7 +107,7 @@ ALL_OUTPUTS = [f"{RES}/table2.csv", f"{RES}/table2.md"]
 if EXP:
     ALL_OUTPUTS += [f"{RES}/{name}" for name in (
         "table3.csv", "flows_amortization.csv", "decoder_capacity.csv", "gaps_over_training.csv",
-        "bdmc.csv", "claims.csv", "figure2/grid.parquet", "figure2/bounds.parquet",
+        "bdmc.csv", "claims.csv", "claims.md", "figure2/grid.parquet", "figure2/bounds.parquet",
         "figures/figure2.png", "figures/figure2.pdf", "figures/posteriors_ffg_vs_flow.png",
         "figures/posteriors_ffg_vs_flow.pdf", "figures/gaps_over_training.png",
         "figures/gaps_over_training.pdf")]

@@ -258,6 +258,9 @@ rule claims:
         code=code("claims"),
     output:
         csv=report(f"{RES}/claims.csv", caption="../report/claims.rst", category="Claims"),
+        md=f"{RES}/claims.md",
+    params:
+        figure2_dataset=F2.get("dataset", "digits") + " (2-D latent)",
     log:
         f"{RES}/logs/claims.log",
     benchmark:

@@ -1,0 +1,20 @@
+"""Snakemake stage: the gaps over training, a 2×4 grid of panels (PROTOCOL §6.6).
+
+input:  summary (CSV: model, epoch, split, log_px, elbo_qstar, elbo_amortized; *_se ignored)
+output: png, pdf
+"""
+import pandas as pd
+
+from vaegaps.errors import VaegapsError
+from vaegaps.figures import figure_gaps_over_training
+from vaegaps.stage import stage
+
+NEEDED = {"model", "epoch", "split", "log_px", "elbo_qstar", "elbo_amortized"}
+
+with stage(snakemake):  # noqa: F821 (injected by Snakemake)
+    sm = snakemake  # noqa: F821
+    summary = pd.read_csv(sm.input.summary)
+    if NEEDED - set(summary.columns):
+        raise VaegapsError(f"{sm.input.summary} lacks columns {sorted(NEEDED - set(summary.columns))}; "
+                           "rerun the stage that writes it")
+    figure_gaps_over_training(summary, sm.output.png, sm.output.pdf)
