@@ -35,26 +35,6 @@ DTYPE = torch.float64
 # small helpers
 # ----------------------------------------------------------------------------------------------
 
-class threads:
-    """Context manager / decorator-free helper: run with n intra-op threads, then restore.
-
-    The test tensors are small, so one thread is fastest and immune to oversubscription on a
-    busy machine (measured: 2 threads on a loaded 2-core box were up to 6x slower).
-    """
-
-    def __init__(self, n: int = 1):
-        self.n = n
-
-    def __enter__(self):
-        self.old = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-        return self
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.old)
-        return False
-
-
 def log_mean_exp(a: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return torch.logsumexp(a, dim=dim) - math.log(a.shape[dim])
 
@@ -448,9 +428,8 @@ class TruncatedGaussian:
 def linear_case(n: int = 40, z_dim: int = 4, x_dim: int = 8, noise_std: float = 1.0,
                 model_seed: int = 0, data_seed: int = 1):
     """A linear-Gaussian model with n datapoints simulated from it, and the exact answers."""
-    with threads(1):
-        model = LinearGaussian(z_dim, x_dim, noise_std, model_seed)
-        z, x = model.sample(n, data_seed)
+    model = LinearGaussian(z_dim, x_dim, noise_std, model_seed)
+    z, x = model.sample(n, data_seed)
     return dict(model=model, z=z, x=x, log_px=model.log_px(x),
                 ffg_elbo=model.optimal_ffg_elbo(x), ffg_gap=model.ffg_gap())
 
@@ -459,11 +438,10 @@ def linear_case(n: int = 40, z_dim: int = 4, x_dim: int = 8, noise_std: float = 
 def bernoulli_case(n: int = 40, model_seed: int = 0, data_seed: int = 1, n_gh: int = 16):
     """The 2-D Bernoulli-decoder model with n datapoints simulated from it; quadrature log p(x),
     the optimal FFG (ELBO, mean, logvar), the FFG gap and the number of posterior modes."""
-    with threads(1):
-        model = BernoulliDecoder2D(seed=model_seed)
-        z, x = model.sample(n, data_seed)
-        log_px = model.log_px(x)
-        elbo, mean, logvar = model.optimal_ffg(x, n_gh=n_gh)
-        n_modes = model.n_modes(x)
+    model = BernoulliDecoder2D(seed=model_seed)
+    z, x = model.sample(n, data_seed)
+    log_px = model.log_px(x)
+    elbo, mean, logvar = model.optimal_ffg(x, n_gh=n_gh)
+    n_modes = model.n_modes(x)
     return dict(model=model, z=z, x=x, log_px=log_px, ffg_elbo=elbo, ffg_mean=mean,
                 ffg_logvar=logvar, ffg_gap=log_px - elbo, n_modes=n_modes)

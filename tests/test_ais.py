@@ -13,12 +13,6 @@ import groundtruth as gt
 from vaegaps.ais import ais, bdmc
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with gt.threads(1):
-        yield
-
-
 def pooled_log_ratio(log_weights, exact):
     """log of the pooled mean of the AIS weights over p(x) (unbiased for 0), and its standard
     error by the delta method: a sharp check of every additive constant in the weights."""

@@ -28,14 +28,6 @@ LOCAL = dict(n_samples=20, lr=3e-2, check_every=50, patience=5, max_steps=200, f
 MODEL_CFG = dict(z_dim=2, encoder_hidden=[16], decoder_hidden=[16])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def model_x():
     torch.manual_seed(0)
@@ -112,6 +104,7 @@ def _dataset(path, x):
 
 
 def _run(script, tmp_path, **sections):
+    """Run a stage script with a stand-in for the `snakemake` object Snakemake injects."""
     sm = SimpleNamespace(log=[], threads=1, config={"device": "cpu"},
                          **{k: SimpleNamespace(**v) for k, v in sections.items()})
     runpy.run_path(str(SCRIPTS / script), init_globals={"snakemake": sm})
@@ -124,15 +117,17 @@ def test_stage_scripts(model_x, tmp_path):
     _dataset(tmp_path / "data.parquet", x.numpy())
     fig = dict(split="test", n_points=2, grid_limit=4.0, grid_size=41, local=LOCAL)
     out = {k: str(tmp_path / f"f2.{k}") for k in ("png", "pdf")}
-    _run("figure2.py", tmp_path, input=dict(model=str(tmp_path / "ffg.pt"), data=str(tmp_path / "data.parquet")),
+    data = str(tmp_path / "data.parquet")
+    _run("figure2.py", tmp_path, input=dict(model=str(tmp_path / "ffg.pt"), data=data),
          params=dict(figure=fig, seed=0),
          output=dict(grid=str(tmp_path / "grid.parquet"), bounds=str(tmp_path / "bounds.parquet"), **out))
     assert set(pd.read_parquet(tmp_path / "bounds.parquet")["distribution"]) == set(DISTRIBUTIONS)
     _check_outputs(Path(out["png"]), Path(out["pdf"]))
     _run("figure_posteriors.py", tmp_path,
-         input=dict(ffg=str(tmp_path / "ffg.pt"), flow=str(tmp_path / "flow.pt"), data=str(tmp_path / "data.parquet")),
+         input=dict(ffg=str(tmp_path / "ffg.pt"), flow=str(tmp_path / "flow.pt"), data=data),
          params=dict(figure=fig, seed=0),
-         output=dict(grid=str(tmp_path / "post.parquet"), png=str(tmp_path / "p.png"), pdf=str(tmp_path / "p.pdf")))
+         output=dict(grid=str(tmp_path / "post.parquet"), png=str(tmp_path / "p.png"),
+                     pdf=str(tmp_path / "p.pdf")))
     assert set(pd.read_parquet(tmp_path / "post.parquet")["trained_family"]) == {"ffg", "flow"}
     _synthetic_summary().to_csv(tmp_path / "summary.csv", index=False)
     _run("figure_gaps_over_training.py", tmp_path, input=dict(summary=str(tmp_path / "summary.csv")),
@@ -149,7 +144,8 @@ def test_amortized_flow_densities_integrate_to_one(family):
                 flow_hidden=16).eval()
     with torch.no_grad():   # non-trivial flows: zero-initialised heads would be near-affine maps
         for name, p in model.family.named_parameters():
-            p.add_(0.5 * torch.randn_like(p)) if "head" in name else None
+            if "head" in name:
+                p.add_(0.5 * torch.randn_like(p))
     x = (torch.rand(3, 20, generator=torch.Generator().manual_seed(3)) < 0.5).float()
     z, area = make_grid(4.0, 81)
     idx = torch.tensor([0, 1, 2])

@@ -14,12 +14,6 @@ import groundtruth as gt
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with gt.threads(1):
-        yield
-
-
 # ----------------------------------------------------------------------------------------------
 # linear-Gaussian closed forms
 # ----------------------------------------------------------------------------------------------

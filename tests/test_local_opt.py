@@ -14,12 +14,6 @@ import groundtruth as gt
 from vaegaps.local_opt import optimize_local
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with gt.threads(1):
-        yield
-
-
 # ----------------------------------------------------------------------------------------------
 # 1. linear-Gaussian model: closed-form optimal FFG
 # ----------------------------------------------------------------------------------------------

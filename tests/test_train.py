@@ -44,15 +44,6 @@ def config(model=None, **train) -> dict:
     return cfg
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Same thread count as the subprocesses, so in-process and subprocess runs agree bit for bit."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "digits.parquet"

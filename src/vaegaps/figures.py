@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
 
@@ -77,6 +78,13 @@ def _filled(ax, image, alpha=1.0):
                 cmap=POSTERIOR_CMAP, alpha=alpha, extend="neither")
 
 
+def _ticks(ax):
+    """Few, small ticks: zoomed windows otherwise get crowded, overlapping tick labels."""
+    ax.xaxis.set_major_locator(MaxNLocator(4))
+    ax.yaxis.set_major_locator(MaxNLocator(5))
+    ax.tick_params(labelsize=7)
+
+
 def _row_distribution(names, key):
     """The grid's name for a figure row ('amortized' matches amortized_<family>)."""
     hits = [n for n in names if n == key or (key == "amortized" and n.startswith("amortized"))]
@@ -100,7 +108,7 @@ def figure2(grid: pd.DataFrame, bounds: pd.DataFrame, png_path, pdf_path) -> Non
         for r, (key, label) in enumerate(FIG2_ROWS):
             ax, name = axes[r, j], _row_distribution(names, key)
             xlim, ylim = _zoom(list(images.values())) if key == "amortized" else window
-            _filled(ax, images["true"], alpha=1.0 if r == 0 else 0.35)
+            _filled(ax, images["true"], alpha=1.0 if r == 0 else 0.45)
             # numbers go in the title: a box inside the panel would hide part of the density
             title = f"log p(x) = {log_px:.2f} nats"
             if r and name is not None:
@@ -110,7 +118,7 @@ def figure2(grid: pd.DataFrame, bounds: pd.DataFrame, png_path, pdf_path) -> Non
             ax.set_title(f"datapoint {i}\n{title}" if r == 0 else title, fontsize=9)
             ax.set(xlim=xlim, ylim=ylim, xlabel="z1" if r == len(FIG2_ROWS) - 1 else "",
                    ylabel=f"{label}\n\nz2" if j == 0 else "z2")
-            ax.tick_params(labelsize=7)
+            _ticks(ax)
     handles = [Patch(color=sns.color_palette(POSTERIOR_CMAP, 3)[2], label="true posterior p(z|x)"),
                Line2D([], [], color=APPROX_COLOR, label="approximation q (contours)")]
     fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, bbox_to_anchor=(0.5, -0.02))
@@ -133,7 +141,7 @@ def figure_posteriors(grids: dict, png_path, pdf_path) -> None:
             _filled(ax, image)
             xlim, ylim = _zoom([image])
             ax.set(xlim=xlim, ylim=ylim, xlabel="z1", ylabel=f"{title}\n\nz2" if j == 0 else "z2")
-            ax.tick_params(labelsize=7)
+            _ticks(ax)
             if r == 0:
                 ax.set_title(f"datapoint {i}")
     fig.legend(handles=[Patch(color=sns.color_palette(POSTERIOR_CMAP, 3)[2], label="true posterior p(z|x)")],

@@ -4,7 +4,8 @@ approximations on the same grid (PROTOCOL §6.1, Figure 2).
 In 2-D, log p(x) = log ∫ p(x|z) p(z) dz is a quadrature over a square grid of nodes; the
 posterior on the grid follows. Approximations are evaluated on the same nodes: Gaussians in
 closed form; the auxiliary-variable flow, whose marginal q(z) = ∫ q(z, v) dv has no closed form,
-by importance sampling over v with its own reverse model r(v|z) as proposal.
+by importance sampling over v, proposing from its own reverse model r(v|z) (mixed with a widened
+copy of it).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def _warn_if_coarse(z, log_post, area):
     zz = z.double()
     sd = (w @ zz.pow(2) - (w @ zz).pow(2)).clamp_min(0).sqrt().min(-1).values
     cell = math.sqrt(area)
-    if bool((sd < 2 * cell).any()):
+    if bool((sd < 1.5 * cell).any()):
         log.warning("posterior sd down to %.3g with grid spacing %.3g: raise grid_size or lower "
                     "grid_limit for resolved contours", float(sd.min()), cell)
 
@@ -83,7 +84,7 @@ def aux_flow_log_marginal(flow: AuxFlow, mean, logvar, z, noise, context=None,
     half-and-half with r widened `widen`-fold: the wide half bounds the weights where q(v|z) has
     heavier tails than r, which alone gives rare huge weights and a grid mass far from 1. The
     first half of the K draws come from r, the second from the wide component (deterministic
-    mixture sampling, weighted by the mixture density).
+    mixture sampling, weighted by the mixture density with the draws' shares).
 
     z (N, G, D); noise (N, G, K, D) standard normal; returns (N, G).
     """
@@ -94,7 +95,9 @@ def aux_flow_log_marginal(flow: AuxFlow, mean, logvar, z, noise, context=None,
     v = r_mean + torch.exp(0.5 * r_logvar) * scale * noise                        # (N, G, K, D)
     log_r = log_normal_diag(v, r_mean, r_logvar)
     log_wide = log_normal_diag(v, r_mean, r_logvar + 2 * math.log(widen))
-    log_m = torch.logaddexp(log_r, log_wide) - math.log(2.0)
+    n_r = k // 2   # mixture weights = the draws' actual shares, so odd K stays unbiased
+    share_r = math.log(n_r / k) if n_r else -math.inf
+    log_m = torch.logaddexp(log_r + share_r, log_wide + math.log((k - n_r) / k))
     zk = z.unsqueeze(-2).expand(n, g, k, d)
     # log_density is log q(z, v) − log r(v|z)
     lw = flow.log_density(mean, logvar, zk.reshape(n, g * k, d), v.reshape(n, g * k, d), context)
@@ -113,9 +116,10 @@ def family_log_density(family, mean, logvar, z, context=None, *, seed=0, index=N
     if isinstance(family, AuxFlow):
         hidden = max(m.weight.shape[-1] for m in family.modules() if isinstance(m, BatchedLinear))
         width = n * n_v * hidden
+        # independent draws per node (keyed by node, so chunking changes nothing): common draws
+        # would give smoother contours but a systematically wrong shape and mass
         parts = []
         for sl in _grid_chunks(len(z), width):
-            # offset=sl.start: a node gets the same v draws whatever the chunking
             noise = rng.normal(seed, stream, index, 0, (sl.stop - sl.start, n_v, z.shape[-1]),
                                offset=sl.start, dtype=z.dtype)
             parts.append(aux_flow_log_marginal(family, mean, logvar, zn[:, sl], noise, context))
@@ -169,7 +173,8 @@ def grid_densities(model, x: torch.Tensor, index, local_cfg: dict, seed: int, gr
 
     `density` is each distribution's own normalised density at the nodes (the quadrature
     posterior for 'true'), not rescaled to the grid: `grid_mass` in the bounds frame is its
-    integral over the grid, ≈ 1 when the grid holds the distribution's mass.
+    integral over the grid, ≈ 1 when the grid holds the distribution's mass. Freezes the
+    model's parameters (requires_grad off), as every evaluation stage does.
     """
     index = np.asarray(index)
     idx = torch.as_tensor(index, device=x.device)
@@ -197,6 +202,6 @@ def grid_densities(model, x: torch.Tensor, index, local_cfg: dict, seed: int, gr
         for k in log_q for j, i in enumerate(index)])
     for row in bounds.itertuples():
         if abs(row.grid_mass - 1) > 0.05:
-            log.warning("%s at datapoint %d has grid mass %.3f: widen the grid (grid_limit)",
-                        row.distribution, row.index, row.grid_mass)
+            log.warning("%s at datapoint %d has grid mass %.3f: widen the grid (grid_limit); for "
+                        "flows, also raise n_v", row.distribution, row.index, row.grid_mass)
     return grid, bounds
