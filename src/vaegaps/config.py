@@ -79,3 +79,9 @@ def evaluation_config(config: dict, dataset: str) -> dict:
     """The evaluation settings for `dataset`: the global ones with the dataset's overrides."""
     override = config.get("dataset_overrides", {}).get(dataset, {}).get("evaluation", {})
     return deep_merge(config["evaluation"], override)
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """"VARIANT/FAMILY" -> (variant, family)."""
+    variant, _, family = ref.partition("/")
+    return variant, family

@@ -3,7 +3,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from vaegaps.config import deep_merge, evaluation_config, model_config, model_path, validate  # noqa: E402
+from vaegaps.config import (  # noqa: E402 (torch-free)
+    deep_merge, evaluation_config, model_config, model_path, split_ref, validate)
 
 validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -52,7 +53,7 @@ EXP = config["experiments"]
 
 def ref_path(dataset, ref, leaf):
     """File `leaf` of model "VARIANT/FAMILY" of dataset: models/…/model.pt, eval/…/x.parquet, gaps/…"""
-    variant, family = ref.split("/")
+    variant, family = split_ref(ref)
     if leaf == "model":
         return model_path(config, dataset, ref)
     if leaf == "gaps":
@@ -84,7 +85,7 @@ def over_training_keys():
     """(model name, VARIANT/FAMILY, epoch) for every saved snapshot of the over-training models."""
     keys = []
     for name, ref in OT.get("models", {}).items():
-        train = model_config(config, OT["dataset"], *ref.split("/"))["train"]
+        train = model_config(config, OT["dataset"], *split_ref(ref))["train"]
         keys += [(name, ref, e) for e in train.get("snapshots", []) if e <= train["epochs"]]
     return keys
 

@@ -28,7 +28,7 @@ rule flows_amortization:
     """Frozen decoder, new encoders: L[q], L[q*] of the encoder's family and the amortization gap."""
     input:
         amortized=[ref_path(FA["dataset"], r, "amortized") for r in FA["encoders"].values()],
-        local=[ref_path(FA["dataset"], r, "local_" + r.split("/")[1]) for r in FA["encoders"].values()],
+        local=[ref_path(FA["dataset"], r, f"local_{split_ref(r)[1]}") for r in FA["encoders"].values()],
     output:
         csv=report(f"{RES}/flows_amortization.csv", caption="../report/flows_amortization.rst", category="Tables"),
     params:
@@ -260,7 +260,7 @@ rule claims:
         csv=report(f"{RES}/claims.csv", caption="../report/claims.rst", category="Claims"),
         md=f"{RES}/claims.md",
     params:
-        figure2_dataset=F2.get("dataset", "digits") + " (2-D latent)",
+        figure2_dataset=f"{F2.get('dataset', 'digits')} (2-D latent)",
     log:
         f"{RES}/logs/claims.log",
     benchmark:

@@ -1,6 +1,7 @@
 """Snakemake stage: frozen decoder, new encoders: L[q], L[q*] and the amortization gap."""
 import pandas as pd
 
+from vaegaps.config import split_ref
 from vaegaps.io import atomic_path
 from vaegaps.stage import stage
 from vaegaps.tables import AMORTIZATION_COLUMNS, amortization_frame, summary_table
@@ -9,7 +10,7 @@ with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
     frames = {}
     for (name, ref), amortized, local in zip(sm.params.encoders.items(), sm.input.amortized, sm.input.local):
-        key = (sm.params.dataset, name, ref.split("/")[1])
+        key = (sm.params.dataset, name, split_ref(ref)[1])
         frames[key] = amortization_frame(pd.read_parquet(amortized), pd.read_parquet(local))
     table = summary_table(frames, ("dataset", "encoder", "family"), AMORTIZATION_COLUMNS)
     with atomic_path(sm.output.csv) as tmp:
