@@ -260,3 +260,25 @@ def test_write_and_load_roundtrip(tmp_path):
     with pytest.raises(VaegapsError, match="missing file"):
         load_tables({"bdmc": tmp_path / "nope.csv"})
     assert set(TABLE_NAMES) >= set(CLAIM_INPUTS.values())
+
+
+def test_claim3_uses_paired_differences_when_given():
+    """Table 2's unpaired errors (±0.45 per ELBO) hide a clear paired difference."""
+    from vaegaps.claims import evaluate_claims
+
+    cols = ["log_px", "elbo_local_flow", "elbo_local_ffg", "elbo_amortized", "approximation_gap",
+            "amortization_gap", "inference_gap"]
+    rows = []
+    for fam, flow, ffg in (("ffg", -19.73, -19.84), ("flow", -19.78, -20.29)):
+        r = {"dataset": "d", "trained_family": fam, "n_points": 100, "log_px": -19.5,
+             "elbo_local_flow": flow, "elbo_local_ffg": ffg, "elbo_amortized": -20.0,
+             "approximation_gap": 0.3, "amortization_gap": 0.2, "inference_gap": 0.5}
+        r.update({f"{c}_se": 0.45 for c in cols})
+        rows.append(r)
+    table2 = pd.DataFrame(rows)
+    unpaired = evaluate_claims({"table2": table2})
+    assert unpaired.set_index("claim").loc["3", "verdict"] == "inconclusive"
+    paired = pd.DataFrame({"dataset": ["d", "d"], "trained_family": ["ffg", "flow"], "n_points": [100, 100],
+                           "flow_minus_ffg": [0.11, 0.51], "flow_minus_ffg_se": [0.02, 0.03]})
+    out = evaluate_claims({"table2": table2, "table2_paired": paired}).set_index("claim")
+    assert out.loc["3", "verdict"] == "holds" and "paired" in out.loc["3", "note"]

@@ -59,7 +59,7 @@ NON_GAUSSIAN_MIN = 0.1      # nats: max over datapoints of log p(x) − L[q*_FFG
 GENERALISE_REL_TOL = 0.2    # claim 6c: |valid − train| approximation gap within 20% of the train gap
 
 TABLE_NAMES = ("table2", "table3", "flows_amortization", "decoder_capacity", "gaps_over_training",
-               "figure2_bounds", "bdmc")
+               "figure2_bounds", "bdmc", "table2_paired")
 CLAIM_COLUMNS = ["claim", "dataset", "statement", "comparison", "value_a", "se_a", "value_b", "se_b",
                  "verdict", "note"]
 VERDICTS = ("holds", "does not hold", "inconclusive", "not evaluated")
@@ -225,7 +225,7 @@ def _absent(claims: list[str], table: str) -> list[dict[str, Any]]:
 _VALUE_COLUMNS = ["log_px", "elbo_local_flow", "elbo_local_ffg", "approximation_gap", "amortization_gap"]
 
 
-def _claims_table2(t: pd.DataFrame) -> list[dict[str, Any]]:
+def _claims_table2(t: pd.DataFrame, paired: pd.DataFrame | None = None) -> list[dict[str, Any]]:
     _require(t, "table2", ["dataset", "trained_family", *_VALUE_COLUMNS])
     rows = []
     for ds in _datasets(t):
@@ -249,15 +249,24 @@ def _claims_table2(t: pd.DataFrame) -> list[dict[str, Any]]:
         if ffg is None or flow is None:
             rows.append(_row("3", ds, comp, note=both))
         else:
-            diffs = []
-            for r in (flow, ffg):
-                diffs.append((_f(r["elbo_local_flow"]) - _f(r["elbo_local_ffg"]),
-                              math.hypot(_se(r, "elbo_local_flow"), _se(r, "elbo_local_ffg"))))
-            verdict, note = decide(*diffs[0], *diffs[1], ">")
-            note += ("; each side's se treats L[q*_Flow] and L[q*_FFG] as independent (conservative); "
-                     f"ffg-trained difference = {_fmt(diffs[1][0])} nats")
-            rows.append(_row("3", ds, comp, *diffs[0], *diffs[1], verdict, note))
+            diffs = [_flow_minus_ffg(r, paired, ds, fam) for r, fam in ((flow, "flow"), (ffg, "ffg"))]
+            verdict, note = decide(*diffs[0][:2], *diffs[1][:2], ">")
+            how = ("paired per-datapoint se (table2_paired)" if diffs[0][2] and diffs[1][2] else
+                   "se treating L[q*_Flow] and L[q*_FFG] as independent (conservative)")
+            note += f"; {how}; ffg-trained difference = {_fmt(diffs[1][0])} nats"
+            rows.append(_row("3", ds, comp, *diffs[0][:2], *diffs[1][:2], verdict, note))
     return rows
+
+
+def _flow_minus_ffg(row: pd.Series, paired: pd.DataFrame | None, dataset: str, family: str):
+    """(mean, se, is_paired) of L[q*_Flow] − L[q*_FFG] for one model: from the per-datapoint
+    differences when `paired` (table2_paired) has the row, else from Table 2's two columns."""
+    if paired is not None:
+        hit = paired[(paired["dataset"] == dataset) & (paired["trained_family"] == family)]
+        if len(hit) == 1:
+            return _f(hit.iloc[0]["flow_minus_ffg"]), _f(hit.iloc[0]["flow_minus_ffg_se"]), True
+    return (_f(row["elbo_local_flow"]) - _f(row["elbo_local_ffg"]),
+            math.hypot(_se(row, "elbo_local_flow"), _se(row, "elbo_local_ffg")), False)
 
 
 def _claims_table3(t: pd.DataFrame, table2: pd.DataFrame | None) -> list[dict[str, Any]]:
@@ -472,7 +481,7 @@ def evaluate_claims(tables: dict[str, pd.DataFrame], figure2_dataset: str = "2d"
 
     rows: list[dict[str, Any]] = []
     runners = [
-        ("table2", lambda t: _claims_table2(t)),
+        ("table2", lambda t: _claims_table2(t, tabs.get("table2_paired"))),
         ("table3", lambda t: _claims_table3(t, tabs.get("table2"))),
         ("flows_amortization", _claims_flows),
         ("gaps_over_training", _claims_training),

@@ -249,6 +249,7 @@ rule claims:
     """Each claim of PROTOCOL §7 evaluated on this run's numbers."""
     input:
         table2=f"{RES}/table2.csv",
+        table2_paired=f"{RES}/table2_paired.csv",
         table3=f"{RES}/table3.csv",
         flows_amortization=f"{RES}/flows_amortization.csv",
         decoder_capacity=f"{RES}/decoder_capacity.csv",

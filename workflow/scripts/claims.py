@@ -2,6 +2,7 @@
 
 Named inputs (any subset; a claim whose input is absent is reported as "not evaluated"):
   table2              results/table2.csv
+  table2_paired       results/table2_paired.csv (paired errors of L[q*_Flow] − L[q*_FFG], claim 3)
   table3              Table 3 CSV (variants: standard, large_encoder, no_annealing)
   flows_amortization  frozen-decoder experiment CSV
   decoder_capacity    decoder-capacity CSV (accepted; no §7 claim reads it)

@@ -3,7 +3,7 @@ import pandas as pd
 
 from vaegaps.io import atomic_path
 from vaegaps.stage import stage
-from vaegaps.tables import table2, to_markdown
+from vaegaps.tables import paired_flow_minus_ffg, table2, to_markdown
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
@@ -13,3 +13,5 @@ with stage(snakemake):  # noqa: F821 (injected by Snakemake)
         table.to_csv(tmp, index=False)
     with atomic_path(sm.output.md) as tmp:
         tmp.write_text(to_markdown(table))
+    with atomic_path(sm.output.paired) as tmp:
+        paired_flow_minus_ffg(frames).to_csv(tmp, index=False)
