@@ -21,7 +21,8 @@ from .bounds import monte_carlo_bounds
 from .data import load_split
 from .io import write_parquet
 from .local_opt import optimize_local
-from .vae import VAE
+from .runtime import resolve_device
+from .vae import VAE, load_vae
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,17 @@ def bdmc_validation(model: VAE, n: int, cfg: dict, seed: int, device) -> pd.Data
     b = bdmc(model.log_likelihood(x), z, cfg["n_chains"], generator=seed, **_ais_settings(cfg))
     return pd.DataFrame({"index": np.arange(n), "lower": b.lower.cpu().numpy(),
                          "upper": b.upper.cpu().numpy(), "gap": (b.upper - b.lower).cpu().numpy()})
+
+
+def evaluate_set(model_path, data_path, evaluation: dict, device_name: str, resume_dir,
+                 estimate: Callable[[VAE, np.ndarray, torch.Tensor], pd.DataFrame]) -> pd.DataFrame:
+    """What every evaluation stage does: load the model on its device, take the evaluation set,
+    and run estimate(model, index, x) over it in resumable chunks."""
+    device = resolve_device(device_name)
+    model = load_vae(model_path, device)
+    index, x = evaluation_set(data_path, evaluation["split"], evaluation["n_points"], device)
+    return run_in_chunks(lambda i, xx: estimate(model, i, xx), index, x, evaluation["chunk_size"],
+                         resume_dir)
 
 
 def run_in_chunks(estimate: Callable[[np.ndarray, torch.Tensor], pd.DataFrame], index: np.ndarray,

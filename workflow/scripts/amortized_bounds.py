@@ -1,17 +1,13 @@
 """Snakemake stage: L[q] and IWAE of the encoder on the evaluation set."""
-from vaegaps.evaluate import amortized_bounds, evaluation_set, run_in_chunks
+from vaegaps.evaluate import amortized_bounds, evaluate_set
 from vaegaps.io import write_parquet
-from vaegaps.runtime import resolve_device
 from vaegaps.stage import stage
-from vaegaps.vae import load_vae
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
-    ev, device = sm.params.evaluation, resolve_device(sm.config["device"])
-    model = load_vae(sm.input.model, device)
-    index, x = evaluation_set(sm.input.data, ev["split"], ev["n_points"], device)
+    ev, seed = sm.params.evaluation, sm.config["seed"]
     n = ev["amortized"]["n_samples"]
-    df = run_in_chunks(lambda i, xx: amortized_bounds(model, xx, i, n, sm.config["seed"]),
-                       index, x, ev["chunk_size"], sm.params.resume)
+    df = evaluate_set(sm.input.model, sm.input.data, ev, sm.config["device"], sm.params.resume,
+                      lambda model, i, x: amortized_bounds(model, x, i, n, seed))
     write_parquet(df, sm.output[0], {"estimator": "amortized", "split": ev["split"],
-                                     "settings": ev["amortized"], "seed": sm.config["seed"]})
+                                     "settings": ev["amortized"], "seed": seed})
