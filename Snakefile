@@ -22,6 +22,24 @@ include: "workflow/rules/experiments.smk"
 report: "workflow/report/workflow.rst"
 
 
+# On a cluster these run on the submitting host, not as jobs: each takes seconds (gathering parts,
+# tables, plots), and prepare_dataset may need the network that compute nodes often lack.
+localrules:
+    all,
+    prepare_dataset,
+    gather_parts,
+    gather_bdmc,
+    gaps,
+    table2,
+    table3,
+    flows_amortization,
+    decoder_capacity,
+    gaps_over_training,
+    figure_gaps_over_training,
+    bdmc_table,
+    claims,
+
+
 rule all:
     input:
         ALL_OUTPUTS,

@@ -1,44 +1,15 @@
 """The real Snakemake DAG on a tiny config: outputs, schemas, gap identities, determinism, lint."""
 
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
-import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "tests" / "data" / "tiny.yaml"
+from workflow_runner import REPO, snakemake
+
 TABLE2_COLUMNS = ["dataset", "trained_family", "n_points"] + [
     x for c in ["log_px", "elbo_local_flow", "elbo_local_ffg", "elbo_amortized", "approximation_gap",
                 "amortization_gap", "inference_gap"] for x in (c, f"{c}_se")]
-
-
-def snakemake(workdir, *args, check=True, repo=REPO):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(TINY), "--cores", "2", *args]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if check and out.returncode:
-        raise AssertionError(f"snakemake failed ({out.returncode}):\n{out.stderr[-4000:]}")
-    return out
-
-
-@pytest.fixture(scope="module")
-def repo_copy(tmp_path_factory):
-    """The workflow and package sources in a scratch folder, so a test may edit them."""
-    dst = tmp_path_factory.mktemp("repo")
-    for name in ("Snakefile", "config.yaml", "workflow", "src", "envs"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst / name)
-    return dst
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, repo_copy):
-    work = tmp_path_factory.mktemp("tiny")
-    snakemake(work, "all", repo=repo_copy)
-    return work / "results"
 
 
 def test_table2_has_every_quantity_for_both_families(tiny_run):

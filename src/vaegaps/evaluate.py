@@ -1,8 +1,8 @@
 """Run an estimator over an evaluation set and return one row per datapoint.
 
 Every estimator keys its random numbers by the datapoint's index in its split, so the evaluation
-set can be cut into chunks (resumable after a kill, or spread over cluster jobs) without changing
-a single number.
+set can be cut into parts (one cluster job each) and chunks (resumable after a kill) without
+changing a number: `gather_parts` puts the parts back together.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import torch
 from . import rng
 from .ais import ais, bdmc
 from .bounds import monte_carlo_bounds
+from .config import digest
 from .data import load_split
-from .io import write_parquet
+from .errors import VaegapsError
+from .io import file_digest, read_metadata, write_parquet
 from .local_opt import optimize_local
 from .runtime import resolve_device
 from .vae import VAE, load_vae
@@ -115,44 +117,87 @@ def simulate(model: VAE, n: int, seed: int, device) -> tuple[torch.Tensor, torch
     return z.to(device), (u < probs).to(probs.dtype)
 
 
-def bdmc_validation(model: VAE, n: int, cfg: dict, seed: int, device) -> pd.DataFrame:
-    """Forward and reverse AIS on data simulated from the model: the gap bounds AIS's error."""
+def bdmc_validation(model: VAE, n: int, cfg: dict, seed: int, device,
+                    part: tuple[int, int] = (0, 1)) -> pd.DataFrame:
+    """Forward and reverse AIS on data simulated from the model: the gap bounds AIS's error.
+    `part` = (p, k) runs only the p-th of k consecutive parts of the n simulated datapoints."""
     model = _frozen(model)
     z, x = simulate(model, n, seed, device)
-    b = bdmc(model.log_likelihood(x), z, cfg["n_chains"], generator=seed, **_ais_settings(cfg))
-    return pd.DataFrame({"index": np.arange(n), "lower": b.lower.cpu().numpy(),
+    start, stop = part_bounds(n, *part)
+    b = bdmc(model.log_likelihood(x[start:stop]), z[start:stop], cfg["n_chains"], generator=seed,
+             index=torch.arange(start, stop), **_ais_settings(cfg))
+    return pd.DataFrame({"index": np.arange(start, stop), "lower": b.lower.cpu().numpy(),
                          "upper": b.upper.cpu().numpy(), "gap": (b.upper - b.lower).cpu().numpy()})
 
 
+def part_bounds(n: int, part: int, parts: int) -> tuple[int, int]:
+    """[start, stop) of part `part` (from 0) when n datapoints are cut into `parts` consecutive,
+    near-equal parts."""
+    if not 0 <= part < parts:
+        raise VaegapsError(f"part {part} of {parts} does not exist; parts are numbered 0..{parts - 1}")
+    if parts > n:
+        raise VaegapsError(f"evaluation.parts ({parts}) is more than the {n} datapoints; lower it")
+    return n * part // parts, n * (part + 1) // parts
+
+
 def evaluate_set(model_path, data_path, evaluation: dict, device_name: str, resume_dir,
-                 estimate: Callable[[VAE, np.ndarray, torch.Tensor], pd.DataFrame]) -> pd.DataFrame:
-    """What every evaluation stage does: load the model on its device, take the evaluation set,
-    and run estimate(model, index, x) over it in resumable chunks."""
+                 estimate: Callable[[VAE, np.ndarray, torch.Tensor], pd.DataFrame],
+                 provenance: dict, part: tuple[int, int] = (0, 1)) -> pd.DataFrame:
+    """What every evaluation stage does: load the model on its device, take part `part` = (p, k)
+    of the evaluation set, and run estimate(model, index, x) over it in resumable chunks.
+    `provenance` (estimator and settings), with the model's and data's digests, keys the chunks,
+    so a rerun after any change recomputes instead of reusing stale ones."""
     device = resolve_device(device_name)
     model = load_vae(model_path, device)
     index, x = evaluation_set(data_path, evaluation["split"], evaluation["n_points"], device)
-    return run_in_chunks(lambda i, xx: estimate(model, i, xx), index, x, evaluation["chunk_size"],
-                         resume_dir)
+    start, stop = part_bounds(len(index), *part)
+    key = digest({**provenance, "split": evaluation["split"], "model": file_digest(model_path),
+                  "data": file_digest(data_path)})
+    return run_in_chunks(lambda i, xx: estimate(model, i, xx), index[start:stop], x[start:stop],
+                         evaluation["chunk_size"], resume_dir, key)
 
 
 def run_in_chunks(estimate: Callable[[np.ndarray, torch.Tensor], pd.DataFrame], index: np.ndarray,
-                  x: torch.Tensor, chunk_size: int, resume_dir: str | Path) -> pd.DataFrame:
+                  x: torch.Tensor, chunk_size: int, resume_dir: str | Path, key: str = "") -> pd.DataFrame:
     """estimate(index, x) over consecutive chunks, each saved to resume_dir as it finishes, so a
-    killed job restarts at its first unfinished chunk. Chunking does not change results."""
+    killed job restarts at its first unfinished chunk. A saved chunk is reused only if it was made
+    under the same `key`. Chunking does not change results."""
     resume_dir = Path(resume_dir)
     parts = []
     for start in range(0, len(index), chunk_size):
         stop = min(start + chunk_size, len(index))
-        part_path = resume_dir / f"chunk_{index[start]}_{index[stop - 1]}.parquet"
-        if part_path.exists():
-            log.info("chunk %d-%d: reusing %s", start, stop, part_path)
-            parts.append(pd.read_parquet(part_path))
+        chunk_path = resume_dir / f"chunk_{index[start]}_{index[stop - 1]}.parquet"
+        if chunk_path.exists() and read_metadata(chunk_path).get("key") == key:
+            log.info("chunk %d-%d: reusing %s", start, stop, chunk_path)
+            parts.append(pd.read_parquet(chunk_path))
             continue
-        part = estimate(index[start:stop], x[start:stop])
-        write_parquet(part, part_path, {"partial": True})
+        chunk = estimate(index[start:stop], x[start:stop])
+        write_parquet(chunk, chunk_path, {"partial": True, "key": key})
         log.info("chunk %d-%d of %d done", start, stop, len(index))
-        parts.append(part)
+        parts.append(chunk)
     return pd.concat(parts, ignore_index=True)
+
+
+PART_KEYS = ("part", "parts", "versions")
+
+
+def gather_parts(paths: list[str | Path]) -> tuple[pd.DataFrame, dict]:
+    """The parts 0..k-1 written by one evaluation stage, concatenated in datapoint order, and
+    their shared metadata. Parts made under different settings are an error, not a silent mix."""
+    metas = [read_metadata(p) for p in paths]
+    k = len(paths)
+    for i, (path, meta) in enumerate(zip(paths, metas)):
+        if (meta.get("part"), meta.get("parts")) != (i, k):
+            raise VaegapsError(f"{path} is part {meta.get('part')} of {meta.get('parts')}, expected "
+                               f"{i} of {k}; delete it and rerun")
+    shared = [{key: v for key, v in m.items() if key not in PART_KEYS} for m in metas]
+    if any(s != shared[0] for s in shared):
+        raise VaegapsError(f"the parts {paths[0]} ... were made with different settings; "
+                           "delete them and rerun")
+    df = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    if not df["index"].is_monotonic_increasing or not df["index"].is_unique:
+        raise VaegapsError(f"the parts {paths[0]} ... overlap or are out of order; delete them and rerun")
+    return df, {**shared[0], "parts": k}
 
 
 def over_training_point(model: VAE, sets: dict[str, tuple[np.ndarray, torch.Tensor]], family: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -68,6 +69,15 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     if META_KEY not in meta:
         raise VaegapsError(f"{path} has no vaegaps metadata; rebuild it with the workflow")
     return json.loads(meta[META_KEY])
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (streamed): ties a result to the exact model and data it used."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> None:

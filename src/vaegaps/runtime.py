@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .errors import VaegapsError
 
 
+def slurm_withholds_gpu(env=os.environ) -> bool:
+    """True inside a SLURM job that was given no GPU: without device cgroups the node's GPUs are
+    still visible, but they belong to other jobs."""
+    if "SLURM_JOB_ID" not in env:
+        return False
+    return not any(env.get(k) for k in ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE",
+                                        "CUDA_VISIBLE_DEVICES"))
+
+
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks the GPU when one is present; 'cuda' without one is an error, not a silent CPU run."""
+    """'auto' picks the GPU when one is present (and, in a SLURM job, given to the job); 'cuda'
+    without one is an error, not a silent CPU run."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        gpu = torch.cuda.is_available() and not slurm_withholds_gpu()
+        return torch.device("cuda" if gpu else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VaegapsError(f"device: {name} but no CUDA GPU is visible; set device: auto or cpu")
     try:

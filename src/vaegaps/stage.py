@@ -26,3 +26,19 @@ def stage(snakemake) -> Iterator[None]:
     except VaegapsError as exc:
         logging.getLogger("vaegaps").error("%s", exc)
         sys.exit(f"error: {exc}")
+
+
+def evaluation_stage(snakemake, estimator: str, settings: dict, estimate) -> None:
+    """The body of every per-datapoint evaluation stage: part {part} of {parts} of the evaluation
+    set through estimate(model, index, x), written with its provenance (gathered later)."""
+    from .evaluate import evaluate_set
+    from .io import write_parquet
+
+    sm = snakemake
+    ev = sm.params.evaluation
+    part = (int(sm.wildcards.part), int(sm.wildcards.parts))
+    provenance = {"estimator": estimator, "split": ev["split"], "settings": settings,
+                  "seed": sm.config["seed"]}
+    df = evaluate_set(sm.input.model, sm.input.data, ev, sm.config["device"], sm.params.resume,
+                      estimate, provenance, part)
+    write_parquet(df, sm.output[0], {**provenance, "part": part[0], "parts": part[1]})

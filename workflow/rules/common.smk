@@ -12,6 +12,10 @@ RES = config["results"]
 MODEL = f"{RES}/models/{{dataset}}/{{variant}}/{{family}}"
 EVAL = f"{RES}/eval/{{dataset}}/{{variant}}/{{family}}"
 THREADS = config["threads"]
+# GPUs asked of a cluster by the rules a GPU speeds up (training, local optimisation, AIS, BDMC);
+# a site without GPUs sets them to 0 in its own profile (README, "Running on a cluster").
+GPU = 0 if config["device"] == "cpu" else 1
+PART = "part_{part}_of_{parts}"
 PKG = Path(workflow.basedir) / "src" / "vaegaps"
 
 
@@ -22,6 +26,9 @@ wildcard_constraints:
     qfamily="ffg|flow|realnvp",
     epoch="[0-9]+",
     setting="main|over_training",
+    estimator="amortized|local_(ffg|flow|realnvp)|ais",
+    part="[0-9]+",
+    parts="[0-9]+",
 
 
 def code(*modules):
@@ -32,6 +39,11 @@ def code(*modules):
 
 MODEL_CODE = ("vae", "nets", "families", "bounds", "config")
 ESTIMATOR_CODE = (*MODEL_CODE, "rng", "likelihood", "data", "evaluate")
+
+
+def parts_of(prefix, parts):
+    """The files of an evaluation stage split into `parts` jobs: PREFIX/part_P_of_K.parquet."""
+    return [f"{prefix}/part_{p}_of_{parts}.parquet" for p in range(parts)]
 
 
 def model_cfg(wildcards):

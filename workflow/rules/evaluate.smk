@@ -1,4 +1,6 @@
-# Per-datapoint estimates on the evaluation set; each resumes from its finished chunks.
+# Per-datapoint estimates on the evaluation set. Each stage runs as `evaluation.parts` jobs, one
+# per consecutive part of the datapoints (one cluster job each), each resuming from its finished
+# chunks; gather_parts joins them into the stage's Parquet (identical for any number of parts).
 
 
 rule amortized_bounds:
@@ -8,14 +10,14 @@ rule amortized_bounds:
         data=f"{RES}/data/{{dataset}}.parquet",
         code=code(*ESTIMATOR_CODE),
     output:
-        f"{EVAL}/amortized.parquet",
+        f"{EVAL}/parts/amortized/{PART}.parquet",
     params:
         evaluation=eval_cfg,
         resume=f"{RES}/resume/{{dataset}}/{{variant}}/{{family}}/amortized",
     log:
-        f"{RES}/logs/amortized_bounds/{{dataset}}/{{variant}}/{{family}}.log",
+        f"{RES}/logs/amortized_bounds/{{dataset}}/{{variant}}/{{family}}/{PART}.log",
     benchmark:
-        f"{RES}/benchmarks/amortized_bounds/{{dataset}}/{{variant}}/{{family}}.tsv"
+        f"{RES}/benchmarks/amortized_bounds/{{dataset}}/{{variant}}/{{family}}/{PART}.tsv"
     threads: THREADS
     resources:
         mem_mb=8000,
@@ -33,18 +35,19 @@ rule local_optimum:
         data=f"{RES}/data/{{dataset}}.parquet",
         code=code("local_opt", *ESTIMATOR_CODE),
     output:
-        f"{EVAL}/local_{{qfamily}}.parquet",
+        f"{EVAL}/parts/local_{{qfamily}}/{PART}.parquet",
     params:
         evaluation=eval_cfg,
         resume=f"{RES}/resume/{{dataset}}/{{variant}}/{{family}}/local_{{qfamily}}",
     log:
-        f"{RES}/logs/local_optimum/{{dataset}}/{{variant}}/{{family}}_{{qfamily}}.log",
+        f"{RES}/logs/local_optimum/{{dataset}}/{{variant}}/{{family}}_{{qfamily}}/{PART}.log",
     benchmark:
-        f"{RES}/benchmarks/local_optimum/{{dataset}}/{{variant}}/{{family}}_{{qfamily}}.tsv"
+        f"{RES}/benchmarks/local_optimum/{{dataset}}/{{variant}}/{{family}}_{{qfamily}}/{PART}.tsv"
     threads: THREADS
     resources:
         mem_mb=8000,
         runtime=24 * 60,
+        gpu=GPU,
     conda:
         "../../envs/vaegaps.yaml"
     script:
@@ -58,19 +61,42 @@ rule ais:
         data=f"{RES}/data/{{dataset}}.parquet",
         code=code("ais", *ESTIMATOR_CODE),
     output:
-        f"{EVAL}/ais.parquet",
+        f"{EVAL}/parts/ais/{PART}.parquet",
     params:
         evaluation=eval_cfg,
         resume=f"{RES}/resume/{{dataset}}/{{variant}}/{{family}}/ais",
     log:
-        f"{RES}/logs/ais/{{dataset}}/{{variant}}/{{family}}.log",
+        f"{RES}/logs/ais/{{dataset}}/{{variant}}/{{family}}/{PART}.log",
     benchmark:
-        f"{RES}/benchmarks/ais/{{dataset}}/{{variant}}/{{family}}.tsv"
+        f"{RES}/benchmarks/ais/{{dataset}}/{{variant}}/{{family}}/{PART}.tsv"
     threads: THREADS
     resources:
         mem_mb=8000,
         runtime=24 * 60,
+        gpu=GPU,
     conda:
         "../../envs/vaegaps.yaml"
     script:
         "../scripts/ais.py"
+
+
+rule gather_parts:
+    """One evaluation stage's parts, joined in datapoint order into its per-datapoint Parquet."""
+    input:
+        parts=lambda w: parts_of(f"{RES}/eval/{w.dataset}/{w.variant}/{w.family}/parts/{w.estimator}",
+                                 eval_cfg(w)["parts"]),
+        code=code("evaluate"),
+    output:
+        f"{EVAL}/{{estimator}}.parquet",
+    log:
+        f"{RES}/logs/gather_parts/{{dataset}}/{{variant}}/{{family}}/{{estimator}}.log",
+    benchmark:
+        f"{RES}/benchmarks/gather_parts/{{dataset}}/{{variant}}/{{family}}/{{estimator}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/gather_parts.py"

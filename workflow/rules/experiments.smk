@@ -91,6 +91,7 @@ rule over_training_point:
     resources:
         mem_mb=4000,
         runtime=6 * 60,
+        gpu=GPU,
     conda:
         "../../envs/vaegaps.yaml"
     script:
@@ -203,23 +204,46 @@ rule bdmc:
         model=f"{MODEL}/model.pt",
         code=code("ais", *ESTIMATOR_CODE),
     output:
-        f"{RES}/bdmc/{{dataset}}/{{variant}}/{{family}}/{{setting}}.parquet",
+        f"{RES}/bdmc/{{dataset}}/{{variant}}/{{family}}/{{setting}}/{PART}.parquet",
     params:
         ais=lambda w: ais_setting(w.dataset, w.setting),
         n_points=BD.get("n_points", 20),
         seed=config["seed"],
     log:
-        f"{RES}/logs/bdmc/{{dataset}}/{{variant}}/{{family}}/{{setting}}.log",
+        f"{RES}/logs/bdmc/{{dataset}}/{{variant}}/{{family}}/{{setting}}/{PART}.log",
     benchmark:
-        f"{RES}/benchmarks/bdmc/{{dataset}}/{{variant}}/{{family}}/{{setting}}.tsv"
+        f"{RES}/benchmarks/bdmc/{{dataset}}/{{variant}}/{{family}}/{{setting}}/{PART}.tsv"
     threads: THREADS
     resources:
         mem_mb=4000,
         runtime=24 * 60,
+        gpu=GPU,
     conda:
         "../../envs/vaegaps.yaml"
     script:
         "../scripts/bdmc.py"
+
+
+rule gather_bdmc:
+    """The BDMC parts of one model and AIS setting, joined in datapoint order."""
+    input:
+        parts=lambda w: parts_of(f"{RES}/bdmc/{w.dataset}/{w.variant}/{w.family}/{w.setting}",
+                                 eval_cfg(w)["parts"]),
+        code=code("evaluate"),
+    output:
+        f"{RES}/bdmc/{{dataset}}/{{variant}}/{{family}}/{{setting}}.parquet",
+    log:
+        f"{RES}/logs/gather_bdmc/{{dataset}}/{{variant}}/{{family}}/{{setting}}.log",
+    benchmark:
+        f"{RES}/benchmarks/gather_bdmc/{{dataset}}/{{variant}}/{{family}}/{{setting}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/gather_parts.py"
 
 
 rule bdmc_table:

@@ -19,6 +19,7 @@ rule train_vae:
     resources:
         mem_mb=8000,
         runtime=24 * 60,
+        gpu=GPU,
     conda:
         "../../envs/vaegaps.yaml"
     script:

@@ -1,13 +1,9 @@
-"""Snakemake stage: L[q] and IWAE of the encoder on the evaluation set."""
-from vaegaps.evaluate import amortized_bounds, evaluate_set
-from vaegaps.io import write_parquet
-from vaegaps.stage import stage
+"""Snakemake stage: L[q] and IWAE of the encoder on one part of the evaluation set."""
+from vaegaps.evaluate import amortized_bounds
+from vaegaps.stage import evaluation_stage, stage
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
-    ev, seed = sm.params.evaluation, sm.config["seed"]
-    n = ev["amortized"]["n_samples"]
-    df = evaluate_set(sm.input.model, sm.input.data, ev, sm.config["device"], sm.params.resume,
-                      lambda model, i, x: amortized_bounds(model, x, i, n, seed))
-    write_parquet(df, sm.output[0], {"estimator": "amortized", "split": ev["split"],
-                                     "settings": ev["amortized"], "seed": seed})
+    cfg, seed = sm.params.evaluation["amortized"], sm.config["seed"]
+    evaluation_stage(sm, "amortized", cfg,
+                     lambda model, i, x: amortized_bounds(model, x, i, cfg["n_samples"], seed))

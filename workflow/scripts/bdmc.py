@@ -1,4 +1,4 @@
-"""Snakemake stage: BDMC (forward and reverse AIS) on data simulated from one model."""
+"""Snakemake stage: BDMC (forward and reverse AIS) on one part of the data simulated from a model."""
 from vaegaps.evaluate import bdmc_validation
 from vaegaps.io import write_parquet
 from vaegaps.runtime import resolve_device
@@ -9,6 +9,7 @@ with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
     device = resolve_device(sm.config["device"])
     model = load_vae(sm.input.model, device)
-    df = bdmc_validation(model, sm.params.n_points, sm.params.ais, sm.params.seed, device)
+    part = (int(sm.wildcards.part), int(sm.wildcards.parts))
+    df = bdmc_validation(model, sm.params.n_points, sm.params.ais, sm.params.seed, device, part)
     write_parquet(df, sm.output[0], {"setting": sm.wildcards.setting, "ais": sm.params.ais,
-                                     "seed": sm.params.seed})
+                                     "seed": sm.params.seed, "part": part[0], "parts": part[1]})

@@ -1,0 +1,88 @@
+"""Evaluation split into parts (k = 1, 3) gathers to the same Parquet, and the tiny DAG run on a
+real single-node SLURM cluster through the workflow's SLURM profile equals the local run."""
+
+import importlib.util
+
+import pandas as pd
+import pytest
+
+from slurm_cluster import SlurmCluster, SlurmError, ACCOUNT, PARTITION
+from vaegaps.io import read_metadata
+from workflow_runner import REPO, snakemake
+
+K = 3
+TARGETS = ["results/table2.csv", "results/bdmc.csv"]
+MODELS = ["digits/standard/ffg", "digits/standard/flow"]
+ESTIMATORS = ["amortized", "local_ffg", "local_flow", "ais"]
+GATHERED = ([f"eval/{m}/{e}.parquet" for m in MODELS for e in ESTIMATORS]
+            + [f"bdmc/{m}/{s}.parquet" for m in MODELS for s in ("main", "over_training")]
+            + [f"gaps/{m}.parquet" for m in MODELS])
+SLURM_RULES = {"train_vae", "amortized_bounds", "local_optimum", "ais", "bdmc"}
+
+
+def assert_same_results(a, b, exact: bool):
+    """Every gathered per-datapoint Parquet of results folders a and b holds the same rows."""
+    for rel in GATHERED:
+        x, y = pd.read_parquet(a / rel), pd.read_parquet(b / rel)
+        # float32 estimators over a different batch of datapoints may differ in the last bit
+        pd.testing.assert_frame_equal(x, y, check_exact=exact, rtol=1e-6, atol=1e-6, obj=rel)
+
+
+@pytest.fixture(scope="module")
+def split_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("split") / "split.yaml"
+    path.write_text(f"evaluation: {{parts: {K}}}\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def split_run(tmp_path_factory, split_config):
+    work = tmp_path_factory.mktemp("split_run")
+    snakemake(work, *TARGETS, configfiles=[split_config])
+    return work / "results"
+
+
+def test_split_evaluation_gathers_the_unsplit_parquet(split_run, tiny_run):
+    for m in MODELS:
+        for e in ESTIMATORS:
+            parts = sorted((split_run / "eval" / m / "parts" / e).glob("part_*.parquet"))
+            assert [p.name for p in parts] == [f"part_{p}_of_{K}.parquet" for p in range(K)]
+            assert [read_metadata(p)["part"] for p in parts] == list(range(K))
+            assert read_metadata(split_run / "eval" / m / f"{e}.parquet")["parts"] == K
+    assert_same_results(split_run, tiny_run, exact=False)  # k = 3 against k = 1
+    pd.testing.assert_frame_equal(pd.read_csv(split_run / "table2.csv"), pd.read_csv(tiny_run / "table2.csv"),
+                                  rtol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        pytest.fail("snakemake-executor-plugin-slurm is not installed: pip install -e '.[slurm]'")
+    c = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        c.start()
+    except SlurmError as exc:
+        pytest.fail(f"a single-node SLURM could not be started here: {exc}")
+    yield c
+    c.stop()
+
+
+def test_tiny_dag_through_the_slurm_profile_equals_the_local_run(cluster, split_run, split_config,
+                                                                 tiny_run, tmp_path):
+    # the site's settings come from its own profile: the workflow is not edited
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "config.yaml").write_text(
+        f"default-resources:\n  slurm_partition: {PARTITION}\n  slurm_account: {ACCOUNT}\n"
+        "slurm-init-seconds-before-status-checks: 2\n")
+    work = tmp_path / "work"
+    snakemake(work, "--workflow-profile", REPO / "workflow" / "profiles" / "slurm", "--profile", site,
+              *TARGETS, configfiles=[split_config], env=cluster.env)
+
+    jobs = cluster.jobs()
+    rules = [j["Comment"].removeprefix("rule_").split("_wildcards_")[0] for j in jobs]
+    assert set(rules) == SLURM_RULES, rules  # localrules (gathering, tables) stayed on this host
+    assert len(jobs) == len(MODELS) * (1 + len(ESTIMATORS) * K + 2 * K)  # train, evaluation, BDMC parts
+    assert {j["State"] for j in jobs} == {"COMPLETED"}, jobs
+    assert_same_results(work / "results", split_run, exact=True)  # the same DAG run locally
+    assert_same_results(work / "results", tiny_run, exact=False)  # and unsplit

@@ -1,0 +1,79 @@
+"""Evaluation parts and resumable chunks: the cuts, the gathering, stale chunks, the SLURM device."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from vaegaps.errors import VaegapsError
+from vaegaps.evaluate import gather_parts, part_bounds, run_in_chunks
+from vaegaps.io import read_metadata, write_parquet
+from vaegaps.runtime import slurm_withholds_gpu
+
+
+@pytest.mark.parametrize("n,k", [(24, 1), (24, 3), (10, 3), (7, 7), (1000, 6)])
+def test_parts_cover_every_datapoint_once_in_order(n, k):
+    bounds = [part_bounds(n, p, k) for p in range(k)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))  # consecutive, no gap or overlap
+    sizes = [b - a for a, b in bounds]
+    assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+
+
+def test_bad_parts_name_the_fix():
+    with pytest.raises(VaegapsError, match="more than the 4 datapoints"):
+        part_bounds(4, 0, 5)
+    with pytest.raises(VaegapsError, match="numbered 0..2"):
+        part_bounds(10, 3, 3)
+
+
+def _write_parts(tmp_path, k, n=10, settings=None):
+    paths = []
+    for p in range(k):
+        a, b = part_bounds(n, p, k)
+        path = tmp_path / f"part_{p}_of_{k}.parquet"
+        write_parquet(pd.DataFrame({"index": np.arange(a, b), "v": np.arange(a, b) * 0.5}), path,
+                      {"estimator": "x", "settings": (settings or {}).get(p, {"s": 1}), "part": p, "parts": k})
+        paths.append(path)
+    return paths
+
+
+def test_gather_joins_parts_in_order_with_their_shared_metadata(tmp_path):
+    df, meta = gather_parts(_write_parts(tmp_path, 3))
+    assert df["index"].tolist() == list(range(10)) and df["v"].tolist() == [i * 0.5 for i in range(10)]
+    assert meta["estimator"] == "x" and meta["parts"] == 3 and "part" not in meta
+
+
+def test_gather_refuses_mixed_settings_and_wrong_parts(tmp_path):
+    with pytest.raises(VaegapsError, match="different settings"):
+        gather_parts(_write_parts(tmp_path, 3, settings={1: {"s": 2}}))
+    paths = _write_parts(tmp_path, 3)
+    with pytest.raises(VaegapsError, match="expected 1 of 3"):
+        gather_parts([paths[0], paths[2], paths[1]])
+
+
+def test_resume_reuses_a_chunk_only_under_the_same_key(tmp_path):
+    calls = []
+
+    def estimate(index, x):
+        calls.append(index.tolist())
+        return pd.DataFrame({"index": index, "v": x.sum(1).numpy()})
+
+    index, x = np.arange(6), torch.arange(12.0).reshape(6, 2)
+    first = run_in_chunks(estimate, index, x, 4, tmp_path, key="a")
+    assert calls == [[0, 1, 2, 3], [4, 5]] and read_metadata(tmp_path / "chunk_0_3.parquet")["key"] == "a"
+    again = run_in_chunks(estimate, index, x, 4, tmp_path, key="a")
+    assert len(calls) == 2  # both chunks reused
+    pd.testing.assert_frame_equal(first, again)
+    run_in_chunks(estimate, index, x, 4, tmp_path, key="b")  # new model or settings
+    assert len(calls) == 4  # stale chunks recomputed, not reused
+
+
+@pytest.mark.parametrize("env,withheld", [
+    ({}, False),  # not a SLURM job
+    ({"SLURM_JOB_ID": "7"}, True),  # a job given no GPU
+    ({"SLURM_JOB_ID": "7", "SLURM_JOB_GPUS": "0"}, False),
+    ({"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "1"}, False),
+])
+def test_slurm_job_without_gpu_stays_on_cpu(env, withheld):
+    assert slurm_withholds_gpu(env) is withheld
