@@ -81,6 +81,18 @@ def evaluation_config(config: dict, dataset: str) -> dict:
     return deep_merge(config["evaluation"], override)
 
 
+def check_parts(config: dict) -> None:
+    """Every evaluation split into `parts` jobs needs at least one datapoint per part."""
+    experiments = config.get("experiments") or {}
+    bdmc_points = experiments.get("bdmc", {}).get("n_points", 20) if experiments else None
+    for dataset in config["datasets"]:
+        ev = evaluation_config(config, dataset)
+        for what, n in (("evaluation.n_points", ev["n_points"]), ("experiments.bdmc.n_points", bdmc_points)):
+            if n is not None and ev["parts"] > n:
+                raise VaegapsError(f"config error: evaluation.parts ({ev['parts']}) for {dataset} is more "
+                                   f"than {what} ({n}); lower parts")
+
+
 def split_ref(ref: str) -> tuple[str, str]:
     """"VARIANT/FAMILY" -> (variant, family)."""
     variant, _, family = ref.partition("/")

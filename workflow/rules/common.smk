@@ -4,9 +4,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from vaegaps.config import (  # noqa: E402 (torch-free)
-    deep_merge, evaluation_config, model_config, model_path, split_ref, validate)
+    check_parts, deep_merge, evaluation_config, model_config, model_path, split_ref, validate)
 
 validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+check_parts(config)
 
 RES = config["results"]
 MODEL = f"{RES}/models/{{dataset}}/{{variant}}/{{family}}"
