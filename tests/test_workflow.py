@@ -144,3 +144,10 @@ def test_html_report_gathers_tables_and_figures(tiny_run, repo_copy):
     snakemake(tiny_run.parent, "--report", str(report), repo=repo_copy)
     html = report.read_text(errors="replace")
     assert len(html) > 50_000 and "table2.csv" in html and "figure2.png" in html
+
+
+def test_default_profile_is_loaded_without_being_named(tmp_path):
+    """Snakemake looks for profiles/default beside the Snakefile: the link there makes the default
+    profile (rerun-incomplete after a kill, default resources) apply to every plain run."""
+    out = snakemake(tmp_path, "-n", "results/table2.csv")
+    assert "Using workflow specific profile" in out.stderr and "profiles/default" in out.stderr
