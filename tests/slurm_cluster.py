@@ -210,7 +210,8 @@ class SlurmCluster:
 
     def jobs(self) -> list[dict[str, str]]:
         """Every job the accounting database holds for this cluster, as sacct reports it."""
-        fields = ["JobID", "JobName", "State", "ExitCode", "Comment"]
+        fields = ["JobID", "JobName", "State", "ExitCode", "Comment", "Partition", "Account",
+                  "ReqMem", "Timelimit", "ReqCPUS"]
         out = _run(["sacct", "-a", "-X", "-n", "-P", "-S", "2000-01-01", "-o", ",".join(fields)],
                    "sacct", env=self.env)
         return [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line]
