@@ -40,16 +40,6 @@ def _run(cmd: list[str], step: str, **kwargs) -> str:
     return r.stdout
 
 
-def _wait(check, what: str, log: Path | None = None, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-    raise SlurmError(f"{what} not ready after {timeout:.0f} s. {tail}")
-
-
 def ensure_installed() -> None:
     """Install Debian's SLURM, munge and MariaDB when any program is missing (needs root)."""
     if all(shutil.which(p) for p in PROGRAMS):
@@ -91,11 +81,21 @@ class SlurmCluster:
                                 start_new_session=True)
         self.procs.append((name, proc))
 
-    def _alive(self, name: str) -> None:
-        for n, p in self.procs:
-            if n == name and p.poll() is not None:
-                out = (self.root / "log" / f"{name}.out").read_text(errors="replace")[-2000:]
-                raise SlurmError(f"{name} exited with {p.returncode}: {out}")
+    def _wait_for(self, name: str, ready, log: str, timeout: float = 60.0) -> None:
+        """Poll ready() until it holds; fail at once, with the log's tail, if daemon `name` exits."""
+        def tail(file):
+            path = self.root / "log" / file
+            return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for n, p in self.procs:
+                if n == name and p.poll() is not None:
+                    raise SlurmError(f"{name} exited with {p.returncode}: {tail(f'{name}.out')}")
+            if ready():
+                return
+            time.sleep(0.5)
+        raise SlurmError(f"{name} not ready after {timeout:.0f} s. {tail(log)}")
 
     def start(self) -> "SlurmCluster":
         ensure_installed()
@@ -127,8 +127,7 @@ class SlurmCluster:
         self._start("munged", ["munged", "-F", "--force", f"--key-file={key}",
                                f"--socket={self.munge_socket}", f"--pid-file={m / 'munged.pid'}",
                                f"--seed-file={m / 'munged.seed'}", f"--log-file={self.root / 'log' / 'munged.log'}"])
-        _wait(lambda: (self._alive("munged"), self.munge_socket.exists())[1], "munged",
-              self.root / "log" / "munged.out")
+        self._wait_for("munged", self.munge_socket.exists, "munged.out")
 
     def _start_mariadb(self) -> None:
         db = self.root / "db"
@@ -138,8 +137,7 @@ class SlurmCluster:
                                  f"--socket={self.db_socket}", f"--port={self.ports['db']}",
                                  "--bind-address=127.0.0.1", "--skip-name-resolve",
                                  f"--pid-file={self.root / 'mysqld.pid'}"])
-        _wait(lambda: (self._alive("mariadbd"), self.db_socket.exists())[1], "mariadbd",
-              self.root / "log" / "mariadbd.out")
+        self._wait_for("mariadbd", self.db_socket.exists, "mariadbd.out")
         sql = (f"CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{self.db_password}'; "
                "GRANT ALL ON *.* TO 'slurm'@'127.0.0.1'; FLUSH PRIVILEGES;")
         _run(["mariadb", "--no-defaults", f"--socket={self.db_socket}", "-uroot", "-e", sql],
@@ -183,11 +181,9 @@ class SlurmCluster:
     def _start_slurmdbd(self) -> None:
         self._start("slurmdbd", ["slurmdbd", "-D"])
 
-        def up():
-            self._alive("slurmdbd")
-            return subprocess.run(["sacctmgr", "-n", "list", "cluster"], env=self.env,
-                                  capture_output=True).returncode == 0
-        _wait(up, "slurmdbd", self.root / "log" / "slurmdbd.log")
+        self._wait_for("slurmdbd", lambda: subprocess.run(
+            ["sacctmgr", "-n", "list", "cluster"], env=self.env, capture_output=True).returncode == 0,
+            "slurmdbd.log")
 
     def _register_account(self) -> None:
         for args in (["add", "cluster", CLUSTER], ["add", "account", ACCOUNT, f"cluster={CLUSTER}"],
@@ -196,17 +192,13 @@ class SlurmCluster:
 
     def _start_slurm(self) -> None:
         self._start("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)])
-        _wait(lambda: (self._alive("slurmctld"),
-                       subprocess.run(["scontrol", "ping"], env=self.env, capture_output=True,
-                                      text=True).stdout.count("UP") > 0)[1],
-              "slurmctld", self.root / "log" / "slurmctld.log")
+        self._wait_for("slurmctld", lambda: "UP" in subprocess.run(
+            ["scontrol", "ping"], env=self.env, capture_output=True, text=True).stdout, "slurmctld.log")
         self._start("slurmd", ["slurmd", "-D", "-N", "localhost", "-f", str(self.conf)])
 
-        def idle():
-            self._alive("slurmd")
-            out = subprocess.run(["sinfo", "-h", "-o", "%t"], env=self.env, capture_output=True, text=True)
-            return out.stdout.strip() in ("idle", "mix", "alloc")
-        _wait(idle, "slurmd (node idle)", self.root / "log" / "slurmd.log")
+        self._wait_for("slurmd", lambda: subprocess.run(
+            ["sinfo", "-h", "-o", "%t"], env=self.env, capture_output=True, text=True
+        ).stdout.strip() in ("idle", "mix", "alloc"), "slurmd.log")
 
     def jobs(self) -> list[dict[str, str]]:
         """Every job the accounting database holds for this cluster, as sacct reports it."""

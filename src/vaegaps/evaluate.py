@@ -178,7 +178,7 @@ def run_in_chunks(estimate: Callable[[np.ndarray, torch.Tensor], pd.DataFrame], 
     return pd.concat(parts, ignore_index=True)
 
 
-PART_KEYS = ("part", "parts", "versions")
+PER_PART_METADATA = ("part", "parts", "versions")  # may differ between parts of one stage
 
 
 def gather_parts(paths: list[str | Path]) -> tuple[pd.DataFrame, dict]:
@@ -190,7 +190,7 @@ def gather_parts(paths: list[str | Path]) -> tuple[pd.DataFrame, dict]:
         if (meta.get("part"), meta.get("parts")) != (i, k):
             raise VaegapsError(f"{path} is part {meta.get('part')} of {meta.get('parts')}, expected "
                                f"{i} of {k}; delete it and rerun")
-    shared = [{key: v for key, v in m.items() if key not in PART_KEYS} for m in metas]
+    shared = [{key: v for key, v in m.items() if key not in PER_PART_METADATA} for m in metas]
     if any(s != shared[0] for s in shared):
         raise VaegapsError(f"the parts {paths[0]} ... were made with different settings; "
                            "delete them and rerun")

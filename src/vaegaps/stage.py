@@ -28,6 +28,11 @@ def stage(snakemake) -> Iterator[None]:
         sys.exit(f"error: {exc}")
 
 
+def part_of(snakemake) -> tuple[int, int]:
+    """(p, k) of a job that runs part p of k, from its {part} and {parts} wildcards."""
+    return int(snakemake.wildcards.part), int(snakemake.wildcards.parts)
+
+
 def evaluation_stage(snakemake, estimator: str, settings: dict, estimate) -> None:
     """The body of every per-datapoint evaluation stage: part {part} of {parts} of the evaluation
     set through estimate(model, index, x), written with its provenance (gathered later)."""
@@ -36,7 +41,7 @@ def evaluation_stage(snakemake, estimator: str, settings: dict, estimate) -> Non
 
     sm = snakemake
     ev = sm.params.evaluation
-    part = (int(sm.wildcards.part), int(sm.wildcards.parts))
+    part = part_of(sm)
     provenance = {"estimator": estimator, "split": ev["split"], "settings": settings,
                   "seed": sm.config["seed"]}
     df = evaluate_set(sm.input.model, sm.input.data, ev, sm.config["device"], sm.params.resume,

@@ -2,14 +2,14 @@
 from vaegaps.evaluate import bdmc_validation
 from vaegaps.io import write_parquet
 from vaegaps.runtime import resolve_device
-from vaegaps.stage import stage
+from vaegaps.stage import part_of, stage
 from vaegaps.vae import load_vae
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
     device = resolve_device(sm.config["device"])
     model = load_vae(sm.input.model, device)
-    part = (int(sm.wildcards.part), int(sm.wildcards.parts))
+    part = part_of(sm)
     df = bdmc_validation(model, sm.params.n_points, sm.params.ais, sm.params.seed, device, part)
     write_parquet(df, sm.output[0], {"setting": sm.wildcards.setting, "ais": sm.params.ais,
                                      "seed": sm.params.seed, "part": part[0], "parts": part[1]})
