@@ -22,6 +22,11 @@ include: "workflow/rules/experiments.smk"
 report: "workflow/report/workflow.rst"
 
 
+onstart:
+    # every setting this run uses, resolved in one place (docs/method.md §9)
+    write_resolved(RESOLVED, f"{RES}/config.resolved.yaml")
+
+
 # On a cluster these run on the submitting host, not as jobs: each takes seconds (gathering parts,
 # tables, plots), and prepare_dataset may need the network that compute nodes often lack.
 localrules:

@@ -1,284 +1,410 @@
-"""The claims checker on synthetic tables: clear holds, clear failures, differences within noise."""
+"""The claims checks on made-up per-datapoint frames: every check once holding and once not."""
 
 import math
+import zlib
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from vaegaps.claims import (CLAIM_COLUMNS, CLAIM_INPUTS, TABLE_NAMES, decide, evaluate_claims, load_tables,
+from vaegaps.claims import (CHECKS, CLAIM_COLUMNS, CLAIM_IDS, CLOSE_NATS, FAR_NATS, GATE_COLUMNS, INPUT_NAMES,
+                            decide, decide_beyond, decide_equivalent, evaluate_claims, load_inputs, negentropy,
                             to_markdown, write_claims)
 from vaegaps.errors import VaegapsError
 
-VALUES = ["log_px", "elbo_local_flow", "elbo_local_ffg", "elbo_amortized", "approximation_gap",
-          "amortization_gap", "inference_gap"]
+N = 200
 
 
-def gap_row(log_px, flow, ffg, amortized, family, se=0.1, **ids):
-    """A Table 2-style row whose gaps follow from the bounds (q* of the trained family)."""
-    qstar = ffg if family == "ffg" else flow
-    row = {**ids, "trained_family": family, "n_points": 1000, "log_px": log_px, "elbo_local_flow": flow,
-           "elbo_local_ffg": ffg, "elbo_amortized": amortized, "approximation_gap": log_px - qstar,
-           "amortization_gap": qstar - amortized, "inference_gap": log_px - amortized}
-    row.update({f"{c}_se": se for c in VALUES})
-    return row
+def noise(seed, sd, n=N):
+    return np.random.default_rng(seed).normal(0.0, sd, n)
 
 
-def table2_frame(se=0.1):
-    """mnist: every claim holds clearly. fashion: every claim fails clearly. noise: within noise."""
-    return pd.DataFrame([
-        # ffg: approx 2, amort 6; flow: approx 1 (smaller), amort 7 (not smaller); flow−ffg 5 vs 0.5
-        gap_row(-90, -92.5, -92.0, -98.0, "ffg", se, dataset="mnist"),
-        gap_row(-89, -90.0, -95.0, -97.0, "flow", se, dataset="mnist"),
-        # ffg: approx 6, amort 1; flow: approx 8, amort 0.2; flow−ffg 0 vs 3
-        gap_row(-230, -233.0, -236.0, -237.0, "ffg", se, dataset="fashion"),
-        gap_row(-230, -238.0, -238.0, -238.2, "flow", se, dataset="fashion"),
-        # ffg: approx 2.0, amort 2.05; flow: approx 1.95, amort 2.0 (se 1 each: all within noise)
-        gap_row(-100, -101.0, -102.0, -104.05, "ffg", 1.0, dataset="noise"),
-        gap_row(-100, -101.95, -102.0, -103.95, "flow", 1.0, dataset="noise"),
-    ])
+def model(ds="mnist", variant="standard", family="ffg", approx=2.0, amort=6.0, flow_minus_ffg=None,
+          n=N, conv=1.0, conv_ffg=1.0, conv_flow=1.0, ais_below=0.0, log_px=None):
+    """Per-datapoint gaps rows of one model; approx, amort, flow_minus_ffg: scalars or arrays, plus
+    the model's own noise. log p̂ is shared by the models of a dataset (a large common component)."""
+    seed = zlib.crc32(f"{ds}/{variant}/{family}".encode()) % 10_000
+    if flow_minus_ffg is None:
+        flow_minus_ffg = 0.3 if family == "ffg" else 20.0
+    lp = (-90.0 + noise(zlib.crc32(ds.encode()) % 10_000, 10.0, n)) if log_px is None else np.asarray(log_px, float)
+    approx = np.broadcast_to(approx, n) + noise(seed + 1, 0.2, n)
+    amort = np.broadcast_to(amort, n) + noise(seed + 2, 0.2, n)
+    qstar = lp - approx
+    other = qstar + flow_minus_ffg if family == "ffg" else qstar - flow_minus_ffg
+    flow, ffg = (other, qstar) if family == "ffg" else (qstar, other)
+
+    def frac(f):
+        return np.arange(n) < round(f * n)
+    return pd.DataFrame({
+        "dataset": ds, "variant": variant, "trained_family": family, "index": np.arange(n),
+        "ais": lp, "ais_se": 0.1, "iwae_qstar": lp - 0.5, "iwae_qstar_se": 0.1, "log_px": lp,
+        "log_px_source": "ais", "ais_below_iwae": frac(ais_below),
+        "elbo_local_flow": flow, "elbo_local_flow_se": 0.05, "elbo_local_ffg": ffg, "elbo_local_ffg_se": 0.05,
+        "elbo_amortized": qstar - amort, "elbo_amortized_se": 0.05, "elbo_qstar": qstar, "elbo_qstar_se": 0.05,
+        "converged_local_ffg": frac(conv_ffg), "converged_local_flow": frac(conv_flow), "qstar_converged": frac(conv),
+        "approximation_gap": approx, "amortization_gap": amort, "inference_gap": approx + amort})
 
 
-def verdicts(out, claim):
+def gaps(*models):
+    return pd.concat(models, ignore_index=True)
+
+
+def run(**inputs):
+    return evaluate_claims(inputs)
+
+
+def row(out, claim, dataset=None):
     sub = out[out["claim"] == claim]
-    return dict(zip(sub["dataset"], sub["verdict"]))
+    if dataset is not None:
+        sub = sub[sub["dataset"] == dataset]
+    assert len(sub) == 1, sub
+    return sub.iloc[0]
 
 
-def test_decision_rule():
-    assert decide(10, 1, 5, 1, ">")[0] == "holds"
-    assert decide(5, 1, 10, 1, ">")[0] == "does not hold"
-    assert decide(5.5, 1, 5, 1, ">")[0] == "inconclusive"
-    assert decide(4.5, 1, 5, 1, ">=")[0] == "holds"          # a small reversal within noise
-    assert decide(1, 1, 5, 1, ">=")[0] == "does not hold"
-    assert decide(1, 0.1, 5, 0.1, "<")[0] == "holds"
-    assert decide(5, 0.1, 1, 0.1, "<=")[0] == "does not hold"
-    # 2 se of the difference: sqrt(1 + 1) * 2 = 2.83
-    assert decide(2.9, 1, 0, 1, ">")[0] == "holds"
-    assert decide(2.7, 1, 0, 1, ">")[0] == "inconclusive"
-    # no standard error: the point estimates decide, and the note says so
-    v, note = decide(1.0, float("nan"), 0.0, float("nan"), ">")
-    assert v == "holds" and "point estimates" in note
-    v, note = decide(1.0, 0.1, 0.0, float("nan"), ">")
-    assert v == "holds" and "side b" in note
-    assert decide(0.0, float("nan"), 0.0, float("nan"), ">")[0] == "does not hold"
-    assert decide(float("nan"), 1, 0, 1, ">")[0] == "not evaluated"
+def verdict(out, claim, dataset=None):
+    return row(out, claim, dataset)["verdict"]
+
+
+# --------------------------------------------------------------------------- rule and table
+
+
+def test_decision_rules():
+    assert decide(5, 1, ">") == "holds" and decide(-5, 1, ">") == "does not hold"
+    assert decide(1, 1, ">") == "inconclusive"
+    assert decide(-1, 1, ">=") == "holds" and decide(-3, 1, ">=") == "does not hold"
+    assert decide(-5, 1, "<") == "holds" and decide(5, 1, "<=") == "does not hold"
+    assert decide(0.1, float("nan"), ">") == "holds" and decide(0.0, float("nan"), ">") == "does not hold"
+    assert decide(float("nan"), 1, ">") == "not evaluated"
+    assert decide_beyond(5, 1, 2) == "holds" and decide_beyond(3, 1, 2) == "inconclusive"
+    assert decide_beyond(-1, 1, 2) == "does not hold"
+    assert decide_equivalent(0.2, 0.1, 1) == "holds" and decide_equivalent(0.5, 0.5, 1) == "inconclusive"
+    assert decide_equivalent(3, 0.5, 1) == "does not hold"
+
+
+def test_table_is_declarative_and_complete():
+    assert len(set(CLAIM_IDS)) == len(CHECKS)
+    for c in CHECKS:
+        assert c.input in INPUT_NAMES and c.kind in ("evidence", "sanity check")
+        assert set(c.depends) <= set(GATE_COLUMNS) and len(c.statement) > 10 and c.comparison
+    assert {c.id: c.kind for c in CHECKS}["7c"] == "sanity check"
 
 
 def test_output_columns_and_types():
-    out = evaluate_claims({"table2": table2_frame()})
+    out = run(gaps=gaps(model(), model(family="flow", approx=1.0, amort=7.0)))
     assert list(out.columns) == CLAIM_COLUMNS
-    assert out["claim"].map(type).eq(str).all()
     assert set(out["verdict"]) <= {"holds", "does not hold", "inconclusive", "not evaluated"}
-    for c in ("value_a", "se_a", "value_b", "se_b"):
+    for c in ("value_a", "se_a", "value_b", "se_b", "diff", "diff_se"):
         assert out[c].dtype == float
-    assert out["statement"].str.len().gt(10).all()
+    assert out["paired"].dtype == bool
+    assert list(dict.fromkeys(out["claim"])) == list(CLAIM_IDS)
 
 
-def test_table2_claims():
-    out = evaluate_claims({"table2": table2_frame()})
-    assert verdicts(out, "1") == {"mnist": "holds", "fashion": "does not hold", "noise": "holds"}
-    assert verdicts(out, "2a") == {"mnist": "holds", "fashion": "does not hold", "noise": "inconclusive"}
-    assert verdicts(out, "2b") == {"mnist": "holds", "fashion": "does not hold", "noise": "holds"}
-    assert verdicts(out, "3") == {"mnist": "holds", "fashion": "does not hold", "noise": "inconclusive"}
-    r = out[(out["claim"] == "1") & (out["dataset"] == "mnist")].iloc[0]
-    assert (r["value_a"], r["value_b"]) == (6.0, 2.0)
-    assert r["se_a"] == pytest.approx(0.1)
-    r = out[(out["claim"] == "3") & (out["dataset"] == "mnist")].iloc[0]
-    assert r["value_a"] == pytest.approx(5.0) and r["value_b"] == pytest.approx(-0.5)
-    assert r["se_a"] == pytest.approx(math.sqrt(0.02))
+# --------------------------------------------------------------------------- 1, 1b
 
 
-def test_missing_row_is_not_evaluated():
-    t = table2_frame()
-    t = t[~((t["dataset"] == "mnist") & (t["trained_family"] == "flow"))]
-    out = evaluate_claims({"table2": t})
-    assert verdicts(out, "1")["mnist"] == "holds"
-    for c in ("2a", "2b", "3"):
-        r = out[(out["claim"] == c) & (out["dataset"] == "mnist")].iloc[0]
-        assert r["verdict"] == "not evaluated" and "flow" in r["note"]
+def test_claim1_holds_and_fails():
+    out = run(gaps=gaps(model("mnist", approx=2.0, amort=6.0), model("fashion_mnist", approx=6.0, amort=1.0)))
+    assert verdict(out, "1", "mnist") == "holds"
+    assert verdict(out, "1", "fashion_mnist") == "does not hold"
+    r = row(out, "1", "mnist")
+    assert r["paired"] and r["diff"] == pytest.approx(r["value_a"] - r["value_b"])
+    assert r["value_a"] == pytest.approx(6.0, abs=0.1) and "amortization/approximation" in r["note"]
+
+
+def test_same_datapoint_comparisons_use_paired_errors():
+    """Both sides share a large per-datapoint component: the unpaired se (√(se_a² + se_b²)) would hide a
+    clear paired difference."""
+    common = noise(7, 10.0) + 20.0
+    # claim 1 (non-strict): amortization is 0.3 below approximation on every datapoint, ± 0.05
+    m = model(approx=common, amort=common - 0.3)
+    r = row(run(gaps=m), "1", "mnist")
+    assert r["verdict"] == "does not hold" and r["paired"]
+    assert r["diff"] == pytest.approx(-0.3, abs=0.05)
+    d = m["amortization_gap"] - m["approximation_gap"]
+    assert r["diff_se"] == pytest.approx(d.std(ddof=1) / math.sqrt(N))
+    assert 2 * math.hypot(r["se_a"], r["se_b"]) > 0.3        # unpaired, it would have "held"
+    # claim 2a (strict): flow-trained approximation gap 0.3 smaller on every datapoint
+    out = run(gaps=gaps(model(approx=common), model(family="flow", approx=common - 0.3)))
+    r = row(out, "2a", "mnist")
+    assert r["verdict"] == "holds" and r["paired"]
+    assert 2 * math.hypot(r["se_a"], r["se_b"]) > abs(r["diff"])  # unpaired: inconclusive
+
+
+def test_claim1b_only_on_fashion_and_cifar():
+    out = run(gaps=gaps(model("mnist"), model("fashion_mnist", approx=2.0, amort=8.0),
+                        model("cifar10", approx=2.0, amort=2.0)))
+    assert set(out.loc[out["claim"] == "1b", "dataset"]) == {"fashion_mnist", "cifar10"}
+    assert verdict(out, "1b", "fashion_mnist") == "holds"
+    assert verdict(out, "1b", "cifar10") == "inconclusive"
+    out = run(gaps=model("cifar10", approx=8.0, amort=2.0))
+    assert verdict(out, "1b", "cifar10") == "does not hold"
+    r = row(run(gaps=model("mnist")), "1b")
+    assert r["verdict"] == "not evaluated" and "fashion_mnist" in r["note"]
+
+
+# --------------------------------------------------------------------------- 2, 3
+
+
+def test_claim2_holds_and_fails():
+    good = gaps(model("mnist", approx=2.0, amort=6.0), model("mnist", family="flow", approx=1.0, amort=7.0))
+    bad = gaps(model("mnist", approx=2.0, amort=6.0), model("mnist", family="flow", approx=3.0, amort=4.0))
+    out_good, out_bad = run(gaps=good), run(gaps=bad)
+    assert verdict(out_good, "2a") == "holds" and verdict(out_good, "2b") == "holds"
+    assert verdict(out_bad, "2a") == "does not hold" and verdict(out_bad, "2b") == "does not hold"
+    r = row(run(gaps=model()), "2a")
+    assert r["verdict"] == "not evaluated" and "flow-trained" in r["note"]
+
+
+def test_claim3_thresholds():
+    def out(flow_d, ffg_d, sd=0.1):
+        return run(gaps=gaps(model(flow_minus_ffg=ffg_d + noise(3, sd)),
+                             model(family="flow", flow_minus_ffg=flow_d + noise(4, sd))))
+    o = out(20.0, 0.3)
+    assert verdict(o, "3a") == "holds" and verdict(o, "3b") == "holds"
+    assert row(o, "3a")["diff"] == pytest.approx(20.0, abs=0.1)
+    o = out(0.5, 3.0)
+    assert verdict(o, "3a") == "does not hold" and verdict(o, "3b") == "does not hold"
+    o = out(FAR_NATS, CLOSE_NATS, sd=2.0)   # on the thresholds, noisy
+    assert verdict(o, "3a") == "inconclusive" and verdict(o, "3b") == "inconclusive"
+
+
+# --------------------------------------------------------------------------- 4, 6a
+
+
+def test_claim4_holds_and_fails():
+    lp = -90.0 + noise(11, 10.0)
+    std = model("mnist", approx=3.0, log_px=lp)
+    good = model("mnist", variant="no_annealing", approx=1.0, log_px=lp - 2.0 + noise(12, 0.2))
+    bad = model("mnist", variant="no_annealing", approx=5.0, log_px=lp + 2.0 + noise(12, 0.2))
+    out = run(gaps=gaps(std, good, model("cifar10")))
+    assert verdict(out, "4a") == "holds" and verdict(out, "4b") == "holds"
+    assert "cifar10" not in set(out.loc[out["claim"].isin(["4a", "4b"]), "dataset"])
+    out = run(gaps=gaps(std, bad))
+    assert verdict(out, "4a") == "does not hold" and verdict(out, "4b") == "does not hold"
+    assert verdict(run(gaps=std), "4a") == "not evaluated"
+
+
+def test_claim6a_holds_and_fails():
+    std = model("mnist", amort=6.0)
+    out = run(gaps=gaps(std, model("mnist", variant="large_encoder", amort=4.0)))
+    assert verdict(out, "6a") == "holds"
+    out = run(gaps=gaps(std, model("mnist", variant="large_encoder", amort=7.0)))
+    assert verdict(out, "6a") == "does not hold"
+
+
+# --------------------------------------------------------------------------- 5
+
+
+def flows(gap_by_encoder, n=N):
+    """gap_by_encoder: encoder -> mean amortization gap (scalar or per-datapoint array); every encoder
+    shares one per-datapoint component, as on one frozen decoder."""
+    rows = []
+    for enc, g in gap_by_encoder.items():
+        ag = g + noise(20, 3.0, n)
+        rows.append(pd.DataFrame({"dataset": "mnist", "encoder": enc, "family": enc.split("_")[0],
+                                  "index": np.arange(n), "elbo_qstar": -90.0, "elbo_amortized": -90.0 - ag,
+                                  "amortization_gap": ag, "qstar_converged": True}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_claim5_holds_and_fails():
+    out = run(flows_amortization=flows({"ffg_small": 10.0, "flow_small": 8.0, "realnvp_small": 7.0, "ffg": 5.0}))
+    assert verdict(out, "5a") == "holds" and verdict(out, "5b") == "holds"
+    wobble = 10.02 + np.where(np.arange(N) % 2 == 0, 1.0, -1.0)    # mean +0.02 ± 0.07
+    out = run(flows_amortization=flows({"ffg_small": 10.0, "flow_small": 12.0, "realnvp_small": wobble}))
+    assert verdict(out, "5a") == "does not hold" and verdict(out, "5b") == "inconclusive"
+    r = row(run(flows_amortization=flows({"ffg_small": 10.0, "flow_small": 8.0})), "5b")
+    assert r["verdict"] == "not evaluated" and "realnvp_small" in r["note"]
+
+
+# --------------------------------------------------------------------------- 6b, 6c
+
+
+def over(spec, n=N):
+    """spec: (model, split, epoch) -> (approximation gap, amortization gap, noise sd); valid indices
+    differ from the train ones."""
+    rows = []
+    for k, ((m, split, epoch), (ap, am, sd)) in enumerate(spec.items()):
+        ap, am = ap + noise(100 + k, sd, n), am + noise(200 + k, sd, n)
+        idx = np.arange(n) + (0 if split == "train" else 50_000)
+        rows.append(pd.DataFrame({"dataset": "fashion_mnist", "model": m, "epoch": epoch, "split": split,
+                                  "index": idx, "ais": -100.0, "iwae_qstar": -100.5, "log_px": -100.0,
+                                  "elbo_qstar": -100 - ap, "elbo_amortized": -100 - ap - am,
+                                  "approximation_gap": ap, "amortization_gap": am,
+                                  "qstar_converged": True, "ais_below_iwae": False}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def growth_spec(large_growth, std_growth):
+    return {("standard", "valid", 10): (5, 8, 0.3), ("standard", "valid", 100): (5, 8 + std_growth, 0.3),
+            ("large_encoder", "valid", 10): (5, 6, 0.3), ("large_encoder", "valid", 100): (5, 6 + large_growth, 0.3),
+            ("large_encoder", "valid", 500): (5, 20, 0.3)}   # only one model has epoch 500
+
+
+def test_claim6b_contrast_over_training():
+    out = run(over_training=over(growth_spec(large_growth=4.0, std_growth=1.0)))
+    r = row(out, "6b")
+    assert r["verdict"] == "holds" and r["paired"] and "10 → 100" in r["comparison"]
+    assert r["diff"] == pytest.approx(3.0, abs=0.2)
+    # both grow alike: the large encoder does not overfit more than the standard one
+    assert verdict(run(over_training=over(growth_spec(1.0, 4.0))), "6b") == "does not hold"
+
+
+def test_claim6c_equivalence():
+    def spec(valid_ap, sd):
+        return {("large_encoder", "train", 100): (5.0, 3.0, sd), ("large_encoder", "valid", 100): (valid_ap, 9.0, sd)}
+    r = row(run(over_training=over(spec(5.1, 0.3))), "6c")
+    assert r["verdict"] == "holds" and not r["paired"]
+    assert r["diff_se"] == pytest.approx(math.hypot(r["se_a"], r["se_b"]))
+    assert "amortization gap valid − train = 6" in r["note"]
+    assert verdict(run(over_training=over(spec(8.0, 0.3))), "6c") == "does not hold"
+    # ten noisy datapoints: equal means are not enough to "hold"
+    assert verdict(run(over_training=over(spec(5.0, 3.0), n=10)), "6c") == "inconclusive"
+
+
+# --------------------------------------------------------------------------- 7
+
+
+def bounds(amortized, ffg, flow, n=20, sd=0.05):
+    lp = -50.0 + noise(30, 3.0, n)
+    rows = []
+    for k, (dist, off) in enumerate((("true", 0.0), ("amortized_ffg", amortized), ("optimal_ffg", ffg),
+                                     ("optimal_flow", flow))):
+        off = off + (noise(40 + k, sd, n) if k else 0.0)
+        rows.append(pd.DataFrame({"index": np.arange(n), "distribution": dist, "elbo": lp - off, "log_px": lp,
+                                  "grid_mass": 1.0}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_figure2_bounds_orderings():
+    out = run(figure2_bounds=bounds(3.0, 1.0, 0.2))
+    assert [verdict(out, c) for c in ("7a", "7b", "7c")] == ["holds"] * 3
+    assert row(out, "7c")["kind"] == "sanity check" and row(out, "7a")["kind"] == "evidence"
+    assert row(out, "7a")["dataset"] == "2d" and row(out, "7a")["paired"]
+    out = run(figure2_bounds=bounds(1.0, 3.0, 4.0))            # optimised worse than amortized
+    assert verdict(out, "7a") == "does not hold" and verdict(out, "7b") == "does not hold"
+    out = run(figure2_bounds=bounds(1.0, 0.5, -1.0))           # Flow above log p(x): a bug
+    assert verdict(out, "7c") == "does not hold"
+
+
+def grid_frame(densities):
+    g = np.linspace(-4, 4, 81)
+    z1, z2 = (a.ravel() for a in np.meshgrid(g, g, indexing="ij"))
+    rows = [pd.DataFrame({"index": i, "distribution": "true", "z1": z1, "z2": z2, "density": f(z1, z2)})
+            for i, f in enumerate(densities)]
+    # other distributions are ignored by 7d
+    rows.append(rows[0].assign(distribution="optimal_ffg", density=np.exp(-z1 ** 4)))
+    return pd.concat(rows, ignore_index=True)
+
+
+def gaussian(rho, mean=(0.3, -0.2), sd=(1.0, 0.8)):
+    s = np.array([[sd[0] ** 2, rho * sd[0] * sd[1]], [rho * sd[0] * sd[1], sd[1] ** 2]])
+    p = np.linalg.inv(s)
+
+    def f(z1, z2):
+        z = np.stack([z1 - mean[0], z2 - mean[1]], 1)
+        return np.exp(-0.5 * np.einsum("ni,ij,nj->n", z, p, z)) / (2 * np.pi * math.sqrt(np.linalg.det(s)))
+    return f
+
+
+def banana(z1, z2):
+    d = np.exp(-0.5 * z1 ** 2 - 0.5 * ((z2 - 0.7 * (z1 ** 2 - 1)) / 0.3) ** 2)
+    return d / (d.sum() * 0.1 ** 2)
+
+
+def test_claim7d_non_gaussianity_on_the_grid():
+    r = row(run(figure2_grid=grid_frame([gaussian(0.0), gaussian(0.95), gaussian(-0.8)])), "7d")
+    assert r["verdict"] == "does not hold" and r["value_a"] < 0.01     # correlated Gaussians are Gaussian
+    r = row(run(figure2_grid=grid_frame([gaussian(0.9), banana])), "7d")
+    assert r["verdict"] == "holds" and r["value_a"] > 0.5 and "index 1" in r["note"]
+    z = np.linspace(-4, 4, 81)
+    assert negentropy(*np.meshgrid(z, z), np.ones((81, 81))) > 0  # uniform: far from Gaussian
+
+
+# --------------------------------------------------------------------------- BDMC
+
+
+def test_bdmc_rows():
+    t = pd.DataFrame({"dataset": "mnist", "variant": "standard", "family": "ffg",
+                      "setting": ["fast", "paper", "noisy"], "procedure": "prior-start AIS, 1000 steps",
+                      "lower": [-95.0, -92.2, -93.0], "lower_se": 1.0, "upper": [-91.0, -92.0, -92.1],
+                      "upper_se": 1.0, "gap": [4.0, 0.2, 0.9], "gap_se": [0.1, 0.05, 0.3]})
+    b = run(bdmc=t).query("claim == 'bdmc'")
+    assert list(b["verdict"]) == ["does not hold", "holds", "inconclusive"]
+    assert b["comparison"].str.contains("prior-start AIS, 1000 steps").all()
+    assert b["comparison"].str.contains("setting=paper").any()
+
+
+# --------------------------------------------------------------------------- gates
+
+
+def test_convergence_gate():
+    r = row(run(gaps=model(conv=0.94)), "1", "mnist")
+    assert r["verdict"] == "inconclusive" and r["value_a"] == pytest.approx(6.0, abs=0.1)
+    assert "94.0%" in r["note"] and "evaluation.local.max_steps" in r["note"] and "holds" in r["note"]
+    assert "standard ffg-trained model" in r["note"]
+    assert verdict(run(gaps=model(conv=0.95)), "1") == "holds"
+    # 3a depends on both local families' L[q*], not on the trained family's flag
+    o = run(gaps=gaps(model(), model(family="flow", conv_ffg=0.9)))
+    assert verdict(o, "3a") == "inconclusive" and "L[q*_FFG] of standard flow-trained" in row(o, "3a")["note"]
+    assert verdict(o, "3b") == "holds"
+
+
+def test_ais_gate():
+    o = run(gaps=gaps(model(ais_below=0.12), model(family="flow", approx=1.0, amort=7.0)))
+    r = row(o, "1", "mnist")
+    assert r["verdict"] == "inconclusive"
+    assert "IWAE(q*) on 12.0%" in r["note"] and "lower bound" in r["note"] and "n_intermediate" in r["note"]
+    assert verdict(o, "2a") == "inconclusive"
+    assert verdict(o, "2b") == "holds"           # amortization gap: no log p̂ in it
+    assert verdict(run(gaps=model(ais_below=0.10)), "1") == "holds"
+
+
+# --------------------------------------------------------------------------- inputs and files
 
 
 def test_missing_inputs_are_not_evaluated():
     out = evaluate_claims({})
-    assert list(out.columns) == CLAIM_COLUMNS
-    assert list(out["claim"]) == list(CLAIM_INPUTS)
-    assert (out["verdict"] == "not evaluated").all()
-    for _, r in out.iterrows():
-        assert f"input {CLAIM_INPUTS[r['claim']]} is missing" in r["note"]
-    out = evaluate_claims({"table2": table2_frame(), "bdmc": None})
-    assert (out.loc[out["claim"] == "bdmc", "verdict"] == "not evaluated").all()
-    assert (out.loc[out["claim"] == "1", "verdict"] != "not evaluated").all()
+    assert list(out["claim"]) == list(CLAIM_IDS) and (out["verdict"] == "not evaluated").all()
+    for c in CHECKS:
+        assert f"input {c.input} is missing" in row(out, c.id)["note"]
+    out = evaluate_claims({"gaps": model(), "bdmc": None})
+    assert verdict(out, "bdmc") == "not evaluated" and verdict(out, "1") == "holds"
 
 
-def test_unknown_table_and_missing_column_are_errors():
-    with pytest.raises(VaegapsError, match="unknown table"):
-        evaluate_claims({"tabel2": table2_frame()})
-    with pytest.raises(VaegapsError, match="amortization_gap"):
-        evaluate_claims({"table2": table2_frame().drop(columns=["amortization_gap"])})
-
-
-def test_table3_claims():
-    rows = []
-    for ds, (noann_approx, noann_logpx) in {"mnist": (1.0, -95.0), "fashion": (4.0, -85.0),
-                                             "noise": (2.9, -89.9)}.items():
-        se = 1.0 if ds == "noise" else 0.1
-        std = gap_row(-90.0, -91.0, -93.0, -97.0, "ffg", se, dataset=ds, variant="standard")
-        lpx = noann_logpx
-        noann = gap_row(lpx, lpx - 0.5, lpx - noann_approx, lpx - 8, "ffg", se, dataset=ds,
-                        variant="no_annealing")
-        rows += [std, noann]
-    out = evaluate_claims({"table3": pd.DataFrame(rows)})
-    assert verdicts(out, "4a") == {"mnist": "holds", "fashion": "does not hold", "noise": "inconclusive"}
-    assert verdicts(out, "4b") == {"mnist": "holds", "fashion": "does not hold", "noise": "inconclusive"}
-
-
-def test_table3_falls_back_to_table2_for_standard():
-    t2 = table2_frame()
-    lpx = -95.0
-    t3 = pd.DataFrame([gap_row(lpx, lpx - 0.5, lpx - 1.0, lpx - 8, "ffg", 0.1, dataset="mnist",
-                               variant="no_annealing")])
-    out = evaluate_claims({"table2": t2, "table3": t3})
-    r = out[out["claim"] == "4a"].iloc[0]
-    assert r["verdict"] == "holds" and "table2" in r["note"]
-
-
-def test_flows_amortization_claims():
-    def row(ds, enc, gap, se=0.1):
-        return {"dataset": ds, "encoder": enc, "family": enc.split("_")[0], "n_points": 1000,
-                "elbo_amortized": -100 - gap, "elbo_amortized_se": se, "elbo_qstar": -100.0,
-                "elbo_qstar_se": se, "amortization_gap": gap, "amortization_gap_se": se}
-    t = pd.DataFrame([row("mnist", "ffg_small", 10), row("mnist", "realnvp_small", 5),
-                      row("mnist", "flow_small", 9.9), row("mnist", "ffg", 4),
-                      row("fashion", "ffg_small", 3), row("fashion", "flow_small", 6)])
-    out = evaluate_claims({"flows_amortization": t})
-    assert verdicts(out, "5a") == {"mnist": "inconclusive", "fashion": "does not hold"}
-    assert verdicts(out, "5b")["mnist"] == "holds"
-    r = out[(out["claim"] == "5b") & (out["dataset"] == "fashion")].iloc[0]
-    assert r["verdict"] == "not evaluated" and "realnvp_small" in r["note"]
-
-
-def training_frame(le_train_amort, le_valid_amort_first, le_valid_amort_last, le_valid_approx):
-    rows = []
-
-    def add(model, split, epoch, approx, amort, se=0.1):
-        rows.append({"dataset": "fashion", "model": model, "epoch": epoch, "split": split, "n_points": 1000,
-                     "log_px": -100.0, "log_px_se": se, "elbo_qstar": -100 - approx, "elbo_qstar_se": se,
-                     "elbo_amortized": -100 - approx - amort, "elbo_amortized_se": se,
-                     "approximation_gap": approx, "approximation_gap_se": se,
-                     "amortization_gap": amort, "amortization_gap_se": se})
-    for e in (100, 1000, 3000):
-        add("standard", "train", e, 5.0, 8.0)
-        add("standard", "valid", e, 5.0, 9.0)
-        add("large_encoder", "train", e, 5.0, le_train_amort)
-    add("large_encoder", "valid", 100, 5.0, le_valid_amort_first)
-    add("large_encoder", "valid", 1000, 5.0, (le_valid_amort_first + le_valid_amort_last) / 2)
-    add("large_encoder", "valid", 3000, le_valid_approx, le_valid_amort_last)
-    return pd.DataFrame(rows)
-
-
-def test_gaps_over_training_claims():
-    out = evaluate_claims({"gaps_over_training": training_frame(3.0, 4.0, 12.0, 5.3)})
-    assert verdicts(out, "6a") == {"fashion": "holds"}
-    assert verdicts(out, "6b") == {"fashion": "holds"}
-    assert verdicts(out, "6c") == {"fashion": "holds"}
-    r = out[out["claim"] == "6b"].iloc[0]
-    assert "epoch 3000" in r["comparison"] and "epoch 100" in r["comparison"]
-    assert (r["value_a"], r["value_b"]) == (12.0, 4.0)
-    out = evaluate_claims({"gaps_over_training": training_frame(9.0, 12.0, 4.0, 9.0)})
-    assert verdicts(out, "6a") == {"fashion": "does not hold"}
-    assert verdicts(out, "6b") == {"fashion": "does not hold"}
-    assert verdicts(out, "6c") == {"fashion": "does not hold"}
-    out = evaluate_claims({"gaps_over_training": training_frame(7.9, 8.0, 8.1, 5.0)})
-    assert verdicts(out, "6a") == {"fashion": "inconclusive"}
-    assert verdicts(out, "6b") == {"fashion": "inconclusive"}
-
-
-def test_gaps_over_training_single_validation_epoch_uses_train():
-    t = training_frame(3.0, 4.0, 12.0, 5.0)
-    t = t[~((t["model"] == "large_encoder") & (t["split"] == "valid") & (t["epoch"] < 3000))]
-    r = evaluate_claims({"gaps_over_training": t}).query("claim == '6b'").iloc[0]
-    assert r["verdict"] == "holds" and "train" in r["comparison"] and "only one validation epoch" in r["note"]
-
-
-def figure2_frame(amortized_offsets, ffg_offsets, flow_offsets):
-    rng = np.random.default_rng(0)
-    rows = []
-    for i, (a, f, fl) in enumerate(zip(amortized_offsets, ffg_offsets, flow_offsets)):
-        lp = -50 + rng.normal()
-        for dist, off in (("true", 0.0), ("amortized_ffg", a), ("optimal_ffg", f), ("optimal_flow", fl)):
-            rows.append({"index": i, "distribution": dist, "elbo": lp - off, "log_px": lp})
-    return pd.DataFrame(rows)
-
-
-def test_figure2_claims():
-    out = evaluate_claims({"figure2_bounds": figure2_frame([3.0, 2.5, 4.0, 3.2], [0.5, 0.3, 1.2, 0.6],
-                                                           [0.05, 0.02, 0.1, 0.03])}, figure2_dataset="mnist")
-    assert verdicts(out, "7a") == {"mnist": "holds"}
-    assert verdicts(out, "7b") == {"mnist": "holds"}
-    assert verdicts(out, "7c") == {"mnist": "holds"}
-    r = out[out["claim"] == "7d"].iloc[0]
-    assert r["verdict"] == "holds" and r["value_a"] == pytest.approx(1.2) and "index 2" in r["note"]
-    # Flow beats log p(x) on every point (a bug), FFG equals amortized, all posteriors Gaussian
-    out = evaluate_claims({"figure2_bounds": figure2_frame([0.05, 0.02, 0.04, 0.03], [0.05, 0.02, 0.04, 0.03],
-                                                           [-1.0, -1.1, -0.9, -1.05])})
-    assert verdicts(out, "7a") == {"2d": "does not hold"}
-    assert verdicts(out, "7b") == {"2d": "holds"}
-    assert verdicts(out, "7c") == {"2d": "does not hold"}
-    assert verdicts(out, "7d") == {"2d": "does not hold"}
-    # within noise: the paired differences scatter around zero
-    out = evaluate_claims({"figure2_bounds": figure2_frame([1.0, 1.0, 1.0, 1.0], [1.5, 0.5, 1.4, 0.7],
-                                                           [0.5, 0.5, 0.5, 0.5])})
-    assert verdicts(out, "7a") == {"2d": "inconclusive"}
-
-
-def test_bdmc_rows():
-    t = pd.DataFrame({"dataset": ["mnist"] * 3, "variant": "standard", "family": "ffg",
-                      "setting": ["fast", "paper", "noisy"], "n_points": 100,
-                      "n_intermediate": [100, 10000, 500],
-                      "n_chains": 16, "lower": [-95.0, -92.2, -93.0], "lower_se": 1.0,
-                      "upper": [-91.0, -92.0, -92.1], "upper_se": 1.0,
-                      "gap": [4.0, 0.2, 0.9], "gap_se": [0.1, 0.05, 0.3]})
-    out = evaluate_claims({"bdmc": t})
-    b = out[out["claim"] == "bdmc"]
-    assert list(b["verdict"]) == ["does not hold", "holds", "inconclusive"]
-    assert b["comparison"].str.contains("setting=paper").any()
+def test_missing_column_and_unknown_input_are_one_line_errors():
+    with pytest.raises(VaegapsError, match="gaps lacks the column.s. qstar_converged") as e:
+        run(gaps=model().drop(columns=["qstar_converged"]))
+    assert "\n" not in str(e.value)
+    with pytest.raises(VaegapsError, match="unknown input"):
+        evaluate_claims({"table2": model()})
+    with pytest.raises(VaegapsError, match="several rows"):
+        run(gaps=gaps(model(), model()))
 
 
 def test_write_and_load_roundtrip(tmp_path):
-    p2, pf = tmp_path / "table2.csv", tmp_path / "fig2.parquet"
-    table2_frame().to_csv(p2, index=False)
-    figure2_frame([3.0, 2.5], [0.5, 0.3], [0.05, 0.02]).to_parquet(pf)
-    tables = load_tables({"table2": p2, "figure2_bounds": pf})
-    assert set(tables) == {"table2", "figure2_bounds"}
-    out = write_claims(tables, tmp_path / "out" / "claims.csv", tmp_path / "out" / "claims.md")
-    back = pd.read_csv(tmp_path / "out" / "claims.csv", dtype={"claim": str}, keep_default_na=False,
-                       na_values=[""])
-    assert list(back.columns) == CLAIM_COLUMNS and len(back) == len(out)
-    assert list(back["claim"]) == list(out["claim"])
-    assert "holds" in (tmp_path / "out" / "claims.md").read_text()
-    assert to_markdown(out).count("\n") == len(out) + 4
+    paths = []
+    for k, fam in enumerate(("ffg", "flow")):   # flow-trained: approximation gap 1 instead of 2
+        p = tmp_path / f"gaps_{fam}.parquet"
+        model(family=fam, approx=2.0 - k).drop(columns=["dataset", "variant", "trained_family"]).to_parquet(p)
+        paths.append(p)
+    (tmp_path / "bdmc.csv").write_text("dataset,gap,gap_se,procedure\nmnist,0.2,0.05,prior AIS\n")
+    bounds(3.0, 1.0, 0.2).to_parquet(tmp_path / "bounds.parquet")
+    inputs = load_inputs(paths, [["mnist", "standard", "ffg"], ["mnist", "standard", "flow"]],
+                         {"bdmc": tmp_path / "bdmc.csv", "figure2_bounds": tmp_path / "bounds.parquet"})
+    assert set(inputs) == {"gaps", "bdmc", "figure2_bounds"}
+    assert set(inputs["gaps"]["trained_family"]) == {"ffg", "flow"} and len(inputs["gaps"]) == 2 * N
+    out = write_claims(inputs, tmp_path / "out" / "claims.csv", tmp_path / "out" / "claims.md",
+                       figure2_dataset="digits (2-D latent)")
+    back = pd.read_csv(tmp_path / "out" / "claims.csv", dtype={"claim": str, "dataset": str},
+                       keep_default_na=False, na_values=[""])
+    assert list(back.columns) == CLAIM_COLUMNS and list(back["claim"]) == list(out["claim"])
+    assert list(back["verdict"]) == list(out["verdict"]) and back["paired"].dtype == bool
+    assert verdict(out, "2a") == "holds" and verdict(out, "bdmc") == "holds"
+    assert verdict(out, "7a", "digits (2-D latent)") == "holds"
+    md = (tmp_path / "out" / "claims.md").read_text()
+    assert "**holds**" in md and to_markdown(out).count("\n") == len(out) + 4
     with pytest.raises(VaegapsError, match="missing file"):
-        load_tables({"bdmc": tmp_path / "nope.csv"})
-    assert set(TABLE_NAMES) >= set(CLAIM_INPUTS.values())
-
-
-def test_claim3_uses_paired_differences_when_given():
-    """Table 2's unpaired errors (±0.45 per ELBO) hide a clear paired difference."""
-    from vaegaps.claims import evaluate_claims
-
-    cols = ["log_px", "elbo_local_flow", "elbo_local_ffg", "elbo_amortized", "approximation_gap",
-            "amortization_gap", "inference_gap"]
-    rows = []
-    for fam, flow, ffg in (("ffg", -19.73, -19.84), ("flow", -19.78, -20.29)):
-        r = {"dataset": "d", "trained_family": fam, "n_points": 100, "log_px": -19.5,
-             "elbo_local_flow": flow, "elbo_local_ffg": ffg, "elbo_amortized": -20.0,
-             "approximation_gap": 0.3, "amortization_gap": 0.2, "inference_gap": 0.5}
-        r.update({f"{c}_se": 0.45 for c in cols})
-        rows.append(r)
-    table2 = pd.DataFrame(rows)
-    unpaired = evaluate_claims({"table2": table2})
-    assert unpaired.set_index("claim").loc["3", "verdict"] == "inconclusive"
-    paired = pd.DataFrame({"dataset": ["d", "d"], "trained_family": ["ffg", "flow"], "n_points": [100, 100],
-                           "flow_minus_ffg": [0.11, 0.51], "flow_minus_ffg_se": [0.02, 0.03]})
-    out = evaluate_claims({"table2": table2, "table2_paired": paired}).set_index("claim")
-    assert out.loc["3", "verdict"] == "holds" and "paired" in out.loc["3", "note"]
+        load_inputs([], [], {"bdmc": tmp_path / "nope.csv"})
+    with pytest.raises(VaegapsError, match="keys"):
+        load_inputs(paths, [["mnist", "standard", "ffg"]], {})

@@ -57,15 +57,17 @@ def annealed_objective(log_px_z: torch.Tensor, log_pz: torch.Tensor, log_q: torc
     return (log_px_z + log_pz - lam * log_q).mean(-1)
 
 
-def monte_carlo_bounds(sample_q, log_likelihood, n_samples: int, noise_fn, sample_chunk: int = 500):
-    """ELBO, IWAE-n_samples and the ELBO's standard error for every datapoint, in sample chunks.
+def monte_carlo_bounds(sample_q, log_likelihood, n_samples: int, noise_fn, sample_chunk: int = 500,
+                       with_iwae_se: bool = False):
+    """ELBO, IWAE-n_samples and the ELBO's standard error for every datapoint, in sample chunks
+    (and, with `with_iwae_se`, the IWAE's delta-method standard error as a fourth value).
 
     sample_q(noise) -> (z (N, s, D), log q (N, s)); noise_fn(offset, s) -> noise (N, s, k, D)
     must give the same numbers whether drawn at once or in chunks (vaegaps.rng does), so the
     chunk size changes memory, not results.
     """
     total = total_sq = None
-    lse_parts = []
+    lse_parts, lse2_parts = [], []
     for start in range(0, n_samples, sample_chunk):
         s = min(sample_chunk, n_samples - start)
         z, log_q = sample_q(noise_fn(start, s))
@@ -73,7 +75,15 @@ def monte_carlo_bounds(sample_q, log_likelihood, n_samples: int, noise_fn, sampl
         total = w.sum(-1) if total is None else total + w.sum(-1)
         total_sq = w.pow(2).sum(-1) if total_sq is None else total_sq + w.pow(2).sum(-1)
         lse_parts.append(torch.logsumexp(w, -1))
+        lse2_parts.append(torch.logsumexp(2 * w, -1))
     mean = total / n_samples
     var = (total_sq / n_samples - mean.pow(2)).clamp_min(0) * n_samples / max(1, n_samples - 1)
-    log_px = torch.logsumexp(torch.stack(lse_parts, -1), -1) - math.log(n_samples)
-    return mean, log_px, (var / n_samples).sqrt()
+    lse = torch.logsumexp(torch.stack(lse_parts, -1), -1)
+    log_px = lse - math.log(n_samples)
+    out = (mean, log_px, (var / n_samples).sqrt())
+    if not with_iwae_se:
+        return out
+    # se of log(mean w) ≈ sd(w) / (√S·mean w): relative variance S·Σw²/(Σw)² − 1, over S − 1
+    lse2 = torch.logsumexp(torch.stack(lse2_parts, -1), -1)
+    rel_var = (n_samples * torch.exp(lse2 - 2 * lse) - 1).clamp_min(0) / max(1, n_samples - 1)
+    return (*out, rel_var.sqrt())

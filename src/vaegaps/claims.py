@@ -1,51 +1,47 @@
-"""The paper's claims (PROTOCOL §7) read against the outputs, one verdict per check.
+"""The paper's claims (docs/method.md §7) tested on per-datapoint outputs, one verdict per check.
 
-`evaluate_claims(tables)` takes the summary tables of the study (any subset) and returns one row per
-(claim, dataset) check with the columns of `CLAIM_COLUMNS`:
+Inputs are per-datapoint frames (`INPUT_NAMES`), so every comparison of two quantities measured on the
+same datapoints is made on the per-datapoint differences. The checks live in one declarative table,
+`CHECKS`: per check its id, the paper's statement, the input it reads, the comparison in words, its
+kind ("evidence", or "sanity check" for what is true by construction or validates a tool rather than
+the paper), the estimates it depends on (which gate it is subject to) and the function computing it.
 
-``claim``       "1", "2a", "2b", "3", "4a", "4b", "5a", "5b", "6a", "6b", "6c", "7a".."7d", "bdmc"
-``dataset``     the dataset the check was made on ("" when the input is missing altogether)
-``statement``   the paper's claim in words (PROTOCOL §7)
-``comparison``  which quantity against which, e.g. "amortization_gap (ffg-trained) >= approximation_gap
-                (ffg-trained)"
-``value_a, se_a, value_b, se_b``  the two sides (nats) and their standard errors across datapoints
-                (NaN where not applicable, e.g. a fixed threshold has no standard error)
-``verdict``     "holds" | "does not hold" | "inconclusive" | "not evaluated"
-``note``        the difference and its standard error, and anything that qualifies the verdict
+Output (`CLAIM_COLUMNS`), one row per (check, dataset):
+``value_a, se_a, value_b, se_b``  the two sides: means over datapoints and their standard errors;
+``diff, diff_se``  the tested difference, always value_a − value_b (for a paired check the mean of
+    the per-datapoint differences a_i − b_i), and its standard error;
+``paired``  True when diff_se = std(a_i − b_i, ddof=1)/√n over the datapoints both sides share
+    (matched on `index`); False when it is √(se_a² + se_b²) (different datapoints: claim 6c) or when
+    a side is a constant.
+``verdict``  holds | does not hold | inconclusive | not evaluated.
 
-Decision rule (k = `N_SE` = 2 standard errors; d is the difference in the direction of the claim, i.e.
-d = a − b for "a > b" or "a >= b" and d = b − a for "a < b" or "a <= b"; se_d = sqrt(se_a² + se_b²)):
+Decision rule, k = `N_SE` = 2 standard errors of diff:
+* strict "a < b" / "a > b": holds when diff is beyond k·se in the claimed direction, does not hold
+  when it is beyond k·se the other way, inconclusive in between;
+* non-strict "a >= b": does not hold only when contradicted beyond k·se, otherwise holds;
+* thresholds: 3a "far" holds when diff − k·se > `FAR_NATS` and fails when diff + k·se < `FAR_NATS`;
+  3b "close" and 6c "≈" are equivalence tests: hold when |diff| + k·se ≤ tol, fail when
+  |diff| − k·se > tol (tol = `CLOSE_NATS`, or `GENERALISE_REL_TOL` × |train gap|); noisy data are
+  inconclusive, never a free "holds";
+* without a standard error (one datapoint, or a constant such as 7d's maximum) the point estimate
+  decides and the note says so.
 
-* **at least / does not shrink** ("a >= b", "a <= b"): the claim fails only if the data contradict
-  it beyond noise. holds if d ≥ −k·se_d; does not hold if d < −k·se_d. There is no "inconclusive":
-  "within noise" is what a non-strict claim asserts.
-* **strictly smaller / larger, shrinks, reduces, worse** ("a < b", "a > b"): holds if d > k·se_d;
-  does not hold if d < −k·se_d; inconclusive if |d| ≤ k·se_d (the difference is within noise).
-* A fixed threshold (BDMC gap < 1 nat, max non-Gaussianity > 0.1 nat) is a strict comparison against a
-  constant with no standard error: the BDMC check holds only if gap + k·se < 1, fails if gap − k·se > 1.
-* With no standard error available (n_points < 2, or the column missing) the verdict is decided on the
-  point estimates alone (with one side's missing, on the other side's alone) and the note says so.
-  A missing value (NaN, or no row for a model/variant/encoder) gives "not evaluated", as does a
-  missing input table; the note names what is missing.
+Gates, applied after the numbers (which stay in the row and the note): a check depending on L[q*]
+of a model with fewer than `CONVERGED_MIN` of its datapoints converged, or on log p̂ of a model where
+AIS fell below IWAE(q*) on more than `AIS_BELOW_MAX` of them, is "inconclusive" with the reason.
 
-se_d treats the two sides as independent. Both are usually means over the *same* datapoints, so the
-exact standard error of the paired difference is sqrt(se_a² + se_b² − 2·cov). For quantities that are
-positively correlated across datapoints (two bounds on the same log p(x), gaps of related models)
-the independent se_d is larger than the paired one, so the verdicts are conservative: more
-"inconclusive", fewer false "holds"/"does not hold". Where the per-datapoint values are available
-(Figure 2's bounds) the paired standard error is used instead.
-
-Claim 6c ("the approximation gap generalises") is an equivalence check: it holds when
-|valid − train| at the last epoch is within k·se_d or within `GENERALISE_REL_TOL` (20%) of the
-training approximation gap, and does not hold otherwise.
+Choices: 1b is evaluated only on `MUCH_LARGER_DATASETS` (no row for other datasets; one "not
+evaluated" row when none of them is present). 4a/4b and 6a give rows only for datasets that have the
+no_annealing / large_encoder model. A missing input gives one "not evaluated" row per check.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -54,471 +50,603 @@ from .errors import VaegapsError
 from .io import atomic_path
 
 N_SE = 2.0                  # standard errors that separate "holds" from noise
+CONVERGED_MIN = 0.95        # below this converged fraction, checks on that L[q*] are inconclusive
+AIS_BELOW_MAX = 0.10        # above this fraction of AIS < IWAE(q*), log p̂ is mostly a lower bound
+FAR_NATS = 2.0              # 3a: L[q*_Flow] − L[q*_FFG] "far" (paper, MNIST: ≈ 23 nats)
+CLOSE_NATS = 1.0            # 3b: |L[q*_Flow] − L[q*_FFG]| "close" (paper, MNIST: ≈ 0.4 nats)
+GENERALISE_REL_TOL = 0.2    # 6c: |valid − train| approximation gap within 20% of the train gap
+NON_GAUSSIAN_MIN = 0.1      # 7d: nats of KL(p || moment-matched Gaussian) that count as non-Gaussian
 BDMC_MAX_GAP = 1.0          # nats: AIS is accurate at a setting if the BDMC gap is below this
-NON_GAUSSIAN_MIN = 0.1      # nats: max over datapoints of log p(x) − L[q*_FFG] above this
-GENERALISE_REL_TOL = 0.2    # claim 6c: |valid − train| approximation gap within 20% of the train gap
+MUCH_LARGER_DATASETS = ("fashion_mnist", "cifar10")
 
-TABLE_NAMES = ("table2", "table3", "flows_amortization", "decoder_capacity", "gaps_over_training",
-               "figure2_bounds", "bdmc", "table2_paired")
-CLAIM_COLUMNS = ["claim", "dataset", "statement", "comparison", "value_a", "se_a", "value_b", "se_b",
-                 "verdict", "note"]
+NAMED_INPUTS = ("flows_amortization", "over_training", "figure2_bounds", "figure2_grid", "bdmc")
+INPUT_NAMES = ("gaps", *NAMED_INPUTS)     # "gaps" is stacked from per-model files by load_inputs
+CLAIM_COLUMNS = ["claim", "dataset", "kind", "statement", "comparison", "value_a", "se_a", "value_b",
+                 "se_b", "diff", "diff_se", "paired", "verdict", "note"]
 VERDICTS = ("holds", "does not hold", "inconclusive", "not evaluated")
 
-STATEMENTS = {
-    "1": "For FFG, the amortization gap is at least as large as the approximation gap "
-         "(much larger on Fashion-MNIST and CIFAR-10).",
-    "2a": "Training with the Flow shrinks the approximation gap.",
-    "2b": "Training with the Flow does not shrink the amortization gap.",
-    "3": "The generator accommodates the approximation: for a Flow-trained model L[q*_FFG] is far below "
-         "L[q*_Flow]; for an FFG-trained model the two are close.",
-    "4a": "Without entropy annealing the FFG approximation gap is smaller.",
-    "4b": "Without entropy annealing log p̂(x) is worse.",
-    "5a": "With the decoder frozen, flow parameters (auxiliary flow) on a small encoder reduce the "
-          "amortization gap.",
-    "5b": "With the decoder frozen, flow parameters (RealNVP) on a small encoder reduce the amortization gap.",
-    "6a": "A larger encoder reduces the training amortization gap.",
-    "6b": "A larger encoder overfits: on validation data its amortization gap grows over training.",
-    "6c": "The approximation gap generalises (validation ≈ training).",
-    "7a": "In 2-D, L[q] < L[q*_FFG].",
-    "7b": "In 2-D, L[q*_FFG] < L[q*_Flow].",
-    "7c": "In 2-D, L[q*_Flow] ≤ log p(x).",
-    "7d": "In 2-D, some true posteriors are visibly non-Gaussian.",
-    "bdmc": "AIS is accurate at the settings used: the BDMC gap (upper − lower bound on simulated data) "
-            "is below 1 nat.",
-}
+# The estimates a check can depend on, and the per-datapoint column that gates each.
+QSTAR, QSTAR_FFG, QSTAR_FLOW, LOG_PX = "L[q*]", "L[q*_FFG]", "L[q*_Flow]", "log p̂"
+GATE_COLUMNS = {QSTAR: "qstar_converged", QSTAR_FFG: "converged_local_ffg",
+                QSTAR_FLOW: "converged_local_flow", LOG_PX: "ais_below_iwae"}
 
-# Which input each check reads, in output order.
-CLAIM_INPUTS = {
-    "1": "table2", "2a": "table2", "2b": "table2", "3": "table2",
-    "4a": "table3", "4b": "table3",
-    "5a": "flows_amortization", "5b": "flows_amortization",
-    "6a": "gaps_over_training", "6b": "gaps_over_training", "6c": "gaps_over_training",
-    "7a": "figure2_bounds", "7b": "figure2_bounds", "7c": "figure2_bounds", "7d": "figure2_bounds",
-    "bdmc": "bdmc",
+# Columns each input must have (what the checks and their gates read).
+REQUIRED = {
+    "gaps": ["dataset", "variant", "trained_family", "index", "log_px", "elbo_local_flow", "elbo_local_ffg",
+             "approximation_gap", "amortization_gap", "qstar_converged", "converged_local_ffg",
+             "converged_local_flow", "ais_below_iwae"],
+    "flows_amortization": ["dataset", "encoder", "index", "amortization_gap", "qstar_converged"],
+    "over_training": ["dataset", "model", "epoch", "split", "index", "approximation_gap", "amortization_gap",
+                      "qstar_converged", "ais_below_iwae"],
+    "figure2_bounds": ["dataset", "index", "distribution", "elbo", "log_px"],
+    "figure2_grid": ["dataset", "index", "distribution", "z1", "z2", "density"],
+    "bdmc": ["dataset", "gap", "gap_se", "procedure"],
 }
-
-# The comparison each check makes, in words (the evaluated rows name epochs, settings and so on).
-COMPARISONS = {
-    "1": "amortization_gap (ffg-trained) >= approximation_gap (ffg-trained)",
-    "2a": "approximation_gap (flow-trained) < approximation_gap (ffg-trained)",
-    "2b": "amortization_gap (flow-trained) >= amortization_gap (ffg-trained)",
-    "3": "L[q*_Flow] − L[q*_FFG] (flow-trained) > L[q*_Flow] − L[q*_FFG] (ffg-trained)",
-    "4a": "approximation_gap (no_annealing) < approximation_gap (standard)",
-    "4b": "log_px (no_annealing) < log_px (standard)",
-    "5a": "amortization_gap (flow_small) < amortization_gap (ffg_small)",
-    "5b": "amortization_gap (realnvp_small) < amortization_gap (ffg_small)",
-    "6a": "amortization_gap (large_encoder, train) < amortization_gap (standard, train) at the last epoch",
-    "6b": "amortization_gap (large_encoder, valid) grows over training",
-    "6c": "approximation_gap (large_encoder, valid) ≈ approximation_gap (large_encoder, train)",
-    "7a": "mean L[q] < mean L[q*_FFG]",
-    "7b": "mean L[q*_FFG] < mean L[q*_Flow]",
-    "7c": "mean L[q*_Flow] <= mean log p(x)",
-    "7d": f"max over datapoints of log p(x) − L[q*_FFG] > {NON_GAUSSIAN_MIN} nats",
-    "bdmc": f"BDMC gap (upper − lower) < {BDMC_MAX_GAP:g} nat",
-}
-
 _STRICT = {">": True, "<": True, ">=": False, "<=": False}
+NAN = float("nan")
+
+
+@dataclass
+class Outcome:
+    """One evaluated row before the table's fixed fields are added; `used` maps a model's label to
+    its per-datapoint rows, which the gates read."""
+    dataset: str
+    verdict: str = "not evaluated"
+    note: str = ""
+    value_a: float = NAN
+    se_a: float = NAN
+    value_b: float = NAN
+    se_b: float = NAN
+    diff: float = NAN
+    diff_se: float = NAN
+    paired: bool = False
+    detail: str = ""
+    used: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    statement: str
+    input: str
+    comparison: str
+    kind: str
+    depends: tuple[str, ...]
+    run: Callable[[pd.DataFrame], list[Outcome]]
 
 
 # --------------------------------------------------------------------------- decision rule
-
-
-def _f(x: Any) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return float("nan")
 
 
 def _fmt(x: float) -> str:
     return "nan" if not math.isfinite(x) else f"{x:.3g}" if abs(x) < 0.01 and x != 0 else f"{x:.2f}"
 
 
-def decide(a: float, se_a: float, b: float, se_b: float, op: str, n_se: float = N_SE) -> tuple[str, str]:
-    """Verdict and note for the claim "a op b" (op in >, <, >=, <=) under the module's rule."""
+def _finite(x: float) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def decide(diff: float, diff_se: float, op: str, n_se: float = N_SE) -> str:
+    """Verdict for "a op b" (op in >, <, >=, <=) from diff = a − b and its standard error."""
     if op not in _STRICT:
         raise ValueError(f"unknown comparison {op!r}")
-    a, se_a, b, se_b = _f(a), _f(se_a), _f(b), _f(se_b)
-    if not (math.isfinite(a) and math.isfinite(b)):
-        return "not evaluated", "a value is missing (NaN)"
-    d = a - b if op in (">", ">=") else b - a
-    notes = []
-    ses = [s for s in (se_a, se_b) if math.isfinite(s)]
-    missing_se = [name for name, s in (("a", se_a), ("b", se_b)) if not math.isfinite(s)]
-    se_d = math.sqrt(sum(s * s for s in ses)) if ses else 0.0
-    tol = n_se * se_d
-    side = "a − b" if op in (">", ">=") else "b − a"
-    notes.append(f"{side} = {_fmt(d)} ± {_fmt(se_d)} (z = {d / se_d:.1f})" if se_d > 0
-                 else f"{side} = {_fmt(d)}")
-    if _STRICT[op]:
-        if d > tol:
-            verdict = "holds"
-        elif d < -tol or (tol == 0 and d <= 0):
-            verdict = "does not hold"
-        else:
-            verdict = "inconclusive"
-            notes.append(f"the difference is within {n_se:g} standard errors")
-    else:
-        verdict = "holds" if d >= -tol else "does not hold"
-        if verdict == "holds" and d < 0:
-            notes.append(f"a small reversal, within {n_se:g} standard errors")
-    if len(missing_se) == 2:
-        notes.append("no standard errors; decided on the point estimates")
-    elif missing_se:
-        notes.append(f"no standard error for side {missing_se[0]}; only the other side's is used")
-    return verdict, "; ".join(notes)
+    if not _finite(diff):
+        return "not evaluated"
+    d = diff if op in (">", ">=") else -diff       # d > 0 favours the claim
+    tol = n_se * diff_se if _finite(diff_se) else 0.0
+    if not _STRICT[op]:
+        return "does not hold" if d < -tol else "holds"
+    if d > tol:
+        return "holds"
+    return "does not hold" if d < -tol or (tol == 0 and d <= 0) else "inconclusive"
 
 
-# --------------------------------------------------------------------------- helpers
+def decide_beyond(diff: float, diff_se: float, threshold: float, n_se: float = N_SE) -> str:
+    """"diff is larger than threshold": holds/fails only when the k·se interval is clear of it."""
+    if not _finite(diff):
+        return "not evaluated"
+    tol = n_se * diff_se if _finite(diff_se) else 0.0
+    return "holds" if diff - tol > threshold else "does not hold" if diff + tol < threshold else "inconclusive"
 
 
-def _require(df: pd.DataFrame, name: str, columns: list[str]) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise VaegapsError(f"{name} lacks the column(s) {', '.join(missing)}; rebuild it with the workflow")
+def decide_equivalent(diff: float, diff_se: float, tol: float, n_se: float = N_SE) -> str:
+    """Equivalence test "|diff| is within tol": noise alone can never make it hold."""
+    if not (_finite(diff) and _finite(tol)):
+        return "not evaluated"
+    k = n_se * diff_se if _finite(diff_se) else 0.0
+    return "holds" if abs(diff) + k <= tol else "does not hold" if abs(diff) - k > tol else "inconclusive"
 
 
-def _se(row: pd.Series | None, col: str) -> float:
-    if row is None:
-        return float("nan")
-    return _f(row.get(f"{col}_se", float("nan")))
+# --------------------------------------------------------------------------- statistics
 
 
-def _one(df: pd.DataFrame, name: str, **keys: Any) -> pd.Series | None:
-    """The single row of `df` matching `keys`, None if there is none; several is an error."""
+def _mean_se(x: np.ndarray) -> tuple[float, float]:
+    n = len(x)
+    if n == 0:
+        return NAN, NAN
+    return float(np.mean(x)), float(np.std(x, ddof=1) / math.sqrt(n)) if n > 1 else NAN
+
+
+def _se_note(se: float) -> str:
+    return "" if _finite(se) else "; no standard error (one datapoint): decided on the point estimate"
+
+
+def _paired(ds: str, a: pd.Series, b: pd.Series, op: str, used: dict | None = None) -> Outcome:
+    """a op b on the datapoints both Series (indexed by datapoint index) share, paired."""
+    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
+    out = Outcome(ds, used=used or {})
+    if both.empty:
+        out.note = "no datapoint has both values"
+        return out
+    x, y = both["a"].to_numpy(float), both["b"].to_numpy(float)
+    (out.value_a, out.se_a), (out.value_b, out.se_b) = _mean_se(x), _mean_se(y)
+    out.diff, out.diff_se = _mean_se(x - y)
+    out.paired = True
+    out.verdict = decide(out.diff, out.diff_se, op)
+    out.note = (f"a − b = {_fmt(out.diff)} ± {_fmt(out.diff_se)} paired over {len(x)} datapoints "
+                f"(unpaired se would be {_fmt(math.hypot(out.se_a, out.se_b))})" + _se_note(out.diff_se))
+    if len(x) < max(len(a), len(b)):
+        out.note += f"; only {len(x)} of {max(len(a), len(b))} datapoints are common to both sides"
+    return out
+
+
+def _missing(ds: str, what: str) -> Outcome:
+    return Outcome(ds, note=what)
+
+
+# --------------------------------------------------------------------------- selecting models
+
+
+def _select(df: pd.DataFrame, name: str, **keys: Any) -> pd.DataFrame | None:
+    """The per-datapoint rows of one model, indexed by datapoint index; None if there are none."""
     mask = np.ones(len(df), dtype=bool)
     for k, v in keys.items():
         mask &= (df[k].astype(str) == str(v)).to_numpy()
     sub = df[mask]
-    if len(sub) > 1:
+    if sub.empty:
+        return None
+    if sub["index"].duplicated().any():
         desc = ", ".join(f"{k}={v}" for k, v in keys.items())
-        raise VaegapsError(f"{name} has {len(sub)} rows for {desc}; expected one")
-    return None if sub.empty else sub.iloc[0]
+        raise VaegapsError(f"{name} has several rows for one index at {desc}; expected one per datapoint")
+    return sub.set_index("index", drop=False)
 
 
 def _datasets(df: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(df["dataset"].astype(str)))
 
 
-def _row(claim: str, dataset: str, comparison: str, a=np.nan, se_a=np.nan, b=np.nan, se_b=np.nan,
-         verdict: str = "not evaluated", note: str = "") -> dict[str, Any]:
-    return {"claim": claim, "dataset": dataset, "statement": STATEMENTS[claim], "comparison": comparison,
-            "value_a": _f(a), "se_a": _f(se_a), "value_b": _f(b), "se_b": _f(se_b),
-            "verdict": verdict, "note": note}
+def _gaps_model(g: pd.DataFrame, ds: str, variant: str, family: str) -> pd.DataFrame | None:
+    return _select(g, "gaps", dataset=ds, variant=variant, trained_family=family)
 
 
-def _check(claim, dataset, comparison, ra, col_a, rb, col_b, op, what_missing, extra="") -> dict[str, Any]:
-    """Compare column col_a of row ra with col_b of row rb; 'not evaluated' if a row is absent."""
-    if ra is None or rb is None:
-        return _row(claim, dataset, comparison, note=what_missing)
-    a, se_a, b, se_b = _f(ra[col_a]), _se(ra, col_a), _f(rb[col_b]), _se(rb, col_b)
-    verdict, note = decide(a, se_a, b, se_b, op)
-    return _row(claim, dataset, comparison, a, se_a, b, se_b, verdict, "; ".join(filter(None, [note, extra])))
+def _label(variant: str, family: str) -> str:
+    return f"{variant} {family}-trained model"
 
 
-def _absent(claims: list[str], table: str) -> list[dict[str, Any]]:
-    return [_row(c, "", COMPARISONS[c], note=f"input {table} is missing") for c in claims]
+def _compare_models(g, ds, col, first: tuple[str, str], second: tuple[str, str], op,
+                    col_b: str | None = None) -> Outcome:
+    """col of model `first` (variant, family) op col_b (default col) of model `second`, paired."""
+    fa, fb = _gaps_model(g, ds, *first), _gaps_model(g, ds, *second)
+    missing = [_label(*k) for k, f in ((first, fa), (second, fb)) if f is None]
+    if missing:
+        return _missing(ds, f"gaps has no {' or '.join(dict.fromkeys(missing))}")
+    used = {_label(*first): fa, _label(*second): fb}
+    return _paired(ds, fa[col], fb[col_b or col], op, used)
 
 
-# --------------------------------------------------------------------------- the claims
-
-_VALUE_COLUMNS = ["log_px", "elbo_local_flow", "elbo_local_ffg", "approximation_gap", "amortization_gap"]
+# --------------------------------------------------------------------------- the checks: gaps (Tables 2, 3)
 
 
-def _claims_table2(t: pd.DataFrame, paired: pd.DataFrame | None = None) -> list[dict[str, Any]]:
-    _require(t, "table2", ["dataset", "trained_family", *_VALUE_COLUMNS])
+def _claim1(g: pd.DataFrame, datasets=None, op=">=") -> list[Outcome]:
     rows = []
-    for ds in _datasets(t):
-        ffg = _one(t, "table2", dataset=ds, trained_family="ffg")
-        flow = _one(t, "table2", dataset=ds, trained_family="flow")
-        no_ffg, no_flow = "table2 has no ffg-trained row", "table2 has no flow-trained row"
-        extra = ""
-        if ffg is not None and _f(ffg["approximation_gap"]) > 0:
-            ratio = _f(ffg["amortization_gap"]) / _f(ffg["approximation_gap"])
-            extra = f"amortization/approximation = {ratio:.2f}"
-        rows.append(_check("1", ds, COMPARISONS["1"],
-                           ffg, "amortization_gap", ffg, "approximation_gap", ">=", no_ffg, extra))
-        both = no_ffg if ffg is None else no_flow
-        rows.append(_check("2a", ds, COMPARISONS["2a"],
-                           flow, "approximation_gap", ffg, "approximation_gap",
-                           "<", both))
-        rows.append(_check("2b", ds, COMPARISONS["2b"],
-                           flow, "amortization_gap", ffg, "amortization_gap",
-                           ">=", both))
-        comp = COMPARISONS["3"]
-        if ffg is None or flow is None:
-            rows.append(_row("3", ds, comp, note=both))
-        else:
-            diffs = [_flow_minus_ffg(r, paired, ds, fam) for r, fam in ((flow, "flow"), (ffg, "ffg"))]
-            verdict, note = decide(*diffs[0][:2], *diffs[1][:2], ">")
-            how = ("paired per-datapoint se (table2_paired)" if diffs[0][2] and diffs[1][2] else
-                   "se treating L[q*_Flow] and L[q*_FFG] as independent (conservative)")
-            note += f"; {how}; ffg-trained difference = {_fmt(diffs[1][0])} nats"
-            rows.append(_row("3", ds, comp, *diffs[0][:2], *diffs[1][:2], verdict, note))
+    for ds in datasets if datasets is not None else _datasets(g):
+        out = _compare_models(g, ds, "amortization_gap", ("standard", "ffg"), ("standard", "ffg"), op,
+                              col_b="approximation_gap")
+        if out.value_b > 0:
+            out.note += f"; amortization/approximation = {out.value_a / out.value_b:.2f}"
+        rows.append(out)
     return rows
 
 
-def _flow_minus_ffg(row: pd.Series, paired: pd.DataFrame | None, dataset: str, family: str):
-    """(mean, se, is_paired) of L[q*_Flow] − L[q*_FFG] for one model: from the per-datapoint
-    differences when `paired` (table2_paired) has the row, else from Table 2's two columns."""
-    if paired is not None:
-        hit = paired[(paired["dataset"] == dataset) & (paired["trained_family"] == family)]
-        if len(hit) == 1:
-            return _f(hit.iloc[0]["flow_minus_ffg"]), _f(hit.iloc[0]["flow_minus_ffg_se"]), True
-    return (_f(row["elbo_local_flow"]) - _f(row["elbo_local_ffg"]),
-            math.hypot(_se(row, "elbo_local_flow"), _se(row, "elbo_local_ffg")), False)
+def _claim1b(g: pd.DataFrame) -> list[Outcome]:
+    present = [d for d in _datasets(g) if d in MUCH_LARGER_DATASETS]
+    if not present:
+        return [_missing("", f"evaluated only on {', '.join(MUCH_LARGER_DATASETS)}; gaps has neither")]
+    return _claim1(g, present, ">")
 
 
-def _claims_table3(t: pd.DataFrame, table2: pd.DataFrame | None) -> list[dict[str, Any]]:
-    _require(t, "table3", ["dataset", "variant", "trained_family", "log_px", "approximation_gap"])
+def _across_families(col: str, op: str) -> Callable[[pd.DataFrame], list[Outcome]]:
+    def run(g: pd.DataFrame) -> list[Outcome]:
+        return [_compare_models(g, ds, col, ("standard", "flow"), ("standard", "ffg"), op)
+                for ds in _datasets(g)]
+    return run
+
+
+def _flow_minus_ffg(g: pd.DataFrame, ds: str, family: str) -> Outcome:
+    m = _gaps_model(g, ds, "standard", family)
+    if m is None:
+        return _missing(ds, f"gaps has no {_label('standard', family)}")
+    # the sides' own verdict is replaced by the threshold rule of 3a/3b
+    return _paired(ds, m["elbo_local_flow"], m["elbo_local_ffg"], ">", {_label("standard", family): m})
+
+
+def _claim3a(g: pd.DataFrame) -> list[Outcome]:
     rows = []
-    for ds in _datasets(t):
-        noann = _one(t, "table3", dataset=ds, variant="no_annealing", trained_family="ffg")
-        std = _one(t, "table3", dataset=ds, variant="standard", trained_family="ffg")
-        extra = ""
-        if std is None and table2 is not None and {"dataset", "trained_family"} <= set(table2.columns):
-            std = _one(table2, "table2", dataset=ds, trained_family="ffg")
-            extra = "standard taken from table2" if std is not None else ""
-        missing = ("table3 has no ffg-trained no_annealing row" if noann is None
-                   else "no ffg-trained standard row in table3 or table2")
-        rows.append(_check("4a", ds, COMPARISONS["4a"],
-                           noann, "approximation_gap", std, "approximation_gap", "<", missing, extra))
-        rows.append(_check("4b", ds, COMPARISONS["4b"],
-                           noann, "log_px", std, "log_px", "<", missing, extra))
+    for ds in _datasets(g):
+        out = _flow_minus_ffg(g, ds, "flow")
+        if out.paired:
+            out.verdict = decide_beyond(out.diff, out.diff_se, FAR_NATS)
+            out.note = f"threshold {FAR_NATS:g} nats; " + out.note
+        rows.append(out)
     return rows
 
 
-def _claims_flows(t: pd.DataFrame) -> list[dict[str, Any]]:
-    _require(t, "flows_amortization", ["dataset", "encoder", "amortization_gap"])
+def _claim3b(g: pd.DataFrame) -> list[Outcome]:
     rows = []
-    for ds in _datasets(t):
-        base = _one(t, "flows_amortization", dataset=ds, encoder="ffg_small")
-        for claim, enc in (("5a", "flow_small"), ("5b", "realnvp_small")):
-            r = _one(t, "flows_amortization", dataset=ds, encoder=enc)
-            missing = f"flows_amortization has no {'ffg_small' if base is None else enc} row"
-            rows.append(_check(claim, ds, f"amortization_gap ({enc}) < amortization_gap (ffg_small)",
-                               r if base is not None else None, "amortization_gap", base, "amortization_gap",
-                               "<", missing))
+    for ds in _datasets(g):
+        out = _flow_minus_ffg(g, ds, "ffg")
+        if out.paired:
+            out.verdict = decide_equivalent(out.diff, out.diff_se, CLOSE_NATS)
+            out.note = f"|a − b| must be within {CLOSE_NATS:g} nat beyond {N_SE:g} se; " + out.note
+        rows.append(out)
     return rows
 
 
-def _claims_training(t: pd.DataFrame) -> list[dict[str, Any]]:
-    _require(t, "gaps_over_training", ["dataset", "model", "epoch", "split", "approximation_gap",
-                                       "amortization_gap"])
+def _against_standard(variant: str, col: str, op: str) -> Callable[[pd.DataFrame], list[Outcome]]:
+    """Table 3: `variant` (ffg-trained) against the standard ffg-trained model, on the datasets
+    that have the variant."""
+    def run(g: pd.DataFrame) -> list[Outcome]:
+        present = [d for d in _datasets(g) if _gaps_model(g, d, variant, "ffg") is not None]
+        if not present:
+            return [_missing("", f"gaps has no {_label(variant, 'ffg')}")]
+        return [_compare_models(g, ds, col, (variant, "ffg"), ("standard", "ffg"), op) for ds in present]
+    return run
+
+
+# --------------------------------------------------------------------------- flows and amortization
+
+
+def _small_encoder(encoder: str) -> Callable[[pd.DataFrame], list[Outcome]]:
+    def run(t: pd.DataFrame) -> list[Outcome]:
+        rows = []
+        for ds in _datasets(t):
+            fa = _select(t, "flows_amortization", dataset=ds, encoder=encoder)
+            fb = _select(t, "flows_amortization", dataset=ds, encoder="ffg_small")
+            missing = [e for e, f in ((encoder, fa), ("ffg_small", fb)) if f is None]
+            if missing:
+                rows.append(_missing(ds, f"flows_amortization has no {' or '.join(missing)} encoder"))
+                continue
+            rows.append(_paired(ds, fa["amortization_gap"], fb["amortization_gap"], "<",
+                                {f"encoder {encoder}": fa, "encoder ffg_small": fb}))
+        return rows
+    return run
+
+
+# --------------------------------------------------------------------------- over training
+
+
+def _epochs(d: pd.DataFrame, model: str, split: str) -> list:
+    return sorted(d.loc[(d["model"].astype(str) == model) & (d["split"].astype(str) == split), "epoch"].unique())
+
+
+def _at(d: pd.DataFrame, model: str, split: str, epoch) -> pd.DataFrame:
+    return _select(d, "over_training", model=model, split=split, epoch=epoch)
+
+
+def _claim6b(t: pd.DataFrame) -> list[Outcome]:
     rows = []
-    t = t.assign(model=t["model"].astype(str), split=t["split"].astype(str), dataset=t["dataset"].astype(str))
     for ds in _datasets(t):
-        d = t[t["dataset"] == ds]
+        d = t[t["dataset"].astype(str) == ds]
+        common = sorted(set(_epochs(d, "large_encoder", "valid")) & set(_epochs(d, "standard", "valid")))
+        if len(common) < 2:
+            rows.append(_missing(ds, "over_training has fewer than 2 validation epochs common to "
+                                     "large_encoder and standard"))
+            continue
+        e0, e1 = common[0], common[-1]
+        f = {(m, e): _at(d, m, "valid", e) for m in ("large_encoder", "standard") for e in (e0, e1)}
 
-        def epochs(model, split):
-            return sorted(d.loc[(d["model"] == model) & (d["split"] == split), "epoch"].unique())
+        def growth(m):
+            return f[m, e1]["amortization_gap"] - f[m, e0]["amortization_gap"]
+        # the contrast c_i = growth(large) − growth(standard), paired on the validation indices
+        out = _paired(ds, growth("large_encoder"), growth("standard"), ">",
+                      {f"{m} valid epoch {e}": fr for (m, e), fr in f.items()})
+        out.detail = f" [epochs {e0} → {e1}]"
+        rows.append(out)
+    return rows
 
-        def at(model, split, epoch):
-            return _one(d, "gaps_over_training", model=model, split=split, epoch=epoch)
 
-        # 6a: train amortization gap, large_encoder vs standard, at the last epoch both have.
-        comp = COMPARISONS["6a"]
-        le_tr, st_tr = epochs("large_encoder", "train"), epochs("standard", "train")
-        common = sorted(set(le_tr) & set(st_tr))
-        if common:
-            e = common[-1]
-            rows.append(_check("6a", ds, comp + f" ({e})", at("large_encoder", "train", e), "amortization_gap",
-                               at("standard", "train", e), "amortization_gap", "<", ""))
-        elif le_tr and st_tr:
-            ea, eb = le_tr[-1], st_tr[-1]
-            rows.append(_check("6a", ds, comp + f" (large_encoder {ea}, standard {eb})",
-                               at("large_encoder", "train", ea), "amortization_gap",
-                               at("standard", "train", eb), "amortization_gap", "<", "",
-                               "no epoch common to both models; each model's last epoch used"))
-        else:
-            which = "large_encoder" if not le_tr else "standard"
-            rows.append(_row("6a", ds, comp, note=f"gaps_over_training has no train rows for {which}"))
-
-        # 6b: validation amortization gap of large_encoder grows over training.
-        le_va = epochs("large_encoder", "valid")
-        if len(le_va) >= 2:
-            e0, e1 = le_va[0], le_va[-1]
-            rows.append(_check(
-                "6b", ds, f"amortization_gap (large_encoder, valid, epoch {e1}) > "
-                          f"amortization_gap (large_encoder, valid, epoch {e0})",
-                at("large_encoder", "valid", e1), "amortization_gap", at("large_encoder", "valid", e0),
-                "amortization_gap", ">", "", "last validation epoch against the first"))
-        elif len(le_va) == 1 and le_va[0] in le_tr:
-            e = le_va[0]
-            rows.append(_check(
-                "6b", ds, f"amortization_gap (large_encoder, valid, epoch {e}) > "
-                          f"amortization_gap (large_encoder, train, epoch {e})",
-                at("large_encoder", "valid", e), "amortization_gap", at("large_encoder", "train", e),
-                "amortization_gap", ">", "",
-                "only one validation epoch: validation against training at that epoch"))
-        else:
-            rows.append(_row("6b", ds, COMPARISONS["6b"],
-                             note="gaps_over_training has no usable validation rows for large_encoder"))
-
-        # 6c: approximation gap generalises, large_encoder, last epoch with both splits.
-        both = sorted(set(le_tr) & set(le_va))
-        comp = COMPARISONS["6c"]
+def _claim6c(t: pd.DataFrame) -> list[Outcome]:
+    rows = []
+    for ds in _datasets(t):
+        d = t[t["dataset"].astype(str) == ds]
+        both = sorted(set(_epochs(d, "large_encoder", "train")) & set(_epochs(d, "large_encoder", "valid")))
         if not both:
-            rows.append(_row("6c", ds, comp, note="no epoch with both train and valid rows for large_encoder"))
+            rows.append(_missing(ds, "over_training has no epoch with both splits for large_encoder"))
             continue
         e = both[-1]
-        va, tr = at("large_encoder", "valid", e), at("large_encoder", "train", e)
-        a, se_a = _f(va["approximation_gap"]), _se(va, "approximation_gap")
-        b, se_b = _f(tr["approximation_gap"]), _se(tr, "approximation_gap")
-        comp += f" at epoch {e}"
-        if not (math.isfinite(a) and math.isfinite(b)):
-            rows.append(_row("6c", ds, comp, a, se_a, b, se_b, note="a value is missing (NaN)"))
-            continue
-        ses = [s for s in (se_a, se_b) if math.isfinite(s)]
-        se_d = math.sqrt(sum(s * s for s in ses))
-        diff = a - b
-        tol = max(N_SE * se_d, GENERALISE_REL_TOL * abs(b))
-        verdict = "holds" if abs(diff) <= tol else "does not hold"
-        note = (f"valid − train = {_fmt(diff)} ± {_fmt(se_d)}; tolerance max({N_SE:g} se, "
-                f"{GENERALISE_REL_TOL:.0%} of the train gap) = {_fmt(tol)}")
-        amort = _f(va["amortization_gap"]) - _f(tr["amortization_gap"])
-        if math.isfinite(amort):
-            note += f"; for contrast, amortization gap valid − train = {_fmt(amort)}"
-        if len(ses) < 2:
-            note += "; a standard error is missing"
-        rows.append(_row("6c", ds, comp, a, se_a, b, se_b, verdict, note))
+        va, tr = _at(d, "large_encoder", "valid", e), _at(d, "large_encoder", "train", e)
+        rows.append(_generalises(ds, va, tr, e))
     return rows
+
+
+def _generalises(ds: str, va: pd.DataFrame, tr: pd.DataFrame, epoch) -> Outcome:
+    """Equivalence of valid and train approximation gaps; different datapoints, so unpaired."""
+    out = Outcome(ds, detail=f" [epoch {epoch}]", used={f"large_encoder valid epoch {epoch}": va,
+                                                        f"large_encoder train epoch {epoch}": tr})
+    out.value_a, out.se_a = _mean_se(va["approximation_gap"].dropna().to_numpy(float))
+    out.value_b, out.se_b = _mean_se(tr["approximation_gap"].dropna().to_numpy(float))
+    out.diff, out.diff_se = out.value_a - out.value_b, math.hypot(out.se_a, out.se_b)
+    tol = GENERALISE_REL_TOL * abs(out.value_b)
+    out.verdict = decide_equivalent(out.diff, out.diff_se, tol)
+    (am_v, s_v), (am_t, s_t) = (_mean_se(f["amortization_gap"].dropna().to_numpy(float)) for f in (va, tr))
+    out.note = (f"valid − train = {_fmt(out.diff)} ± {_fmt(out.diff_se)} (unpaired, {len(va)} vs {len(tr)} "
+                f"datapoints); tolerance {GENERALISE_REL_TOL:.0%} of the train gap = {_fmt(tol)}; for "
+                f"contrast, amortization gap valid − train = {_fmt(am_v - am_t)} ± {_fmt(math.hypot(s_v, s_t))}")
+    return out
+
+
+# --------------------------------------------------------------------------- Figure 2
 
 
 _F2 = {"amortized_ffg": "L[q]", "optimal_ffg": "L[q*_FFG]", "optimal_flow": "L[q*_Flow]", "true": "log p(x)"}
 
 
-def _claims_figure2(t: pd.DataFrame, dataset: str) -> list[dict[str, Any]]:
-    _require(t, "figure2_bounds", ["index", "distribution", "elbo", "log_px"])
-    t = t.assign(distribution=t["distribution"].astype(str))
-    groups = [(str(ds), g) for ds, g in t.groupby("dataset", sort=False)] if "dataset" in t else [(dataset, t)]
-    rows = []
-    for ds, g in groups:
-        dup = g.duplicated(["index", "distribution"])
-        if dup.any():
-            raise VaegapsError(f"figure2_bounds has several rows for one (index, distribution) in {ds}")
-        wide = g.pivot(index="index", columns="distribution", values="elbo")
-        log_px = g.groupby("index")["log_px"].first()
-        if "true" in wide:  # "true" rows carry the exact log p(x) as their elbo
-            log_px = wide["true"].where(wide["true"].notna(), log_px)
-        wide["true"] = log_px.reindex(wide.index)
+def _figure2_wide(g: pd.DataFrame, ds: str) -> pd.DataFrame:
+    """One column per distribution of its bound, "true" holding log p(x), indexed by datapoint."""
+    if g.duplicated(["index", "distribution"]).any():
+        raise VaegapsError(f"figure2_bounds has several rows for one (index, distribution) in {ds}")
+    wide = g.pivot(index="index", columns="distribution", values="elbo")
+    log_px = g.groupby("index")["log_px"].first()
+    if "true" in wide:  # "true" rows carry the exact log p(x) as their elbo
+        log_px = wide["true"].where(wide["true"].notna(), log_px)
+    wide["true"] = log_px.reindex(wide.index)
+    return wide
 
-        def paired(claim, lo, hi, op):
-            comp = f"mean {_F2[lo]} {op} mean {_F2[hi]}"
+
+def _bounds_order(lo: str, hi: str, op: str) -> Callable[[pd.DataFrame], list[Outcome]]:
+    def run(t: pd.DataFrame) -> list[Outcome]:
+        rows = []
+        for ds in _datasets(t):
+            wide = _figure2_wide(t[t["dataset"].astype(str) == ds].assign(
+                distribution=lambda x: x["distribution"].astype(str)), ds)
             missing = [k for k in (lo, hi) if k not in wide]
-            if missing:
-                return _row(claim, ds, comp, note=f"figure2_bounds has no {', '.join(missing)} rows")
-            x = wide[[lo, hi]].dropna()
-            n = len(x)
-            if n == 0:
-                return _row(claim, ds, comp, note="no datapoint has both values")
+            rows.append(_missing(ds, f"figure2_bounds has no {', '.join(missing)} rows") if missing
+                        else _paired(ds, wide[lo], wide[hi], op))
+        return rows
+    return run
 
-            def mse(v):
-                return float(v.mean()), float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
 
-            (a, se_a), (b, se_b), (d, se_d) = mse(x[lo]), mse(x[hi]), mse(x[hi] - x[lo])
-            # decide on the paired difference: b − a against 0 with its own standard error
-            verdict, note = decide(d, se_d, 0.0, 0.0, ">" if op == "<" else ">=")
-            note = note.replace("a − b", f"paired mean of {_F2[hi]} − {_F2[lo]}")
-            frac = float(((x[hi] - x[lo]) > 0).mean() if op == "<" else ((x[hi] - x[lo]) >= 0).mean())
-            note += f"; ordering holds on {frac:.0%} of {n} datapoints (paired standard error)"
-            return _row(claim, ds, comp, a, se_a, b, se_b, verdict, note)
+def _grid_spacing(values: np.ndarray, what: str) -> float:
+    step = np.diff(np.unique(values))
+    if len(step) == 0 or not np.allclose(step, step[0], rtol=1e-3):
+        raise VaegapsError(f"figure2_grid's {what} nodes are not a regular grid; rebuild it with the workflow")
+    return float(step[0])
 
-        rows.append(paired("7a", "amortized_ffg", "optimal_ffg", "<"))
-        rows.append(paired("7b", "optimal_ffg", "optimal_flow", "<"))
-        rows.append(paired("7c", "optimal_flow", "true", "<="))
-        comp = COMPARISONS["7d"]
-        if "optimal_ffg" not in wide:
-            rows.append(_row("7d", ds, comp, note="figure2_bounds has no optimal_ffg rows"))
-        else:
-            gap = (wide["true"] - wide["optimal_ffg"]).dropna()
-            if gap.empty:
-                rows.append(_row("7d", ds, comp, note="no datapoint has both values"))
-            else:
-                mx = float(gap.max())
-                verdict = "holds" if mx > NON_GAUSSIAN_MIN else "does not hold"
-                rows.append(_row("7d", ds, comp, mx, np.nan, NON_GAUSSIAN_MIN, np.nan, verdict,
-                                 f"largest at index {gap.idxmax()}: {_fmt(mx)} nats (the FFG approximation "
-                                 f"gap there); over {len(gap)} datapoints"))
+
+def negentropy(z1: np.ndarray, z2: np.ndarray, density: np.ndarray) -> float:
+    """KL(p || N(μ_p, Σ_p)) of a 2-D density given on a regular grid against its moment-matched
+    full-covariance Gaussian: zero for any Gaussian (correlated too), > 0 otherwise."""
+    z = np.stack([np.ravel(z1).astype(float), np.ravel(z2).astype(float)], axis=1)
+    if len(np.unique(z[:, 0])) * len(np.unique(z[:, 1])) != len(z):
+        raise VaegapsError("figure2_grid has not one node per grid point; rebuild it with the workflow")
+    area = _grid_spacing(z[:, 0], "z1") * _grid_spacing(z[:, 1], "z2")
+    p = np.ravel(density).astype(float) * area
+    p = p / p.sum()                 # renormalise the mass the grid holds
+    mu = p @ z
+    c = z - mu
+    cov = (c * p[:, None]).T @ c
+    pos = p > 0                     # 0 · log 0 = 0
+    h_p = -float(np.sum(p[pos] * np.log(p[pos] / area)))
+    h_gauss = 0.5 * float(np.linalg.slogdet(2 * math.pi * math.e * cov)[1])
+    return h_gauss - h_p
+
+
+def _claim7d(t: pd.DataFrame) -> list[Outcome]:
+    rows = []
+    for ds in _datasets(t):
+        g = t[(t["dataset"].astype(str) == ds) & (t["distribution"].astype(str) == "true")]
+        if g.empty:
+            rows.append(_missing(ds, "figure2_grid has no distribution == 'true' rows"))
+            continue
+        ng = pd.Series({i: negentropy(x["z1"], x["z2"], x["density"]) for i, x in g.groupby("index")})
+        out = Outcome(ds, value_a=float(ng.max()), value_b=NON_GAUSSIAN_MIN)
+        out.diff = out.value_a - out.value_b
+        out.verdict = decide(out.diff, NAN, ">")
+        per = ", ".join(f"{i}: {_fmt(v)}" for i, v in ng.items())
+        out.note = f"largest at index {ng.idxmax()}; KL to the moment-matched Gaussian per index: {per}"
+        rows.append(out)
     return rows
 
 
-def _claims_bdmc(t: pd.DataFrame) -> list[dict[str, Any]]:
-    _require(t, "bdmc", ["dataset", "gap"])
-    keys = [c for c in ("variant", "family", "setting", "n_intermediate", "n_chains") if c in t]
+# --------------------------------------------------------------------------- BDMC
+
+
+def _bdmc(t: pd.DataFrame) -> list[Outcome]:
+    keys = [c for c in ("variant", "family", "setting") if c in t]
     rows = []
     for _, r in t.iterrows():
+        out = Outcome(str(r["dataset"]), value_a=float(r["gap"]), se_a=float(r["gap_se"]),
+                      value_b=BDMC_MAX_GAP)
+        out.diff, out.diff_se = out.value_a - BDMC_MAX_GAP, out.se_a
+        out.verdict = decide(out.diff, out.diff_se, "<")
         desc = ", ".join(f"{k}={r[k]}" for k in keys)
-        comp = f"BDMC gap (upper − lower) < {BDMC_MAX_GAP:g} nat" + (f" [{desc}]" if desc else "")
-        gap, se = _f(r["gap"]), _se(r, "gap")
-        # strict: holds only when the whole 2-se interval is below the threshold
-        verdict, note = decide(gap, se, BDMC_MAX_GAP, 0.0, "<")
-        note = note.replace("b − a", f"{BDMC_MAX_GAP:g} − gap")
-        if math.isfinite(gap) and gap < -N_SE * (se if math.isfinite(se) else 0.0):
-            note += "; upper bound below lower bound beyond noise: check the BDMC run"
-        for k in ("lower", "upper"):
-            if k in r and math.isfinite(_f(r[k])):
-                note += f"; {k} = {_fmt(_f(r[k]))}"
-        rows.append(_row("bdmc", str(r["dataset"]), comp, gap, se, BDMC_MAX_GAP, np.nan, verdict, note))
+        out.detail = f" for AIS procedure {r['procedure']}" + (f" [{desc}]" if desc else "")
+        out.note = f"gap = {_fmt(out.value_a)} ± {_fmt(out.se_a)}" + _se_note(out.se_a)
+        if out.value_a < -N_SE * (out.se_a if _finite(out.se_a) else 0.0):
+            out.note += "; upper bound below lower bound beyond noise: check the BDMC run"
+        rows.append(out)
     return rows
 
 
-def evaluate_claims(tables: dict[str, pd.DataFrame], figure2_dataset: str = "2d") -> pd.DataFrame:
-    """One row per (claim, dataset) check; see the module docstring for columns and the rule.
+# --------------------------------------------------------------------------- the table
 
-    `tables` maps names in `TABLE_NAMES` to DataFrames; a missing (or None) table makes its claims
-    "not evaluated". `figure2_dataset` labels the Figure 2 rows when that table has no dataset column.
-    ("decoder_capacity" is accepted, but no claim of PROTOCOL §7 reads it.)
-    """
-    unknown = set(tables) - set(TABLE_NAMES)
+_S1 = "For FFG, the amortization gap is at least as large as the approximation gap"
+_S3 = "The generator accommodates the approximation: "
+_S6 = "A larger encoder reduces the training amortization gap but overfits"
+
+CHECKS: tuple[Check, ...] = (
+    Check("1", _S1 + ".", "gaps",
+          "amortization_gap >= approximation_gap (standard ffg-trained model)",
+          "evidence", (QSTAR, LOG_PX), _claim1),
+    Check("1b", _S1 + " (much larger on Fashion-MNIST and CIFAR-10).", "gaps",
+          "amortization_gap > approximation_gap (standard ffg-trained model; fashion_mnist, cifar10 only)",
+          "evidence", (QSTAR, LOG_PX), _claim1b),
+    Check("2a", "Training with the Flow shrinks the approximation gap.", "gaps",
+          "approximation_gap (flow-trained) < approximation_gap (ffg-trained)",
+          "evidence", (QSTAR, LOG_PX), _across_families("approximation_gap", "<")),
+    Check("2b", "Training with the Flow: the amortization gap does not shrink.", "gaps",
+          "amortization_gap (flow-trained) >= amortization_gap (ffg-trained)",
+          "evidence", (QSTAR,), _across_families("amortization_gap", ">=")),
+    Check("3a", _S3 + "for a Flow-trained model L[q*_FFG] is far below L[q*_Flow].", "gaps",
+          f"L[q*_Flow] − L[q*_FFG] (flow-trained) > {FAR_NATS:g} nats",
+          "evidence", (QSTAR_FFG, QSTAR_FLOW), _claim3a),
+    Check("3b", _S3 + "for an FFG-trained model L[q*_FFG] and L[q*_Flow] are close.", "gaps",
+          f"|L[q*_Flow] − L[q*_FFG]| (ffg-trained) < {CLOSE_NATS:g} nat",
+          "evidence", (QSTAR_FFG, QSTAR_FLOW), _claim3b),
+    Check("4a", "Without entropy annealing the FFG approximation gap is smaller.", "gaps",
+          "approximation_gap (no_annealing, ffg) < approximation_gap (standard, ffg)",
+          "evidence", (QSTAR, LOG_PX), _against_standard("no_annealing", "approximation_gap", "<")),
+    Check("4b", "Without entropy annealing log p̂(x) is worse.", "gaps",
+          "log_px (no_annealing, ffg) < log_px (standard, ffg)",
+          "evidence", (LOG_PX,), _against_standard("no_annealing", "log_px", "<")),
+    Check("5a", "With the decoder frozen, flow parameters on a small encoder reduce the amortization gap "
+                "(auxiliary flow).", "flows_amortization",
+          "amortization_gap (flow_small) < amortization_gap (ffg_small)",
+          "evidence", (QSTAR,), _small_encoder("flow_small")),
+    Check("5b", "With the decoder frozen, flow parameters on a small encoder reduce the amortization gap "
+                "(RealNVP).", "flows_amortization",
+          "amortization_gap (realnvp_small) < amortization_gap (ffg_small)",
+          "evidence", (QSTAR,), _small_encoder("realnvp_small")),
+    Check("6a", _S6 + ": it reduces the training amortization gap.", "gaps",
+          "amortization_gap (large_encoder, ffg) < amortization_gap (standard, ffg), on the training split",
+          "evidence", (QSTAR,), _against_standard("large_encoder", "amortization_gap", "<")),
+    Check("6b", _S6 + ": on validation data its amortization gap grows over training.", "over_training",
+          "growth of amortization_gap (large_encoder, valid) > growth of amortization_gap (standard, valid), "
+          "first to last common epoch",
+          "evidence", (QSTAR,), _claim6b),
+    Check("6c", _S6 + "; the approximation gap generalises.", "over_training",
+          f"approximation_gap (large_encoder, valid) ≈ (large_encoder, train) within "
+          f"{GENERALISE_REL_TOL:.0%} of the train gap, last epoch with both splits",
+          "evidence", (QSTAR, LOG_PX), _claim6c),
+    Check("7a", "In 2-D, L[q] < L[q*_FFG].", "figure2_bounds", "L[q] < L[q*_FFG]",
+          "evidence", (), _bounds_order("amortized_ffg", "optimal_ffg", "<")),
+    Check("7b", "In 2-D, L[q*_FFG] < L[q*_Flow].", "figure2_bounds", "L[q*_FFG] < L[q*_Flow]",
+          "evidence", (), _bounds_order("optimal_ffg", "optimal_flow", "<")),
+    Check("7c", "In 2-D, L[q*_Flow] ≤ log p(x).", "figure2_bounds", "L[q*_Flow] <= log p(x)",
+          "sanity check", (), _bounds_order("optimal_flow", "true", "<=")),
+    Check("7d", "In 2-D, some true posteriors are visibly non-Gaussian.", "figure2_grid",
+          f"max over datapoints of KL(true posterior || moment-matched Gaussian) > {NON_GAUSSIAN_MIN:g} nat",
+          "evidence", (), _claim7d),
+    Check("bdmc", "AIS is accurate at the settings used: the BDMC gap (upper − lower bound on simulated "
+                  "data) is below 1 nat.", "bdmc",
+          f"BDMC gap (upper − lower) < {BDMC_MAX_GAP:g} nat",
+          "sanity check", (), _bdmc),
+)
+CLAIM_IDS = tuple(c.id for c in CHECKS)
+
+
+# --------------------------------------------------------------------------- gates and assembly
+
+
+def _gate_reasons(check: Check, used: dict[str, pd.DataFrame]) -> list[str]:
+    reasons = []
+    for estimate in check.depends:
+        col = GATE_COLUMNS[estimate]
+        for label, frame in used.items():
+            frac = float(frame[col].astype(float).mean())
+            if estimate == LOG_PX and frac > AIS_BELOW_MAX:
+                reasons.append(f"log p̂ of {label} is IWAE(q*) on {frac:.1%}: the approximation gap is a "
+                               "lower bound; raise evaluation.ais.n_intermediate/n_chains")
+            elif estimate != LOG_PX and frac < CONVERGED_MIN:
+                reasons.append(f"{estimate} of {label} converged on {frac:.1%} of datapoints: raise "
+                               f"evaluation.local.max_steps (or patience/lr) until ≥ {CONVERGED_MIN:.0%} converge")
+    return reasons
+
+
+def _row(check: Check, out: Outcome) -> dict[str, Any]:
+    reasons = _gate_reasons(check, out.used) if out.verdict != "not evaluated" else []
+    note = out.note
+    if reasons:
+        note = "; ".join([f"inconclusive by the gates (the numbers alone: {out.verdict})", *reasons, note])
+        out.verdict = "inconclusive"
+    return {"claim": check.id, "dataset": out.dataset, "kind": check.kind, "statement": check.statement,
+            "comparison": check.comparison + out.detail, "value_a": out.value_a, "se_a": out.se_a,
+            "value_b": out.value_b, "se_b": out.se_b, "diff": out.diff, "diff_se": out.diff_se,
+            "paired": bool(out.paired), "verdict": out.verdict, "note": note}
+
+
+def _prepare(inputs: dict[str, pd.DataFrame | None], figure2_dataset: str) -> dict[str, pd.DataFrame]:
+    unknown = set(inputs) - set(INPUT_NAMES)
     if unknown:
-        raise VaegapsError(f"unknown table(s) {', '.join(sorted(unknown))}; expected some of "
-                           f"{', '.join(TABLE_NAMES)}")
-    tabs = {k: v for k, v in tables.items() if v is not None}
-
-    def claims_of(table):
-        return [c for c, t in CLAIM_INPUTS.items() if t == table]
-
-    rows: list[dict[str, Any]] = []
-    runners = [
-        ("table2", lambda t: _claims_table2(t, tabs.get("table2_paired"))),
-        ("table3", lambda t: _claims_table3(t, tabs.get("table2"))),
-        ("flows_amortization", _claims_flows),
-        ("gaps_over_training", _claims_training),
-        ("figure2_bounds", lambda t: _claims_figure2(t, figure2_dataset)),
-        ("bdmc", _claims_bdmc),
-    ]
-    for name, run in runners:
-        if name not in tabs:
-            rows += _absent(claims_of(name), name)
-        elif tabs[name].empty:
-            rows += [_row(c, "", COMPARISONS[c], note=f"input {name} is empty") for c in claims_of(name)]
-        else:
-            rows += run(tabs[name])
-    out = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
-    order = {c: i for i, c in enumerate(CLAIM_INPUTS)}
-    out = out.iloc[np.argsort([order[c] for c in out["claim"]], kind="stable")].reset_index(drop=True)
-    return out.astype({"claim": str, "dataset": str})
-
-
-def load_tables(paths: dict[str, str | os.PathLike]) -> dict[str, pd.DataFrame]:
-    """Read each named table: Parquet by its suffix, otherwise CSV."""
-    unknown = set(paths) - set(TABLE_NAMES)
-    if unknown:
-        raise VaegapsError(f"unknown table(s) {', '.join(sorted(unknown))}; expected some of "
-                           f"{', '.join(TABLE_NAMES)}")
+        raise VaegapsError(f"unknown input(s) {', '.join(sorted(unknown))}; expected some of "
+                           f"{', '.join(INPUT_NAMES)}")
     out = {}
-    for name, path in paths.items():
-        path = Path(path)
-        if not path.exists():
-            raise VaegapsError(f"missing file {path} (table {name}); run the stage that writes it first")
-        out[name] = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    for name, df in inputs.items():
+        if df is None:
+            continue
+        if name.startswith("figure2") and "dataset" not in df:   # Figure 2 is one 2-D model
+            df = df.assign(dataset=figure2_dataset)
+        missing = [c for c in REQUIRED[name] if c not in df.columns]
+        if missing:
+            raise VaegapsError(f"{name} lacks the column(s) {', '.join(missing)}; rebuild it with the workflow")
+        out[name] = df
+    return out
+
+
+def evaluate_claims(inputs: dict[str, pd.DataFrame | None], figure2_dataset: str = "2d") -> pd.DataFrame:
+    """One row per (check, dataset), in the order of `CHECKS`, with the columns of `CLAIM_COLUMNS`.
+
+    `inputs` maps names in `INPUT_NAMES` to per-datapoint frames; a missing (or None, or empty) input
+    makes its checks "not evaluated". `figure2_dataset` labels Figure 2 frames without a dataset column.
+    """
+    frames = _prepare(inputs, figure2_dataset)
+    rows = []
+    for check in CHECKS:
+        df = frames.get(check.input)
+        if df is None or df.empty:
+            state = "missing" if df is None else "empty"
+            rows.append(_row(check, _missing("", f"input {check.input} is {state}")))
+            continue
+        rows += [_row(check, out) for out in check.run(df)]
+    out = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    return out.astype({"claim": str, "dataset": str, "paired": bool})
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _read(path: str | os.PathLike, what: str) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise VaegapsError(f"missing file {path} ({what}); run the stage that writes it first")
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+
+def load_inputs(gap_paths: list, gap_keys: list[tuple[str, str, str]],
+                paths: dict[str, str | os.PathLike]) -> dict[str, pd.DataFrame]:
+    """Read the inputs: the per-model gaps files (Parquet or CSV), stacked into one long `gaps` frame
+    with (dataset, variant, trained_family) from `gap_keys`, and the named inputs in `paths`."""
+    gap_paths, gap_keys = list(gap_paths), [tuple(k) for k in gap_keys]
+    if len(gap_paths) != len(gap_keys) or any(len(k) != 3 for k in gap_keys):
+        raise VaegapsError(f"{len(gap_paths)} gaps files but {len(gap_keys)} keys; each file needs one "
+                           "[dataset, variant, family] key")
+    unknown = set(paths) - set(NAMED_INPUTS)
+    if unknown:
+        raise VaegapsError(f"unknown input(s) {', '.join(sorted(unknown))}; expected some of "
+                           f"{', '.join(NAMED_INPUTS)}")
+    out = {name: _read(p, name) for name, p in paths.items()}
+    if gap_paths:
+        ids = ("dataset", "variant", "trained_family")
+        parts = [_read(p, f"gaps of {'/'.join(k)}").assign(**dict(zip(ids, k)))
+                 for p, k in zip(gap_paths, gap_keys)]
+        out["gaps"] = pd.concat(parts, ignore_index=True)
     return out
 
 
 def to_markdown(claims: pd.DataFrame) -> str:
-    """The verdicts as a Markdown table (claim, dataset, comparison, values, verdict, note)."""
-    lines = ["| claim | dataset | comparison | a | b | verdict | note |", "|---|---|---|---:|---:|---|---|"]
+    """The verdicts as a Markdown table."""
+    lines = ["| claim | dataset | kind | comparison | a | b | a − b | verdict | note |",
+             "|---|---|---|---|---:|---:|---:|---|---|"]
 
     def cell(v, s):
         if not math.isfinite(v):
@@ -526,20 +654,25 @@ def to_markdown(claims: pd.DataFrame) -> str:
         return f"{v:.2f} ± {s:.2f}" if math.isfinite(s) else f"{v:.2f}"
 
     for _, r in claims.iterrows():
-        txt = [str(r["claim"]), str(r["dataset"]), str(r["comparison"]), cell(r["value_a"], r["se_a"]),
-               cell(r["value_b"], r["se_b"]), f"**{r['verdict']}**", str(r["note"])]
+        d = cell(r["diff"], r["diff_se"]) + (" (paired)" if r["paired"] and math.isfinite(r["diff"]) else "")
+        txt = [str(r["claim"]), str(r["dataset"]), str(r["kind"]), str(r["comparison"]),
+               cell(r["value_a"], r["se_a"]), cell(r["value_b"], r["se_b"]), d, f"**{r['verdict']}**",
+               str(r["note"])]
         lines.append("| " + " | ".join(t.replace("|", "\\|") for t in txt) + " |")
-    lines += ["", "Values in nats; ± is the standard error across datapoints. "
-              f"Rule: a strict claim holds when the difference exceeds {N_SE:g} standard errors, fails when it "
-              f"is beyond {N_SE:g} standard errors the other way, and is inconclusive in between; an "
-              f"\"at least\" claim fails only when contradicted beyond {N_SE:g} standard errors."]
+    lines += ["", "Values in nats, means over datapoints ± standard error; a − b is the tested difference, "
+              "paired per datapoint where both sides share the datapoints. "
+              f"Rule: a strict claim holds when a − b is beyond {N_SE:g} standard errors in the claimed "
+              f"direction, fails when beyond {N_SE:g} the other way, and is inconclusive in between; an "
+              f"\"at least\" claim fails only when contradicted beyond {N_SE:g} standard errors. Checks on "
+              f"L[q*] with under {CONVERGED_MIN:.0%} converged, or on log p̂ with AIS below IWAE(q*) on over "
+              f"{AIS_BELOW_MAX:.0%} of datapoints, are inconclusive. \"sanity check\" rows are not evidence."]
     return "\n".join(lines) + "\n"
 
 
-def write_claims(tables: dict[str, pd.DataFrame], csv_path: str | os.PathLike,
+def write_claims(inputs: dict[str, pd.DataFrame | None], csv_path: str | os.PathLike,
                  md_path: str | os.PathLike | None = None, **kwargs: Any) -> pd.DataFrame:
     """Evaluate the claims and write them as CSV (and optionally Markdown), atomically."""
-    claims = evaluate_claims(tables, **kwargs)
+    claims = evaluate_claims(inputs, **kwargs)
     with atomic_path(csv_path) as tmp:
         claims.to_csv(tmp, index=False)
     if md_path is not None:

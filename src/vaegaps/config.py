@@ -8,33 +8,51 @@ import json
 from pathlib import Path
 
 import yaml
-from jsonschema import Draft202012Validator, validators
+from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from .errors import VaegapsError
 
 
-def _with_defaults(cls):
-    """A validator that also fills in the schema's defaults (as Snakemake's validate does)."""
-    validate_properties = cls.VALIDATORS["properties"]
+def _deref(schema: dict, root: dict) -> dict:
+    """The schema a local "$ref": "#/$defs/NAME" points to (merged with its sibling keys)."""
+    while "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        schema = {**root["$defs"][name], **{k: v for k, v in schema.items() if k != "$ref"}}
+    return schema
 
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for name, sub in properties.items():
-                if "default" in sub:
-                    instance.setdefault(name, copy.deepcopy(sub["default"]))
-        yield from validate_properties(validator, properties, instance, schema)
 
-    return validators.extend(cls, {"properties": set_defaults})
+def fill_defaults(instance: dict, schema: dict, root: dict) -> dict:
+    """Set every missing key that has a schema default, recursively. A sub-schema marked
+    `x-partial` (an override: per-family local settings, an experiment's changes) is left as
+    written, so an override never silently resets what it does not name."""
+    schema = _deref(schema, root)
+    for name, sub in schema.get("properties", {}).items():
+        if sub.get("x-partial"):
+            continue
+        sub = _deref(sub, root)
+        if name not in instance and "default" in sub:
+            instance[name] = copy.deepcopy(sub["default"])
+        if isinstance(instance.get(name), dict) and "properties" in sub:
+            fill_defaults(instance[name], sub, root)
+    return instance
+
+
+def load_schema(schema_path: str | Path) -> dict:
+    return yaml.safe_load(Path(schema_path).read_text())
 
 
 def validate(config: dict, schema_path: str | Path) -> dict:
-    """Check `config` against the schema, fill defaults, and fail with one line naming the key."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    error = best_match(_with_defaults(Draft202012Validator)(schema).iter_errors(config))
-    if error is not None:
-        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise VaegapsError(f"config error at '{where}': {error.message}; see {schema_path}")
+    """Check `config` against the schema, fill the schema's defaults, and fail with one line
+    naming the key."""
+    schema = load_schema(schema_path)
+    for stage in ("as written", "with defaults"):
+        error = best_match(Draft202012Validator(schema).iter_errors(config))
+        if error is not None:
+            where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+            raise VaegapsError(f"config error at '{where}': {error.message}; see {schema_path}")
+        if stage == "as written":
+            fill_defaults(config, schema, schema)
     return config
 
 
@@ -81,16 +99,88 @@ def evaluation_config(config: dict, dataset: str) -> dict:
     return deep_merge(config["evaluation"], override)
 
 
+LOCAL_FAMILIES = ("ffg", "flow", "realnvp")
+
+
+def local_config(local: dict, family: str) -> dict:
+    """The local-optimisation settings of one family: the shared keys with that family's changes."""
+    shared = {k: v for k, v in local.items() if k not in LOCAL_FAMILIES}
+    return deep_merge(shared, local.get(family, {}))
+
+
+def over_training_evaluation(config: dict) -> dict:
+    """The gaps-over-training settings: its dataset's evaluation settings with the experiment's
+    changes (only the keys it names)."""
+    ot = config["experiments"]["over_training"]
+    return deep_merge(evaluation_config(config, ot["dataset"]), ot.get("evaluation", {}))
+
+
+def figure2_config(config: dict) -> dict:
+    """Figure 2's settings, its `local` resolved against its dataset's local settings."""
+    f2 = config["experiments"]["figure2"]
+    local = deep_merge(evaluation_config(config, f2["dataset"])["local"], f2.get("local", {}))
+    return {**f2, "local": local}
+
+
+def _resolved_evaluation(ev: dict) -> dict:
+    """An evaluation section with the local settings spelled out per family."""
+    return {**ev, "local": {f: local_config(ev["local"], f) for f in LOCAL_FAMILIES}}
+
+
+def resolved_config(config: dict) -> dict:
+    """Every setting a run uses, fully resolved: the run keys, each trained model's settings,
+    each dataset's evaluation, and each experiment's own evaluation settings. Written to
+    results/config.resolved.yaml."""
+    run = {k: config[k] for k in ("results", "device", "seed", "threads", "datasets", "families", "data")}
+    models = {}
+    for dataset in config["datasets"]:
+        for variant in config["variants"]:
+            for family in ("ffg", "flow", "realnvp"):
+                models[f"{dataset}/{variant}/{family}"] = model_config(config, dataset, variant, family)
+    datasets = set(config["datasets"])
+    exp = config.get("experiments", {})
+    datasets |= {e["dataset"] for e in exp.values() if isinstance(e, dict) and "dataset" in e}
+    datasets |= set(exp.get("variant_tables", {}).get("datasets", []))
+    out = {**run, "evaluation": {d: _resolved_evaluation(evaluation_config(config, d)) for d in sorted(datasets)},
+           "experiments": copy.deepcopy(exp), "models": models}
+    if "over_training" in exp:
+        out["experiments"]["over_training"]["evaluation"] = _resolved_evaluation(over_training_evaluation(config))
+    if "figure2" in exp:
+        out["experiments"]["figure2"] = figure2_config(config)
+    if "bdmc" in exp:
+        out["experiments"]["bdmc"]["ais"] = {d: evaluation_config(config, d)["ais"] for d in config["datasets"]}
+    return out
+
+
 def check_parts(config: dict) -> None:
     """Every evaluation split into `parts` jobs needs at least one datapoint per part."""
-    experiments = config.get("experiments") or {}
-    bdmc_points = experiments.get("bdmc", {}).get("n_points", 20) if experiments else None
+    bdmc_points = config["experiments"].get("bdmc", {}).get("n_points")
     for dataset in config["datasets"]:
         ev = evaluation_config(config, dataset)
         for what, n in (("evaluation.n_points", ev["n_points"]), ("experiments.bdmc.n_points", bdmc_points)):
             if n is not None and ev["parts"] > n:
                 raise VaegapsError(f"config error: evaluation.parts ({ev['parts']}) for {dataset} is more "
                                    f"than {what} ({n}); lower parts")
+
+
+def write_resolved(resolved: dict, path: str | Path) -> None:
+    """The resolved settings as YAML, written atomically (unchanged files are left alone)."""
+    from .io import atomic_path
+
+    text = yaml.safe_dump(resolved, sort_keys=False, default_flow_style=None, width=100)
+    path = Path(path)
+    if path.exists() and path.read_text() == text:
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def ais_procedure(ais: dict) -> str:
+    """The AIS procedure of an `ais` settings section, in words (what BDMC certifies)."""
+    tuning = (f"step sizes pilot-tuned on {ais['pilot_chains']} chains, then frozen" if ais["tuning"] == "pilot"
+              else "step sizes adapted online")
+    return (f"AIS from the prior, {ais['n_chains']} chains x {ais['n_intermediate']} distributions, "
+            f"{ais['schedule']} schedule, {ais['leapfrog_steps']} leapfrog steps, {tuning}")
 
 
 def split_ref(ref: str) -> tuple[str, str]:

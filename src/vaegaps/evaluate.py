@@ -18,12 +18,14 @@ import torch
 from . import rng
 from .ais import ais, bdmc
 from .bounds import monte_carlo_bounds
-from .config import digest
+from .config import digest, local_config
 from .data import load_split
 from .errors import VaegapsError
 from .io import file_digest, read_metadata, write_parquet
-from .local_opt import optimize_local
+from .families import LocalPosterior
+from .local_opt import LR_BACKOFF, optimize_local
 from .runtime import resolve_device
+from .tables import gap_frame
 from .vae import VAE, load_vae
 
 log = logging.getLogger(__name__)
@@ -54,29 +56,81 @@ def amortized_bounds(model: VAE, x: torch.Tensor, index: np.ndarray, n_samples: 
             return rng.normal(seed, "amortized", idx, 0, (s, model.family.n_noise, model.z_dim),
                               offset=offset, dtype=x.dtype)
 
-        elbo, iwae, se = monte_carlo_bounds(lambda e: model.family(mean, logvar, e, h),
-                                            model.log_likelihood(x), n_samples, noise_fn, sample_chunk)
+        elbo, iwae, se, iwae_se = monte_carlo_bounds(lambda e: model.family(mean, logvar, e, h),
+                                                     model.log_likelihood(x), n_samples, noise_fn,
+                                                     sample_chunk, with_iwae_se=True)
     return pd.DataFrame({"index": index, "elbo": elbo.cpu().numpy(), "iwae": iwae.cpu().numpy(),
-                         "elbo_se": se.cpu().numpy()})
+                         "elbo_se": se.cpu().numpy(), "iwae_se": iwae_se.cpu().numpy()})
+
+
+def encoder_start(model: VAE, x: torch.Tensor, family: str) -> dict[str, torch.Tensor]:
+    """Per-datapoint starting parameters of q*_{family} at the encoder's own q: the exact
+    amortized q for the family the model was trained with (flow weights copied, encoder features
+    folded into the biases); for any other family, a fresh flow set to be exactly the encoder's
+    Gaussian (for a flow-trained model, that of its base z0)."""
+    with torch.no_grad():
+        mean, logvar, h = model.encode(x)
+        if family == model.family_name and family != "ffg":
+            return LocalPosterior.from_amortized(model.family, mean, logvar, h)
+        return LocalPosterior.gaussian_start(family, mean, logvar, model.family_hidden[family],
+                                             model.flow_steps)
+
+
+def _fit_local(model: VAE, x, index, family, cfg, seed, init):
+    return optimize_local(model.log_likelihood(x), model.z_dim, len(index), family=family,
+                          n_samples=cfg["n_samples"], lr=cfg["lr"], check_every=cfg["check_every"],
+                          patience=cfg["patience"], max_steps=cfg["max_steps"],
+                          final_samples=cfg["final_samples"], generator=seed,
+                          index=torch.as_tensor(index), init=init, hidden=model.family_hidden[family],
+                          flow_steps=model.flow_steps, restarts=cfg["restarts"],
+                          stream=f"local_{family}" if init is None else f"local_{family}_encoder")
+
+
+def _better(a, b):
+    """Per datapoint, the LocalResult with the higher final ELBO (a diverged one never wins)."""
+    pick_b = torch.nan_to_num(b.elbo, nan=-torch.inf) > torch.nan_to_num(a.elbo, nan=-torch.inf)
+
+    def choose(ta, tb):
+        return torch.where(pick_b.view(-1, *[1] * (ta.dim() - 1)).to(ta.device), tb, ta)
+
+    fields = {k: choose(getattr(a, k), getattr(b, k)) for k in
+              ("elbo", "iwae", "steps", "converged", "elbo_se", "iwae_se", "restarts", "diverged")}
+    return type(a)(params={k: choose(a.params[k], b.params[k]) for k in a.params}, **fields), pick_b
+
+
+def fit_qstar(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, cfg: dict, seed: int):
+    """q* of `family` per datapoint (docs/method.md §4), in the family the model defines (same
+    widths and steps), from the start(s) `cfg["init"]` names; `cfg` is that family's resolved
+    settings. Returns the LocalResult and, per datapoint, whether the encoder start won. A
+    datapoint that diverged at every learning rate is an error, never a result."""
+    model = _frozen(model)
+    starts = {"encoder": ["encoder"], "prior": ["prior"], "both": ["prior", "encoder"]}[cfg["init"]]
+    result, from_encoder = None, None
+    for start in starts:
+        init = encoder_start(model, x, family) if start == "encoder" else None
+        q = _fit_local(model, x, index, family, cfg, seed, init)
+        if result is None:
+            result, from_encoder = q, torch.full_like(q.converged, start == "encoder")
+        else:
+            result, took = _better(result, q)
+            from_encoder = torch.where(took.cpu(), True, from_encoder)
+    n_bad = int(result.diverged.sum())
+    if n_bad:
+        raise VaegapsError(
+            f"local {family} optimisation diverged (non-finite loss) on {n_bad} of {len(index)} datapoints "
+            f"even at lr {cfg['lr'] * LR_BACKOFF ** cfg['restarts']:.3g}; lower evaluation.local.{family}.lr")
+    return result, from_encoder
 
 
 def local_optimum(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, cfg: dict,
                   seed: int) -> pd.DataFrame:
-    """L[q*] and the IWAE of q* for `family`, optimised per datapoint (PROTOCOL §4)."""
-    model = _frozen(model)
-    init = None
-    if cfg.get("init", "prior") == "encoder":
-        with torch.no_grad():
-            init = model.encode(x)[:2]
-    q = optimize_local(model.log_likelihood(x), model.z_dim, len(index), family=family,
-                       n_samples=cfg["n_samples"], lr=cfg["lr"], check_every=cfg["check_every"],
-                       patience=cfg["patience"], max_steps=cfg["max_steps"],
-                       final_samples=cfg["final_samples"], generator=seed,
-                       index=torch.as_tensor(index), init=init, hidden=cfg.get("flow_hidden"),
-                       flow_steps=cfg.get("flow_steps", 2), stream=f"local_{family}")
-    return pd.DataFrame({"index": index, "elbo": q.elbo.cpu().numpy(), "iwae": q.iwae.cpu().numpy(),
-                         "elbo_se": q.elbo_se.cpu().numpy(), "steps": q.steps.cpu().numpy(),
-                         "converged": q.converged.cpu().numpy()})
+    """L[q*] and the IWAE of q* for `family` (see `fit_qstar`), one row per datapoint."""
+    r, from_encoder = fit_qstar(model, x, index, family, cfg, seed)
+    return pd.DataFrame({"index": index, "elbo": r.elbo.cpu().numpy(), "iwae": r.iwae.cpu().numpy(),
+                         "elbo_se": r.elbo_se.cpu().numpy(), "iwae_se": r.iwae_se.cpu().numpy(),
+                         "steps": r.steps.cpu().numpy(), "converged": r.converged.cpu().numpy(),
+                         "restarts": r.restarts.cpu().numpy(),
+                         "start": np.where(from_encoder.cpu().numpy(), "encoder", "prior")})
 
 
 def _ais_settings(cfg: dict) -> dict:
@@ -87,7 +141,7 @@ def _ais_settings(cfg: dict) -> dict:
 
 def _pilot_step_sizes(log_likelihood, z_dim, idx, cfg, seed):
     """Per-distribution step sizes tuned by a short-chain pilot run (PROTOCOL §5), or None."""
-    if cfg.get("tuning", "pilot") != "pilot":
+    if cfg["tuning"] != "pilot":
         return None
     pilot = ais(log_likelihood, z_dim, len(idx), cfg["pilot_chains"], generator=seed, index=idx,
                 stream="ais_pilot", **_ais_settings(cfg))
@@ -124,8 +178,11 @@ def bdmc_validation(model: VAE, n: int, cfg: dict, seed: int, device,
     model = _frozen(model)
     z, x = simulate(model, n, seed, device)
     start, stop = part_bounds(n, *part)
-    b = bdmc(model.log_likelihood(x[start:stop]), z[start:stop], cfg["n_chains"], generator=seed,
-             index=torch.arange(start, stop), **_ais_settings(cfg))
+    lik, idx = model.log_likelihood(x[start:stop]), torch.arange(start, stop)
+    # the same procedure as the estimate, pilot-tuned frozen step sizes included
+    frozen = _pilot_step_sizes(lik, model.z_dim, idx, cfg, seed)
+    b = bdmc(lik, z[start:stop], cfg["n_chains"], generator=seed, index=idx, step_sizes=frozen,
+             **_ais_settings(cfg))
     return pd.DataFrame({"index": np.arange(start, stop), "lower": b.lower.cpu().numpy(),
                          "upper": b.upper.cpu().numpy(), "gap": (b.upper - b.lower).cpu().numpy()})
 
@@ -206,13 +263,7 @@ def over_training_point(model: VAE, sets: dict[str, tuple[np.ndarray, torch.Tens
     frames = []
     for split, (index, x) in sets.items():
         amortized = amortized_bounds(model, x, index, cfg["amortized"]["n_samples"], seed)
-        local = local_optimum(model, x, index, family, cfg["local"], seed)
+        local = local_optimum(model, x, index, family, local_config(cfg["local"], family), seed)
         ais_df = ais_estimate(model, x, index, cfg["ais"], seed)
-        log_px = np.maximum(ais_df["log_px"].to_numpy(), local["iwae"].to_numpy())
-        frames.append(pd.DataFrame({
-            "split": split, "index": index, "ais": ais_df["log_px"].to_numpy(),
-            "iwae_qstar": local["iwae"].to_numpy(), "log_px": log_px,
-            "elbo_qstar": local["elbo"].to_numpy(), "elbo_amortized": amortized["elbo"].to_numpy(),
-            "approximation_gap": log_px - local["elbo"].to_numpy(),
-            "amortization_gap": local["elbo"].to_numpy() - amortized["elbo"].to_numpy()}))
+        frames.append(gap_frame(index, ais_df, local, amortized).assign(split=split))
     return pd.concat(frames, ignore_index=True)

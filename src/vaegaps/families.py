@@ -83,6 +83,10 @@ class AuxFlow(nn.Module):
         self.v_nets = nn.ModuleList(net() for _ in range(steps))
         self.z_nets = nn.ModuleList(net() for _ in range(steps))
 
+    def fresh_scale(self) -> torch.Tensor:
+        """The factor by which a fresh flow (zero heads) scales z0 and v0: σ(SCALE_BIAS)^T."""
+        return torch.full((self.z_dim,), torch.sigmoid(torch.tensor(SCALE_BIAS)).item() ** len(self.z_nets))
+
     def flow(self, z, v, c=None):
         """(z0, v0) → (z_T, v_T, Σ_t log|det J_t|)."""
         logdet = 0.0
@@ -133,6 +137,14 @@ class RealNVP(nn.Module):
             CouplingNet(sizes[k % 2], sizes[1 - k % 2], hidden, batch, context, act) for k in range(steps)
         )
 
+    def fresh_scale(self) -> torch.Tensor:
+        """The factor by which a fresh flow (zero heads) scales each coordinate of z0."""
+        a = torch.ones(self.z_dim)
+        for k in range(len(self.nets)):
+            half = slice(self.split, None) if k % 2 == 0 else slice(0, self.split)
+            a[half] *= torch.sigmoid(torch.tensor(SCALE_BIAS)).item()
+        return a
+
     def _halves(self, z):
         return [z[..., : self.split], z[..., self.split:]]
 
@@ -178,7 +190,7 @@ class LocalPosterior(nn.Module):
     """One q per datapoint: free base parameters (N, D) and, for flows, per-datapoint flow nets.
 
     Initialised at the prior (mean 0, logvar 0) unless `mean`/`logvar` are given (e.g. from an
-    encoder).
+    encoder); `from_amortized` gives the parameters that reproduce an encoder's q exactly.
     """
 
     def __init__(self, family: str, n_points: int, z_dim: int, hidden: int | None = None,
@@ -198,6 +210,44 @@ class LocalPosterior(nn.Module):
                                     dtype=m.weight.dtype)
                     m.weight.copy_((2 * u - 1) * m.bound)
         return self
+
+    @staticmethod
+    def from_amortized(family: nn.Module, mean: torch.Tensor, logvar: torch.Tensor,
+                       context: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Per-datapoint parameters (named as in a LocalPosterior of the same family, widths and
+        steps) under which datapoint n's local q is exactly the amortized q(z|x_n): the shared
+        weights repeated, and each layer's projection of the encoder features `context` (N, F),
+        a constant for a given datapoint, folded into that datapoint's bias."""
+        n = mean.shape[0]
+        params = {"mean": mean.detach().clone(), "logvar": logvar.detach().clone()}
+        for name, m in family.named_modules():
+            if not isinstance(m, BatchedLinear):
+                continue
+            bias = m.bias.detach().expand(n, *m.bias.shape)
+            if m.context is not None:
+                bias = bias + m.context(context).detach().unsqueeze(-2)
+            params[f"family.{name}.weight"] = m.weight.detach().expand(n, *m.weight.shape).clone()
+            params[f"family.{name}.bias"] = bias.clone()
+        return params
+
+    @staticmethod
+    def gaussian_start(family: str, mean: torch.Tensor, logvar: torch.Tensor, hidden: int | None = None,
+                       steps: int = 2) -> dict[str, torch.Tensor]:
+        """Parameters (to overlay on a fresh local q of `family`, whose flow heads are zero) under
+        which that q is exactly N(mean, diag exp(logvar)) (N, D): the base Gaussian pre-scaled by
+        the fresh flow's inverse scale and, for the auxiliary flow, the reverse model set to the
+        exact law of v_T, so the auxiliary term costs nothing. A flow then starts at the same
+        bound as the Gaussian it is given."""
+        fam = make_family(family, mean.shape[-1], hidden=hidden, steps=steps)
+        if isinstance(fam, FFG):
+            return {"mean": mean.detach().clone(), "logvar": logvar.detach().clone()}
+        a = fam.fresh_scale().to(mean)
+        params = {"mean": mean.detach() / a, "logvar": logvar.detach() - 2 * torch.log(a)}
+        if isinstance(fam, AuxFlow):   # v_T = a·v0 with v0 ~ N(0, I): r(v_T) = N(0, a²)
+            bias = torch.zeros(mean.shape[0], 1, 2 * mean.shape[-1], dtype=mean.dtype, device=mean.device)
+            bias[..., mean.shape[-1]:] = 2 * torch.log(a)
+            params["family.r_v.head.bias"] = bias
+        return params
 
     @property
     def n_noise(self) -> int:

@@ -3,9 +3,13 @@
 One q per datapoint (FFG: mean and log-variance; Flow: a whole flow, biases included), all
 datapoints in one batched tensor. Adam with S samples per step; every `check_every` steps a
 datapoint's mean loss over the window is compared with its best so far, and that datapoint
-stops after `patience` checks without improvement (PROTOCOL §4). Stopped datapoints leave the
-working batch, so the rest run faster; results are keyed by datapoint index and do not depend
-on the batch.
+stops after `patience` checks without improvement (docs/method.md §4). `max_steps` caps every
+datapoint, whatever `check_every` is. Stopped datapoints leave the working batch, so the rest
+run faster; results are keyed by datapoint index and do not depend on the batch.
+
+A datapoint whose loss turns non-finite is taken out at once and restarted from its initial
+parameters at a tenth of the learning rate (up to `restarts` times); one that diverges at every
+learning rate is reported in `diverged`, never as converged.
 """
 
 from __future__ import annotations
@@ -23,15 +27,20 @@ from .families import LocalPosterior
 
 log = logging.getLogger(__name__)
 
+LR_BACKOFF = 0.1   # learning-rate factor for each restart of a diverged datapoint
+
 
 @dataclass
 class LocalResult:
     elbo: torch.Tensor       # (N,) L[q*] with `final_samples` fresh samples
     iwae: torch.Tensor       # (N,) IWAE-`final_samples` of q*
-    steps: torch.Tensor      # (N,) optimisation steps taken
-    converged: torch.Tensor  # (N,) stopped by the patience rule (False: hit max_steps)
+    steps: torch.Tensor      # (N,) optimisation steps taken (of the last attempt)
+    converged: torch.Tensor  # (N,) stopped by the patience rule (False: hit max_steps or diverged)
     elbo_se: torch.Tensor    # (N,) Monte Carlo standard error of `elbo`
     params: dict             # name -> (N, ...) final parameters of q*
+    iwae_se: torch.Tensor | None = None    # (N,) delta-method standard error of `iwae`
+    restarts: torch.Tensor | None = None   # (N,) restarts after divergence (0: none)
+    diverged: torch.Tensor | None = None   # (N,) non-finite at every learning rate tried
 
 
 def _adam(p, g, m, v, step, lr, b1=0.9, b2=0.999, eps=1e-8):
@@ -43,92 +52,160 @@ def _adam(p, g, m, v, step, lr, b1=0.9, b2=0.999, eps=1e-8):
     p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
 
 
-def _optimize_chunk(q, log_likelihood, index, seed, stream, n_samples, lr, check_every, patience,
-                    max_steps):
-    """Optimise q's per-datapoint parameters; returns final params, steps and convergence."""
+class _Run:
+    """Bookkeeping of one optimisation over n datapoints: the working (active) rows and, per
+    datapoint, its final parameters, steps, convergence and divergence."""
+
+    def __init__(self, params: dict, max_steps: int):
+        n = next(iter(params.values())).shape[0]
+        self.full = {k: p.detach().clone() for k, p in params.items()}
+        self.work = {k: p.clone() for k, p in self.full.items()}
+        self.adam_m = {k: torch.zeros_like(p) for k, p in self.full.items()}
+        self.adam_v = {k: torch.zeros_like(p) for k, p in self.full.items()}
+        dev = next(iter(params.values())).device
+        self.active = torch.arange(n, device=dev)
+        self.steps = torch.full((n,), max_steps, dtype=torch.int64)
+        self.converged = torch.zeros(n, dtype=torch.bool)
+        self.diverged = torch.zeros(n, dtype=torch.bool)
+        self.best = torch.full((n,), float("inf"), dtype=torch.float64, device=dev)
+        self.bad = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.window = torch.zeros(n, dtype=torch.float64, device=dev)
+
+    def finish(self, done: torch.Tensor, step: int, converged: torch.Tensor, diverged: bool = False):
+        """Take the active rows flagged in `done` out of the working batch."""
+        rows = self.active[done]
+        if not diverged:
+            for k in self.full:
+                self.full[k][rows] = self.work[k][done]
+        self.steps[rows.cpu()] = step
+        self.converged[rows.cpu()] = converged.cpu()
+        self.diverged[rows.cpu()] = diverged
+        keep = ~done
+        self.active = self.active[keep]
+        for d in (self.work, self.adam_m, self.adam_v):
+            for k in d:
+                d[k] = d[k][keep]
+
+
+def _optimize_chunk(q, params, log_likelihood, index, seed, stream, n_samples, lr, check_every,
+                    patience, max_steps) -> _Run:
+    """Optimise the per-datapoint `params` of q (functional form) from where they are."""
+    run = _Run(params, max_steps)
     n = index.shape[0]
-    full = {k: p.detach().clone() for k, p in q.named_parameters()}
-    work = {k: p.clone() for k, p in full.items()}
-    adam_m = {k: torch.zeros_like(p) for k, p in full.items()}
-    adam_v = {k: torch.zeros_like(p) for k, p in full.items()}
-    active = torch.arange(n, device=index.device)   # rows of `full` still optimised
     loglik = log_likelihood
-    steps = torch.full((n,), max_steps, dtype=torch.int64)
-    converged = torch.zeros(n, dtype=torch.bool)
-    best = torch.full((n,), float("inf"), dtype=torch.float64, device=index.device)
-    bad = torch.zeros(n, dtype=torch.int64, device=index.device)
-    window = torch.zeros(n, dtype=torch.float64, device=index.device)
-    z_dim, n_noise = q.mean.shape[-1], q.n_noise
+    z_dim, n_noise = params["mean"].shape[-1], q.n_noise
     for step in range(1, max_steps + 1):
-        noise = rng.normal(seed, stream, index[active], step, (n_samples, n_noise, z_dim),
-                           dtype=full["mean"].dtype)
+        noise = rng.normal(seed, stream, index[run.active], step, (n_samples, n_noise, z_dim),
+                           dtype=params["mean"].dtype)
         with torch.enable_grad():
-            leaves = {k: p.requires_grad_(True) for k, p in work.items()}
+            leaves = {k: p.requires_grad_(True) for k, p in run.work.items()}
             z, log_q = functional_call(q, leaves, (noise,))
             loss = -(loglik(z) + log_normal_std(z) - log_q).mean(-1)   # (n_active,) −ELBO
             grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
         with torch.no_grad():
-            for (k, p), g in zip(work.items(), grads):
-                _adam(p.detach_(), g, adam_m[k], adam_v[k], step, lr)
-            window[active] += loss.double()
-            if step % check_every:
-                continue
-            mean_loss = window[active] / check_every
-            window.zero_()
-            improved = mean_loss < best[active]
-            best[active] = torch.where(improved, mean_loss, best[active])
-            bad[active] = torch.where(improved, 0, bad[active] + 1)
-            done = bad[active] >= patience
-            if step == max_steps:
-                done = torch.ones_like(done)
-            if step % (10 * check_every) == 0:
-                log.info("%s: step %d, %d of %d datapoints still optimising, mean loss %.3f",
-                         stream, step, active.numel(), n, mean_loss.mean().item())
-            if not done.any():
-                continue
-            rows = active[done]
-            for k in full:
-                full[k][rows] = work[k][done]
-            steps[rows.cpu()] = step
-            converged[rows.cpu()] = (bad[rows] >= patience).cpu()
-            keep = ~done
-            active = active[keep]
-            for d in (work, adam_m, adam_v):
-                for k in d:
-                    d[k] = d[k][keep]
-            loglik = restrict(log_likelihood, active, n) if active.numel() else None
-            if not active.numel():
+            blown = ~torch.isfinite(loss)
+            for g in grads:   # a non-finite gradient poisons the parameters just as surely
+                blown |= ~torch.isfinite(g.reshape(g.shape[0], -1)).all(-1)
+            if blown.any():
+                run.finish(blown, step, torch.zeros(int(blown.sum()), dtype=torch.bool), diverged=True)
+                keep = ~blown
+                loss, grads = loss[keep], [g[keep] for g in grads]
+            for (k, p), g in zip(run.work.items(), grads):
+                _adam(p.detach_(), g, run.adam_m[k], run.adam_v[k], step, lr)
+            run.window[run.active] += loss.double()
+            full_window = step % check_every == 0
+            if full_window:
+                mean_loss = run.window[run.active] / check_every
+                run.window.zero_()
+                improved = mean_loss < run.best[run.active]
+                run.best[run.active] = torch.where(improved, mean_loss, run.best[run.active])
+                run.bad[run.active] = torch.where(improved, 0, run.bad[run.active] + 1)
+                if step % (10 * check_every) == 0:
+                    log.info("%s: step %d, %d of %d datapoints still optimising, mean loss %.3f",
+                             stream, step, run.active.numel(), n, mean_loss.mean().item())
+            changed = bool(blown.any())
+            if full_window or step == max_steps:
+                stopped = run.bad[run.active] >= patience
+                done = torch.ones_like(stopped) if step == max_steps else stopped
+                if done.any():
+                    run.finish(done, step, stopped[done])
+                    changed = True
+            if not run.active.numel():
                 break
-    return full, steps, converged
+            if changed:
+                loglik = restrict(log_likelihood, run.active, n)
+    return run
 
 
 def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, family: str = "ffg",
                    n_samples: int = 100, lr: float = 1e-3, check_every: int = 100, patience: int = 10,
                    max_steps: int = 50000, final_samples: int = 5000,
                    generator: torch.Generator | int | None = None, *, index: torch.Tensor | None = None,
-                   init: tuple[torch.Tensor, torch.Tensor] | None = None, hidden: int | None = None,
-                   flow_steps: int = 2, chunk_size: int | None = None, sample_chunk: int = 500,
-                   dtype: torch.dtype | None = None, device=None, stream: str = "local") -> LocalResult:
-    """Fit one q of `family` ('ffg', 'flow', 'realnvp') per datapoint, initialised at the prior
-    (or at `init` = (mean, logvar), e.g. the encoder's), and score it with fresh samples."""
+                   init: tuple[torch.Tensor, torch.Tensor] | dict | None = None, hidden: int | None = None,
+                   flow_steps: int = 2, restarts: int = 2, chunk_size: int | None = None,
+                   sample_chunk: int = 500, dtype: torch.dtype | None = None, device=None,
+                   stream: str = "local") -> LocalResult:
+    """Fit one q of `family` ('ffg', 'flow', 'realnvp') per datapoint and score it with fresh samples.
+
+    Starts at the prior, or at `init`: a (mean, logvar) pair (e.g. the encoder's), or a dict of
+    per-datapoint parameters named as in `LocalPosterior` (e.g. `LocalPosterior.from_amortized`),
+    each of leading size n_points. A datapoint whose loss becomes non-finite restarts from its
+    initial parameters with lr × 0.1, at most `restarts` times; `diverged` marks the ones that
+    never finished (their bounds are NaN).
+    """
     dtype, device = infer_dtype_device(log_likelihood, z_dim, n_points, dtype, device)
     seed = rng.seed_from(generator)
     index = (torch.arange(n_points) if index is None else torch.as_tensor(index)).to(device, torch.int64)
+    if isinstance(init, tuple):
+        init = {"mean": init[0], "logvar": init[1]}
     results = []
     for sl in chunks(n_points, chunk_size):
-        mean, logvar = (None, None) if init is None else (init[0][sl], init[1][sl])
-        q = LocalPosterior(family, sl.stop - sl.start, z_dim, hidden, flow_steps, mean, logvar)
+        q = LocalPosterior(family, sl.stop - sl.start, z_dim, hidden, flow_steps)
         q = q.to(device=device, dtype=dtype).init_keyed(seed, stream, index[sl])
+        start = {k: p.detach().clone() for k, p in q.named_parameters()}
+        for k, v in (init or {}).items():
+            start[k].copy_(v[sl])
         loglik = restrict(log_likelihood, sl, n_points)
-        params, steps, converged = _optimize_chunk(q, loglik, index[sl], seed, stream, n_samples, lr,
-                                                   check_every, patience, max_steps)
+        params, steps, converged, n_restarts, diverged = _optimize_with_restarts(
+            q, start, loglik, index[sl], seed, stream, n_samples, lr, check_every, patience, max_steps,
+            restarts)
         with torch.no_grad():
             def noise_fn(offset, s):
                 return rng.normal(seed, f"{stream}/final", index[sl], 0, (s, q.n_noise, z_dim),
                                   offset=offset, dtype=dtype)
-            elbo, iwae, se = monte_carlo_bounds(lambda e: functional_call(q, params, (e,)), loglik,
-                                                final_samples, noise_fn, sample_chunk)
-        results.append((elbo, iwae, steps, converged, se, params))
-    elbo, iwae, steps, converged, se = (torch.cat(x) for x in list(zip(*results))[:5])
-    params = {k: torch.cat([r[5][k] for r in results]) for k in results[0][5]}
-    return LocalResult(elbo, iwae, steps, converged, se, params)
+            elbo, iwae, se, iwae_se = monte_carlo_bounds(lambda e: functional_call(q, params, (e,)), loglik,
+                                                         final_samples, noise_fn, sample_chunk, with_iwae_se=True)
+        nan = torch.full_like(elbo, float("nan"))
+        dv = diverged.to(elbo.device)
+        elbo, iwae, se, iwae_se = (torch.where(dv, nan, t) for t in (elbo, iwae, se, iwae_se))
+        results.append((elbo, iwae, steps, converged, se, iwae_se, n_restarts, diverged, params))
+    elbo, iwae, steps, converged, se, iwae_se, n_restarts, diverged = (
+        torch.cat(x) for x in list(zip(*results))[:8])
+    params = {k: torch.cat([r[8][k] for r in results]) for k in results[0][8]}
+    return LocalResult(elbo, iwae, steps, converged, se, params, iwae_se, n_restarts, diverged)
+
+
+def _optimize_with_restarts(q, start, loglik, index, seed, stream, n_samples, lr, check_every, patience,
+                            max_steps, restarts):
+    """_optimize_chunk, then again from the start at lr × LR_BACKOFF for the rows that diverged."""
+    n = index.shape[0]
+    run = _optimize_chunk(q, start, loglik, index, seed, stream, n_samples, lr, check_every, patience,
+                          max_steps)
+    params, steps, converged, diverged = run.full, run.steps, run.converged, run.diverged
+    n_restarts = torch.zeros(n, dtype=torch.int64)
+    for attempt in range(1, restarts + 1):
+        rows = diverged.nonzero().squeeze(-1)
+        if not rows.numel():
+            break
+        lr_now = lr * LR_BACKOFF**attempt
+        log.warning("%s: %d of %d datapoints diverged; restarting them at lr %.3g", stream, rows.numel(),
+                    n, lr_now)
+        dev_rows = rows.to(index.device)
+        sub = _optimize_chunk(q, {k: v[dev_rows] for k, v in start.items()}, restrict(loglik, dev_rows, n),
+                              index[dev_rows], seed, f"{stream}/restart{attempt}", n_samples, lr_now,
+                              check_every, patience, max_steps)
+        for k in params:
+            params[k][dev_rows] = sub.full[k]
+        steps[rows], converged[rows], diverged[rows] = sub.steps, sub.converged, sub.diverged
+        n_restarts[rows] = attempt
+    return params, steps, converged, n_restarts, diverged

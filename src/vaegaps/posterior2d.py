@@ -19,9 +19,9 @@ import torch
 
 from . import rng
 from .bounds import log_mean_exp, log_normal_diag, log_normal_std
-from .evaluate import amortized_bounds
+from .config import local_config
+from .evaluate import amortized_bounds, fit_qstar
 from .families import AuxFlow, LocalPosterior, RealNVP
-from .local_opt import optimize_local
 from .nets import BatchedLinear
 
 log = logging.getLogger(__name__)
@@ -129,26 +129,12 @@ def family_log_density(family, mean, logvar, z, context=None, *, seed=0, index=N
     return log_normal_diag(zn, mean.unsqueeze(-2), logvar.unsqueeze(-2)).double()
 
 
-def _local_q(family: str, params: dict, cfg: dict) -> LocalPosterior:
+def _local_q(model, family: str, params: dict) -> LocalPosterior:
     """The q* found by optimize_local, rebuilt from its per-datapoint parameters."""
     n, d = params["mean"].shape
-    q = LocalPosterior(family, n, d, cfg.get("flow_hidden"), cfg.get("flow_steps", 2))
+    q = LocalPosterior(family, n, d, model.family_hidden[family], model.flow_steps)
     q.load_state_dict(params)
     return q.to(device=params["mean"].device, dtype=params["mean"].dtype)
-
-
-def _optimize(model, x, index, family, cfg, seed):
-    init = None
-    if cfg.get("init", "prior") == "encoder":
-        with torch.no_grad():
-            init = model.encode(x)[:2]
-    return optimize_local(model.log_likelihood(x), 2, len(index), family=family,
-                          n_samples=cfg["n_samples"], lr=cfg["lr"], check_every=cfg["check_every"],
-                          patience=cfg.get("patience", 10), max_steps=cfg["max_steps"],
-                          final_samples=cfg["final_samples"], generator=seed,
-                          index=torch.as_tensor(index, device=x.device), init=init,
-                          hidden=cfg.get("flow_hidden"), flow_steps=cfg.get("flow_steps", 2),
-                          stream=f"local_{family}")
 
 
 def _long(index, name, z, density) -> pd.DataFrame:
@@ -189,9 +175,9 @@ def grid_densities(model, x: torch.Tensor, index, local_cfg: dict, seed: int, gr
     amortized = amortized_bounds(model, x, index, amortized_samples, seed)
     elbos = {"true": log_px, amort: torch.tensor(amortized["elbo"].to_numpy())}
     for family in ("ffg", "flow"):
-        res = _optimize(model, x, index, family, local_cfg, seed)
+        res, _ = fit_qstar(model, x, index, family, local_config(local_cfg, family), seed)
         with torch.no_grad():
-            q = _local_q(family, res.params, local_cfg)
+            q = _local_q(model, family, res.params)
             log_q[f"optimal_{family}"] = family_log_density(
                 q.family, q.mean, q.logvar, z, seed=seed, index=idx, stream=f"grid/{family}_v", n_v=n_v)
         elbos[f"optimal_{family}"] = res.elbo

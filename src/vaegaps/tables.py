@@ -20,32 +20,73 @@ def _check_same_points(frames: dict[str, pd.DataFrame]) -> np.ndarray:
     return first["index"].to_numpy()
 
 
+NEGATIVE_GAP_SE = 3.0    # a per-datapoint gap below −3 standard errors is flagged
+AIS_BELOW_SE = 2.0       # AIS counts as below IWAE(q*) beyond 2 combined standard errors
+AIS_BELOW_MAX = 0.10     # above this fraction the approximation gap is only a lower bound
+CONVERGED_MIN = 0.95     # below this fraction of converged q*, claims on L[q*] are inconclusive
+
+
+def gap_frame(index, ais: pd.DataFrame, q_star: pd.DataFrame, amortized: pd.DataFrame) -> pd.DataFrame:
+    """The per-datapoint gap arithmetic (docs/method.md §1), the one place it is done.
+
+    log p̂(x) = max(AIS, IWAE of q*) per datapoint (never of averages), with the source recorded;
+    approximation + amortization = inference exactly; gaps below −3 standard errors flagged.
+    """
+    a, a_se = ais["log_px"].to_numpy(), ais["log_px_se"].to_numpy()
+    w, w_se = q_star["iwae"].to_numpy(), q_star["iwae_se"].to_numpy()
+    out = pd.DataFrame({"index": index, "ais": a, "ais_se": a_se, "iwae_qstar": w, "iwae_qstar_se": w_se})
+    from_ais = a >= w
+    out["log_px"] = np.where(from_ais, a, w)
+    out["log_px_source"] = np.where(from_ais, "ais", "iwae_qstar")
+    out["ais_below_iwae"] = a < w - AIS_BELOW_SE * np.hypot(a_se, w_se)
+    out["elbo_qstar"] = q_star["elbo"].to_numpy()
+    out["elbo_qstar_se"] = q_star["elbo_se"].to_numpy()
+    out["qstar_converged"] = q_star["converged"].to_numpy(dtype=bool)
+    out["elbo_amortized"] = amortized["elbo"].to_numpy()
+    out["elbo_amortized_se"] = amortized["elbo_se"].to_numpy()
+    out["iwae_amortized"] = amortized["iwae"].to_numpy()
+    out["approximation_gap"] = out["log_px"] - out["elbo_qstar"]
+    out["approximation_gap_se"] = np.hypot(np.where(from_ais, a_se, w_se), out["elbo_qstar_se"])
+    out["amortization_gap"] = out["elbo_qstar"] - out["elbo_amortized"]
+    out["amortization_gap_se"] = np.hypot(out["elbo_qstar_se"], out["elbo_amortized_se"])
+    out["inference_gap"] = out["log_px"] - out["elbo_amortized"]
+    for gap in ("approximation_gap", "amortization_gap"):
+        out[f"negative_{gap}"] = out[gap] < -NEGATIVE_GAP_SE * out[f"{gap}_se"]
+    return out
+
+
 def gaps(amortized: pd.DataFrame, local_ffg: pd.DataFrame, local_flow: pd.DataFrame,
          ais: pd.DataFrame, trained_family: str) -> pd.DataFrame:
-    """One row per datapoint: the four estimates and the three gaps.
-
-    log p̂(x) = max(AIS, IWAE of q*) per datapoint (never of averages); q* is of the family the
-    model was trained with; approximation + amortization = inference exactly.
-    """
+    """One row per datapoint of a Table 2 model: the estimates, both local families' L[q*] and
+    convergence, and the three gaps (q* of the family the model was trained with)."""
     index = _check_same_points({"amortized": amortized, "local_ffg": local_ffg,
                                 "local_flow": local_flow, "ais": ais})
     local = {"ffg": local_ffg, "flow": local_flow}
     if trained_family not in local:
         raise VaegapsError(f"Table 2 needs a model trained with ffg or flow, not {trained_family!r}")
-    q_star = local[trained_family]
-    out = pd.DataFrame({
-        "index": index,
-        "ais": ais["log_px"].to_numpy(),
-        "iwae_qstar": q_star["iwae"].to_numpy(),
-        "elbo_local_flow": local_flow["elbo"].to_numpy(),
-        "elbo_local_ffg": local_ffg["elbo"].to_numpy(),
-        "elbo_amortized": amortized["elbo"].to_numpy(),
-    })
-    out["log_px"] = np.maximum(out["ais"], out["iwae_qstar"])
-    out["elbo_qstar"] = q_star["elbo"].to_numpy()
-    out["approximation_gap"] = out["log_px"] - out["elbo_qstar"]
-    out["amortization_gap"] = out["elbo_qstar"] - out["elbo_amortized"]
-    out["inference_gap"] = out["log_px"] - out["elbo_amortized"]
+    out = gap_frame(index, ais, local[trained_family], amortized)
+    for fam, df in local.items():
+        out[f"elbo_local_{fam}"] = df["elbo"].to_numpy()
+        out[f"elbo_local_{fam}_se"] = df["elbo_se"].to_numpy()
+        out[f"converged_local_{fam}"] = df["converged"].to_numpy(dtype=bool)
+    return out
+
+
+def diagnostics(frame: pd.DataFrame) -> dict:
+    """Trust figures of a per-datapoint frame: converged fractions of q*, where log p̂ came from,
+    how often AIS fell below IWAE(q*) beyond noise, and the negative-gap counts."""
+    out: dict = {}
+    for col in ("converged_local_ffg", "converged_local_flow", "qstar_converged"):
+        if col in frame:
+            out[f"frac_{col}"] = float(frame[col].mean())
+    if "log_px_source" in frame:
+        out["frac_log_px_from_ais"] = float((frame["log_px_source"] == "ais").mean())
+    if "ais_below_iwae" in frame:
+        out["frac_ais_below_iwae"] = float(frame["ais_below_iwae"].mean())
+        out["approximation_gap_is_lower_bound"] = out["frac_ais_below_iwae"] > AIS_BELOW_MAX
+    for col in ("negative_amortization_gap", "negative_approximation_gap"):
+        if col in frame:
+            out[f"n_{col}"] = int(frame[col].sum())
     return out
 
 
@@ -62,10 +103,13 @@ def summarize(gap_frame: pd.DataFrame, columns=GAP_COLUMNS) -> dict[str, float]:
 
 def summary_table(frames: dict[tuple, pd.DataFrame], id_columns: tuple[str, ...],
                   columns=GAP_COLUMNS) -> pd.DataFrame:
-    """One row per key of `frames` (named by id_columns): mean and standard error of `columns`."""
-    rows = [{**dict(zip(id_columns, key)), **summarize(df, columns)} for key, df in frames.items()]
+    """One row per key of `frames` (named by id_columns): mean and standard error of `columns`,
+    then the frames' trust figures (`diagnostics`)."""
+    rows = [{**dict(zip(id_columns, key)), **summarize(df, columns), **diagnostics(df)}
+            for key, df in frames.items()]
     cols = [*id_columns, "n_points"] + [x for c in columns for x in (c, f"{c}_se")]
-    return pd.DataFrame(rows)[cols]
+    extra = [c for c in dict.fromkeys(k for r in rows for k in r) if c not in cols]
+    return pd.DataFrame(rows)[cols + extra]
 
 
 def table2(gap_frames: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
@@ -95,7 +139,14 @@ def amortization_frame(amortized: pd.DataFrame, local: pd.DataFrame) -> pd.DataF
     index = _check_same_points({"amortized": amortized, "local": local})
     return pd.DataFrame({"index": index, "elbo_amortized": amortized["elbo"].to_numpy(),
                          "elbo_qstar": local["elbo"].to_numpy(),
-                         "amortization_gap": local["elbo"].to_numpy() - amortized["elbo"].to_numpy()})
+                         "amortization_gap": local["elbo"].to_numpy() - amortized["elbo"].to_numpy(),
+                         "qstar_converged": local["converged"].to_numpy(dtype=bool)})
+
+
+def long_frame(frames: dict[tuple, pd.DataFrame], id_columns: tuple[str, ...]) -> pd.DataFrame:
+    """Per-datapoint frames stacked into one, each row carrying its key as `id_columns`."""
+    return pd.concat([df.assign(**dict(zip(id_columns, key)))[[*id_columns, *df.columns]]
+                      for key, df in frames.items()], ignore_index=True)
 
 
 AMORTIZATION_COLUMNS = ["elbo_amortized", "elbo_qstar", "amortization_gap"]
@@ -121,6 +172,14 @@ LABELS = {
 }
 
 
+TRUST_LABELS = {
+    "frac_converged_local_ffg": "q*_FFG converged",
+    "frac_converged_local_flow": "q*_Flow converged",
+    "frac_log_px_from_ais": "log p̂ from AIS",
+    "frac_ais_below_iwae": "AIS below IWAE(q*)",
+}
+
+
 def to_markdown(table: pd.DataFrame, id_columns=("dataset", "trained_family"), labels=LABELS) -> str:
     """The paper's layout: rows = quantities, columns = dataset × family, "mean ± se" in nats."""
     heads = [" / ".join(str(r[c]) for c in id_columns) for _, r in table.iterrows()]
@@ -128,7 +187,13 @@ def to_markdown(table: pd.DataFrame, id_columns=("dataset", "trained_family"), l
     for key, label in labels.items():
         cells = [f"{r[key]:.2f} ± {r[key + '_se']:.2f}" for _, r in table.iterrows()]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for key, label in TRUST_LABELS.items():
+        if key in table:
+            lines.append(f"| {label} | " + " | ".join(f"{v:.0%}" for v in table[key]) + " |")
     lines.append("")
     lines.append(f"n = {', '.join(str(int(n)) for n in table['n_points'])} datapoints; ± is the standard "
                  "error across datapoints.")
+    if "approximation_gap_is_lower_bound" in table and table["approximation_gap_is_lower_bound"].any():
+        lines.append(f"Where AIS fell below IWAE(q*) beyond noise on more than {AIS_BELOW_MAX:.0%} of the "
+                     "datapoints, log p̂ is mostly IWAE(q*) and the approximation gap only a lower bound.")
     return "\n".join(lines) + "\n"

@@ -33,10 +33,14 @@ class VAE(nn.Module):
 
     def __init__(self, x_dim: int, z_dim: int = 50, encoder_hidden: Sequence[int] = (200, 200),
                  decoder_hidden: Sequence[int] = (200, 200), activation_name: str = "elu",
-                 family: str = "ffg", flow_hidden: int | None = None, flow_steps: int = 2,
-                 arch: str = "mlp", image_shape: Sequence[int] | None = None):
+                 family: str = "ffg", flow_hidden: int = 200, flow_steps: int = 2,
+                 arch: str = "mlp", image_shape: Sequence[int] | None = None, realnvp_hidden: int = 50,
+                 flow_context: bool = True):
         super().__init__()
         self.x_dim, self.z_dim, self.family_name = x_dim, z_dim, family
+        # the widths of every family this model's q* may be searched in (docs/method.md §4)
+        self.family_hidden = {"ffg": None, "flow": flow_hidden, "realnvp": realnvp_hidden}
+        self.flow_steps = flow_steps
         if arch == "mlp":
             trunk = [MLP([x_dim, *encoder_hidden], activation_name), activation(activation_name)]
             self.encoder_trunk = nn.Sequential(*trunk) if encoder_hidden else nn.Identity()
@@ -51,7 +55,9 @@ class VAE(nn.Module):
         else:
             raise ValueError(f"unknown arch {arch!r}; choose 'mlp' or 'conv'")
         self.encoder_head = nn.Linear(feat, 2 * z_dim)
-        self.family = make_family(family, z_dim, context=feat, hidden=flow_hidden, steps=flow_steps)
+        # flow_context False: the flow's nets see z (and v) only, never x (frozen-decoder experiment)
+        self.family = make_family(family, z_dim, context=feat if flow_context else 0,
+                                  hidden=self.family_hidden[family], steps=flow_steps)
 
     def encode(self, x: torch.Tensor):
         """x (N, P) -> mean (N, D), logvar (N, D), features (N, F) that condition the flows."""
@@ -80,18 +86,20 @@ class VAE(nn.Module):
 
 
 def build_vae(model_cfg: dict, x_dim: int, image_shape: Sequence[int] | None = None) -> VAE:
-    """A VAE from the `model` section of the config (see workflow/schemas/config.schema.yaml)."""
+    """A VAE from a resolved `model` section (every key set: see vaegaps.settings)."""
     return VAE(
         x_dim=x_dim,
-        z_dim=model_cfg.get("z_dim", 50),
-        encoder_hidden=tuple(model_cfg.get("encoder_hidden", (200, 200))),
-        decoder_hidden=tuple(model_cfg.get("decoder_hidden", (200, 200))),
-        activation_name=model_cfg.get("activation", "elu"),
-        family=model_cfg.get("family", "ffg"),
-        flow_hidden=model_cfg.get("flow_hidden"),
-        flow_steps=model_cfg.get("flow_steps", 2),
-        arch=model_cfg.get("arch", "mlp"),
+        z_dim=model_cfg["z_dim"],
+        encoder_hidden=tuple(model_cfg["encoder_hidden"]),
+        decoder_hidden=tuple(model_cfg["decoder_hidden"]),
+        activation_name=model_cfg["activation"],
+        family=model_cfg["family"],
+        flow_hidden=model_cfg["flow_hidden"],
+        flow_steps=model_cfg["flow_steps"],
+        arch=model_cfg["arch"],
         image_shape=image_shape,
+        realnvp_hidden=model_cfg["realnvp_hidden"],
+        flow_context=model_cfg["flow_context"],
     )
 
 

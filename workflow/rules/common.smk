@@ -3,11 +3,19 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+import copy  # noqa: E402
 from vaegaps.config import (  # noqa: E402 (torch-free)
-    check_parts, deep_merge, evaluation_config, model_config, model_path, split_ref, validate)
+    check_parts, evaluation_config, figure2_config, local_config, model_config, model_path,
+    over_training_evaluation, resolved_config, split_ref, validate, write_resolved)
 
+# A --configfile is a complete study (a preset): it does not inherit config.yaml's digits-scale
+# settings; what it leaves out takes the schema's defaults, the paper's protocol values.
+if workflow.config_settings.configfiles:
+    config.clear()
+    config.update(copy.deepcopy(dict(workflow.config_settings.overwrite_config)))
 validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 check_parts(config)
+RESOLVED = resolved_config(config)
 
 RES = config["results"]
 MODEL = f"{RES}/models/{{dataset}}/{{variant}}/{{family}}"
@@ -39,7 +47,7 @@ def code(*modules):
 
 
 MODEL_CODE = ("vae", "nets", "families", "bounds", "config")
-ESTIMATOR_CODE = (*MODEL_CODE, "rng", "likelihood", "data", "evaluate")
+ESTIMATOR_CODE = (*MODEL_CODE, "rng", "likelihood", "data", "evaluate", "tables")
 
 
 def parts_of(prefix, parts):
@@ -53,6 +61,11 @@ def model_cfg(wildcards):
 
 def eval_cfg(wildcards):
     return evaluation_config(config, wildcards.dataset)
+
+
+def local_cfg(wildcards):
+    """The resolved local-optimisation settings of q*_{qfamily} for this dataset."""
+    return local_config(eval_cfg(wildcards)["local"], wildcards.qfamily)
 
 
 def base_decoder(wildcards):
@@ -84,14 +97,23 @@ OT = EXP.get("over_training", {})
 F2 = EXP.get("figure2", {})
 BD = EXP.get("bdmc", {})
 if OT:  # the over-training settings are the evaluation settings with these changes
-    OT = {**OT, "evaluation": deep_merge(evaluation_config(config, OT["dataset"]), OT.get("evaluation", {}))}
+    OT = {**OT, "evaluation": over_training_evaluation(config)}
+if F2:
+    F2 = figure2_config(config)
 
 
 def variant_keys():
     """(dataset, variant, family) of Table 3: the standard models and the variants."""
     vt = EXP.get("variant_tables", {})
-    return [(d, v, f) for d in vt.get("datasets", []) for v in ["standard", *vt.get("variants", [])]
-            for f in vt.get("families", config["families"])]
+    return [(d, v, f) for d in vt.get("datasets", []) for v in ["standard", *vt["variants"]]
+            for f in vt["families"]]
+
+
+def claim_gap_keys():
+    """(dataset, variant, family) of every model whose per-datapoint gaps the claims read:
+    Table 2's and Table 3's, each once."""
+    keys = [(d, "standard", f) for d, f in table2_keys()] + variant_keys()
+    return list(dict.fromkeys(keys))
 
 
 def over_training_keys():
@@ -99,7 +121,7 @@ def over_training_keys():
     keys = []
     for name, ref in OT.get("models", {}).items():
         train = model_config(config, OT["dataset"], *split_ref(ref))["train"]
-        keys += [(name, ref, e) for e in train.get("snapshots", []) if e <= train["epochs"]]
+        keys += [(name, ref, e) for e in train["snapshots"] if e <= train["epochs"]]
     return keys
 
 

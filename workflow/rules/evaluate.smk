@@ -29,7 +29,8 @@ rule amortized_bounds:
 
 
 rule local_optimum:
-    """L[q*] and IWAE of q* for one family (qfamily), optimised per datapoint."""
+    """L[q*] and IWAE of q* for one family (qfamily), optimised per datapoint in the model's own
+    family widths, with that family's resolved settings."""
     input:
         model=f"{MODEL}/model.pt",
         data=f"{RES}/data/{{dataset}}.parquet",
@@ -38,6 +39,7 @@ rule local_optimum:
         f"{EVAL}/parts/local_{{qfamily}}/{PART}.parquet",
     params:
         evaluation=eval_cfg,
+        local=local_cfg,
         resume=f"{RES}/resume/{{dataset}}/{{variant}}/{{family}}/local_{{qfamily}}",
     log:
         f"{RES}/logs/local_optimum/{{dataset}}/{{variant}}/{{family}}_{{qfamily}}/{PART}.log",

@@ -11,6 +11,7 @@ rule gaps:
     params:
         cfg=model_cfg,
         evaluation=eval_cfg,
+        local=lambda w: {f: local_config(eval_cfg(w)["local"], f) for f in ("ffg", "flow")},
     log:
         f"{RES}/logs/gaps/{{dataset}}/{{variant}}/{{family}}.log",
     benchmark:

@@ -1,4 +1,5 @@
 """Snakemake stage: BDMC (forward and reverse AIS) on one part of the data simulated from a model."""
+from vaegaps.config import ais_procedure
 from vaegaps.evaluate import bdmc_validation
 from vaegaps.io import write_parquet
 from vaegaps.runtime import resolve_device
@@ -12,4 +13,5 @@ with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     part = part_of(sm)
     df = bdmc_validation(model, sm.params.n_points, sm.params.ais, sm.params.seed, device, part)
     write_parquet(df, sm.output[0], {"setting": sm.wildcards.setting, "ais": sm.params.ais,
+                                     "procedure": ais_procedure(sm.params.ais),
                                      "seed": sm.params.seed, "part": part[0], "parts": part[1]})

@@ -1,6 +1,8 @@
-"""Snakemake stage: the BDMC table (lower, upper bound and gap per model and AIS setting)."""
+"""Snakemake stage: the BDMC table (lower, upper bound and gap per model and AIS setting), each
+row naming the exact AIS procedure it certifies."""
 import pandas as pd
 
+from vaegaps.config import ais_procedure
 from vaegaps.io import atomic_path
 from vaegaps.stage import stage
 from vaegaps.tables import summary_table
@@ -9,8 +11,9 @@ with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
     frames = {tuple(key): pd.read_parquet(path) for key, path in zip(sm.params.models, sm.input)}
     table = summary_table(frames, ("dataset", "variant", "family", "setting"), ["lower", "upper", "gap"])
-    settings = sm.params.settings
-    table.insert(5, "n_intermediate", [settings[s]["n_intermediate"] for s in table["setting"]])
-    table.insert(6, "n_chains", [settings[s]["n_chains"] for s in table["setting"]])
+    settings = [sm.params.settings[f"{d}/{s}"] for d, s in zip(table["dataset"], table["setting"])]
+    table.insert(5, "procedure", [ais_procedure(a) for a in settings])
+    for key in ("n_chains", "n_intermediate", "schedule", "leapfrog_steps", "tuning"):
+        table[key] = [a[key] for a in settings]
     with atomic_path(sm.output.csv) as tmp:
         table.to_csv(tmp, index=False)

@@ -1,25 +1,28 @@
-"""Snakemake stage: the paper's claims (PROTOCOL §7) read against the summary tables.
+"""Snakemake stage: the paper's claims (docs/method.md §7) tested on the per-datapoint outputs.
 
-Named inputs (any subset; a claim whose input is absent is reported as "not evaluated"):
-  table2              results/table2.csv
-  table2_paired       results/table2_paired.csv (paired errors of L[q*_Flow] − L[q*_FFG], claim 3)
-  table3              Table 3 CSV (variants: standard, large_encoder, no_annealing)
-  flows_amortization  frozen-decoder experiment CSV
-  decoder_capacity    decoder-capacity CSV (accepted; no §7 claim reads it)
-  gaps_over_training  gaps-over-training CSV
-  figure2_bounds      Figure 2 bounds Parquet (2-D latent model)
-  bdmc                BDMC validation CSV
-Other inputs (e.g. code=...) are ignored.
+Inputs:
+  gaps                list of per-model gaps Parquets (one per model of Tables 2 and 3)
+  flows_amortization  per-datapoint frozen-decoder experiment (optional)
+  over_training       per-datapoint gaps over training (optional)
+  figure2_bounds      Figure 2 bounds Parquet (optional)
+  figure2_grid        Figure 2 grid densities Parquet (optional)
+  bdmc                BDMC validation CSV (optional)
+A check whose input is absent is reported as "not evaluated". Other inputs (e.g. code=...) are ignored.
+Params: gap_keys, one [dataset, variant, family] per gaps file, in the same order;
+        figure2_dataset (optional), the label of Figure 2 frames that have no dataset column.
 Outputs: csv (required), md (optional, a Markdown rendering).
-Params (optional): figure2_dataset, the label of the Figure 2 rows when that table has no dataset column.
 """
-from vaegaps.claims import TABLE_NAMES, load_tables, write_claims
+from vaegaps.claims import NAMED_INPUTS, load_inputs, write_claims
 from vaegaps.stage import stage
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
-    paths = {name: getattr(sm.input, name) for name in TABLE_NAMES if hasattr(sm.input, name)}
+    gap_paths = getattr(sm.input, "gaps", [])
+    gap_paths = [gap_paths] if isinstance(gap_paths, str) else list(gap_paths)
+    gap_keys = list(getattr(sm.params, "gap_keys", []))
+    paths = {name: getattr(sm.input, name) for name in NAMED_INPUTS if hasattr(sm.input, name)}
     kwargs = {}
     if hasattr(sm.params, "figure2_dataset"):
         kwargs["figure2_dataset"] = str(sm.params.figure2_dataset)
-    write_claims(load_tables(paths), sm.output.csv, getattr(sm.output, "md", None), **kwargs)
+    write_claims(load_inputs(gap_paths, gap_keys, paths), sm.output.csv, getattr(sm.output, "md", None),
+                 **kwargs)

@@ -2,7 +2,7 @@
 FFG and one trained with Flow (PROTOCOL §6.1, optional second figure).
 
 input:  ffg, flow (two 2-D-latent VAE .pt), data (dataset Parquet)
-params: figure (dict: split, n_points, grid_limit (4.0), grid_size (121); other keys ignored), seed (int)
+params: figure (dict: split, n_points, grid_limit, grid_size; other keys ignored), seed (int)
 output: grid (Parquet, true-posterior densities with column trained_family), png, pdf
 """
 import pandas as pd
@@ -17,9 +17,9 @@ from vaegaps.vae import load_vae
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
-    fig, device = sm.params.figure, resolve_device(sm.config.get("device", "auto"))
+    fig, device = sm.params.figure, resolve_device(sm.config["device"])
     index, x = evaluation_set(sm.input.data, fig["split"], fig["n_points"], device)
-    limit, size = fig.get("grid_limit", 4.0), fig.get("grid_size", 121)
+    limit, size = fig["grid_limit"], fig["grid_size"]
     grids = {fam: true_posterior_frame(load_vae(getattr(sm.input, fam), device), x, index, limit, size)
              for fam in ("ffg", "flow")}
     both = pd.concat([g.assign(trained_family=fam) for fam, g in grids.items()], ignore_index=True)

@@ -2,9 +2,9 @@
 import pandas as pd
 
 from vaegaps.config import split_ref
-from vaegaps.io import atomic_path
+from vaegaps.io import atomic_path, write_parquet
 from vaegaps.stage import stage
-from vaegaps.tables import AMORTIZATION_COLUMNS, amortization_frame, summary_table
+from vaegaps.tables import AMORTIZATION_COLUMNS, amortization_frame, long_frame, summary_table
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
@@ -12,6 +12,8 @@ with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     for (name, ref), amortized, local in zip(sm.params.encoders.items(), sm.input.amortized, sm.input.local):
         key = (sm.params.dataset, name, split_ref(ref)[1])
         frames[key] = amortization_frame(pd.read_parquet(amortized), pd.read_parquet(local))
+    write_parquet(long_frame(frames, ("dataset", "encoder", "family")), sm.output.per_datapoint,
+                  {"encoders": sm.params.encoders, "evaluation": sm.params.evaluation})
     table = summary_table(frames, ("dataset", "encoder", "family"), AMORTIZATION_COLUMNS)
     with atomic_path(sm.output.csv) as tmp:
         table.to_csv(tmp, index=False)

@@ -11,4 +11,4 @@ with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     df = gaps(**frames, trained_family=sm.wildcards.family)
     write_parquet(df, sm.output[0], {"dataset": sm.wildcards.dataset, "variant": sm.wildcards.variant,
                                      "trained_family": sm.wildcards.family, "model_config": sm.params.cfg,
-                                     "evaluation": sm.params.evaluation})
+                                     "evaluation": sm.params.evaluation, "local": sm.params.local})

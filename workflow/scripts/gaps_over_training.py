@@ -1,13 +1,15 @@
-"""Snakemake stage: the over-training snapshots' gaps, mean and standard error per split."""
+"""Snakemake stage: the over-training snapshots' gaps, per datapoint and as means per split."""
 import pandas as pd
 
-from vaegaps.io import atomic_path
+from vaegaps.io import atomic_path, write_parquet
 from vaegaps.stage import stage
-from vaegaps.tables import over_training_summary
+from vaegaps.tables import long_frame, over_training_summary
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
     frames = {(sm.params.dataset, name, int(epoch)): pd.read_parquet(path)
               for (name, _, epoch), path in zip(sm.params.models, sm.input)}
+    write_parquet(long_frame(frames, ("dataset", "model", "epoch")), sm.output.per_datapoint,
+                  {"settings": sm.params.settings})
     with atomic_path(sm.output.csv) as tmp:
         over_training_summary(frames).to_csv(tmp, index=False)
