@@ -76,61 +76,51 @@ def encoder_start(model: VAE, x: torch.Tensor, family: str) -> dict[str, torch.T
                                              model.flow_steps)
 
 
-def _fit_local(model: VAE, x, index, family, cfg, seed, init):
-    return optimize_local(model.log_likelihood(x), model.z_dim, len(index), family=family,
-                          n_samples=cfg["n_samples"], lr=cfg["lr"], check_every=cfg["check_every"],
-                          patience=cfg["patience"], max_steps=cfg["max_steps"],
-                          final_samples=cfg["final_samples"], generator=seed,
-                          index=torch.as_tensor(index), init=init, hidden=model.family_hidden[family],
-                          flow_steps=model.flow_steps, restarts=cfg["restarts"],
-                          stream=f"local_{family}" if init is None else f"local_{family}_encoder")
+def local_starts(model: VAE, x: torch.Tensor, index, family: str, local: dict, seed: int) -> list | None:
+    """The candidate starts of q*_{family} under `local["init"]`: None (the prior), or the encoder's
+    own q and, for a flow family, the optimal FFG embedded in it (the flow family contains every
+    Gaussian exactly), so that L[q*] ≥ L[q] and L[q*_Flow] ≥ L[q*_FFG] up to Monte Carlo noise."""
+    if local["init"] == "prior":
+        return None
+    starts = [encoder_start(model, x, family)]
+    if family != "ffg":
+        ffg = fit_qstar(model, x, index, "ffg", local, seed)
+        starts.append(LocalPosterior.gaussian_start(family, ffg.params["mean"], ffg.params["logvar"],
+                                                    model.family_hidden[family], model.flow_steps))
+    return starts
 
 
-def _better(a, b):
-    """Per datapoint, the LocalResult with the higher final ELBO (a diverged one never wins)."""
-    pick_b = torch.nan_to_num(b.elbo, nan=-torch.inf) > torch.nan_to_num(a.elbo, nan=-torch.inf)
-
-    def choose(ta, tb):
-        return torch.where(pick_b.view(-1, *[1] * (ta.dim() - 1)).to(ta.device), tb, ta)
-
-    fields = {k: choose(getattr(a, k), getattr(b, k)) for k in
-              ("elbo", "iwae", "steps", "converged", "elbo_se", "iwae_se", "restarts", "diverged")}
-    return type(a)(params={k: choose(a.params[k], b.params[k]) for k in a.params}, **fields), pick_b
-
-
-def fit_qstar(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, cfg: dict, seed: int):
+def fit_qstar(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, local: dict, seed: int):
     """q* of `family` per datapoint (docs/method.md §4), in the family the model defines (same
-    widths and steps), from the start(s) `cfg["init"]` names; `cfg` is that family's resolved
-    settings. Returns the LocalResult and, per datapoint, whether the encoder start won. A
-    datapoint that diverged at every learning rate is an error, never a result."""
+    widths and steps), with that family's settings from the `local` section (shared keys and
+    per-family changes) and the starts `local_starts` gives. Returns the LocalResult and, per
+    datapoint, whether it kept its start. A datapoint that diverged at every learning rate is an
+    error, never a result."""
     model = _frozen(model)
-    starts = {"encoder": ["encoder"], "prior": ["prior"], "both": ["prior", "encoder"]}[cfg["init"]]
-    result, from_encoder = None, None
-    for start in starts:
-        init = encoder_start(model, x, family) if start == "encoder" else None
-        q = _fit_local(model, x, index, family, cfg, seed, init)
-        if result is None:
-            result, from_encoder = q, torch.full_like(q.converged, start == "encoder")
-        else:
-            result, took = _better(result, q)
-            from_encoder = torch.where(took.cpu(), True, from_encoder)
-    n_bad = int(result.diverged.sum())
+    cfg = local_config(local, family)
+    r = optimize_local(model.log_likelihood(x), model.z_dim, len(index), family=family,
+                       n_samples=cfg["n_samples"], lr=cfg["lr"], check_every=cfg["check_every"],
+                       patience=cfg["patience"], max_steps=cfg["max_steps"],
+                       final_samples=cfg["final_samples"], generator=seed, index=torch.as_tensor(index),
+                       init=local_starts(model, x, index, family, local, seed),
+                       hidden=model.family_hidden[family], flow_steps=model.flow_steps,
+                       restarts=cfg["restarts"], stream=f"local_{family}")
+    n_bad = int(r.diverged.sum())
     if n_bad:
         raise VaegapsError(
             f"local {family} optimisation diverged (non-finite loss) on {n_bad} of {len(index)} datapoints "
             f"even at lr {cfg['lr'] * LR_BACKOFF ** cfg['restarts']:.3g}; lower evaluation.local.{family}.lr")
-    return result, from_encoder
+    return r
 
 
-def local_optimum(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, cfg: dict,
+def local_optimum(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, local: dict,
                   seed: int) -> pd.DataFrame:
     """L[q*] and the IWAE of q* for `family` (see `fit_qstar`), one row per datapoint."""
-    r, from_encoder = fit_qstar(model, x, index, family, cfg, seed)
+    r = fit_qstar(model, x, index, family, local, seed)
     return pd.DataFrame({"index": index, "elbo": r.elbo.cpu().numpy(), "iwae": r.iwae.cpu().numpy(),
                          "elbo_se": r.elbo_se.cpu().numpy(), "iwae_se": r.iwae_se.cpu().numpy(),
                          "steps": r.steps.cpu().numpy(), "converged": r.converged.cpu().numpy(),
-                         "restarts": r.restarts.cpu().numpy(),
-                         "start": np.where(from_encoder.cpu().numpy(), "encoder", "prior")})
+                         "restarts": r.restarts.cpu().numpy()})
 
 
 def _ais_settings(cfg: dict) -> dict:
@@ -263,7 +253,7 @@ def over_training_point(model: VAE, sets: dict[str, tuple[np.ndarray, torch.Tens
     frames = []
     for split, (index, x) in sets.items():
         amortized = amortized_bounds(model, x, index, cfg["amortized"]["n_samples"], seed)
-        local = local_optimum(model, x, index, family, local_config(cfg["local"], family), seed)
+        local = local_optimum(model, x, index, family, cfg["local"], seed)
         ais_df = ais_estimate(model, x, index, cfg["ais"], seed)
         frames.append(gap_frame(index, ais_df, local, amortized).assign(split=split))
     return pd.concat(frames, ignore_index=True)

@@ -35,12 +35,12 @@ class LocalResult:
     elbo: torch.Tensor       # (N,) L[q*] with `final_samples` fresh samples
     iwae: torch.Tensor       # (N,) IWAE-`final_samples` of q*
     steps: torch.Tensor      # (N,) optimisation steps taken (of the last attempt)
-    converged: torch.Tensor  # (N,) stopped by the patience rule (False: hit max_steps or diverged)
+    converged: torch.Tensor  # (N,) stopped by the patience rule (False: hit max_steps)
     elbo_se: torch.Tensor    # (N,) Monte Carlo standard error of `elbo`
     params: dict             # name -> (N, ...) final parameters of q*
     iwae_se: torch.Tensor | None = None    # (N,) delta-method standard error of `iwae`
     restarts: torch.Tensor | None = None   # (N,) restarts after divergence (0: none)
-    diverged: torch.Tensor | None = None   # (N,) non-finite at every learning rate tried
+    diverged: torch.Tensor | None = None   # (N,) non-finite at every learning rate tried (q* = start)
 
 
 def _adam(p, g, m, v, step, lr, b1=0.9, b2=0.999, eps=1e-8):
@@ -141,48 +141,76 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
                    n_samples: int = 100, lr: float = 1e-3, check_every: int = 100, patience: int = 10,
                    max_steps: int = 50000, final_samples: int = 5000,
                    generator: torch.Generator | int | None = None, *, index: torch.Tensor | None = None,
-                   init: tuple[torch.Tensor, torch.Tensor] | dict | None = None, hidden: int | None = None,
-                   flow_steps: int = 2, restarts: int = 2, chunk_size: int | None = None,
-                   sample_chunk: int = 500, dtype: torch.dtype | None = None, device=None,
-                   stream: str = "local") -> LocalResult:
+                   init: tuple[torch.Tensor, torch.Tensor] | dict | list[dict] | None = None,
+                   hidden: int | None = None, flow_steps: int = 2, restarts: int = 2,
+                   select_samples: int = 1000, chunk_size: int | None = None, sample_chunk: int = 500,
+                   dtype: torch.dtype | None = None, device=None, stream: str = "local") -> LocalResult:
     """Fit one q of `family` ('ffg', 'flow', 'realnvp') per datapoint and score it with fresh samples.
 
-    Starts at the prior, or at `init`: a (mean, logvar) pair (e.g. the encoder's), or a dict of
+    Starts at the prior, or at `init`: a (mean, logvar) pair (e.g. the encoder's), a dict of
     per-datapoint parameters named as in `LocalPosterior` (e.g. `LocalPosterior.from_amortized`),
-    each of leading size n_points. A datapoint whose loss becomes non-finite restarts from its
-    initial parameters with lr × 0.1, at most `restarts` times; `diverged` marks the ones that
-    never finished (their bounds are NaN).
+    each of leading size n_points, or a list of such dicts, of which each datapoint starts from
+    the one with the highest ELBO. Each datapoint keeps the better of its start and its optimised
+    q. Both choices are made on `select_samples` samples of their own, so the reported bounds,
+    from `final_samples` fresh ones, carry no selection bias. A datapoint whose loss becomes
+    non-finite restarts from its start with lr × 0.1, at most `restarts` times; `diverged` marks
+    the ones that never finished (they keep their start, not converged).
     """
     dtype, device = infer_dtype_device(log_likelihood, z_dim, n_points, dtype, device)
     seed = rng.seed_from(generator)
     index = (torch.arange(n_points) if index is None else torch.as_tensor(index)).to(device, torch.int64)
     if isinstance(init, tuple):
         init = {"mean": init[0], "logvar": init[1]}
+    candidates = init if isinstance(init, list) else [init or {}]
     results = []
     for sl in chunks(n_points, chunk_size):
         q = LocalPosterior(family, sl.stop - sl.start, z_dim, hidden, flow_steps)
         q = q.to(device=device, dtype=dtype).init_keyed(seed, stream, index[sl])
-        start = {k: p.detach().clone() for k, p in q.named_parameters()}
-        for k, v in (init or {}).items():
-            start[k].copy_(v[sl])
         loglik = restrict(log_likelihood, sl, n_points)
+
+        def bounds(params, samples, name, with_se=False):
+            def noise_fn(offset, s):
+                return rng.normal(seed, f"{stream}/{name}", index[sl], 0, (s, q.n_noise, z_dim),
+                                  offset=offset, dtype=dtype)
+            with torch.no_grad():
+                out = monte_carlo_bounds(lambda e: functional_call(q, params, (e,)), loglik, samples,
+                                         noise_fn, sample_chunk, with_iwae_se=with_se)
+            return out if with_se else out[0]
+
+        starts = [_overlay(q, c, sl) for c in candidates]
+        start = starts[0] if len(starts) == 1 else _pick(starts, [bounds(p, select_samples, "select_start")
+                                                                 for p in starts])
         params, steps, converged, n_restarts, diverged = _optimize_with_restarts(
             q, start, loglik, index[sl], seed, stream, n_samples, lr, check_every, patience, max_steps,
             restarts)
-        with torch.no_grad():
-            def noise_fn(offset, s):
-                return rng.normal(seed, f"{stream}/final", index[sl], 0, (s, q.n_noise, z_dim),
-                                  offset=offset, dtype=dtype)
-            elbo, iwae, se, iwae_se = monte_carlo_bounds(lambda e: functional_call(q, params, (e,)), loglik,
-                                                         final_samples, noise_fn, sample_chunk, with_iwae_se=True)
-        nan = torch.full_like(elbo, float("nan"))
-        dv = diverged.to(elbo.device)
-        elbo, iwae, se, iwae_se = (torch.where(dv, nan, t) for t in (elbo, iwae, se, iwae_se))
+        # keep the start where the optimised q is no better (a diverged one never is)
+        sel = [bounds(start, select_samples, "select_final"), bounds(params, select_samples, "select_final")]
+        sel[1] = torch.where(diverged.to(sel[1].device), -torch.inf, torch.nan_to_num(sel[1], nan=-torch.inf))
+        params = _pick([start, params], sel)
+        elbo, iwae, se, iwae_se = bounds(params, final_samples, "final", with_se=True)
         results.append((elbo, iwae, steps, converged, se, iwae_se, n_restarts, diverged, params))
     elbo, iwae, steps, converged, se, iwae_se, n_restarts, diverged = (
         torch.cat(x) for x in list(zip(*results))[:8])
     params = {k: torch.cat([r[8][k] for r in results]) for k in results[0][8]}
     return LocalResult(elbo, iwae, steps, converged, se, params, iwae_se, n_restarts, diverged)
+
+
+def _overlay(q: LocalPosterior, given: dict, sl: slice) -> dict:
+    """q's own (keyed) initial parameters with those in `given` (rows `sl`) put in their place."""
+    params = {k: p.detach().clone() for k, p in q.named_parameters()}
+    for k, v in given.items():
+        params[k].copy_(v[sl])
+    return params
+
+
+def _pick(candidates: list[dict], scores: list[torch.Tensor]) -> dict:
+    """Per datapoint, the parameters of the candidate with the highest score."""
+    best = torch.stack(scores).argmax(0)
+    out = {}
+    for k in candidates[0]:
+        stacked = torch.stack([c[k] for c in candidates])
+        out[k] = stacked[best, torch.arange(best.numel(), device=best.device)]
+    return out
 
 
 def _optimize_with_restarts(q, start, loglik, index, seed, stream, n_samples, lr, check_every, patience,

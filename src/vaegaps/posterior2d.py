@@ -19,7 +19,6 @@ import torch
 
 from . import rng
 from .bounds import log_mean_exp, log_normal_diag, log_normal_std
-from .config import local_config
 from .evaluate import amortized_bounds, fit_qstar
 from .families import AuxFlow, LocalPosterior, RealNVP
 from .nets import BatchedLinear
@@ -175,7 +174,7 @@ def grid_densities(model, x: torch.Tensor, index, local_cfg: dict, seed: int, gr
     amortized = amortized_bounds(model, x, index, amortized_samples, seed)
     elbos = {"true": log_px, amort: torch.tensor(amortized["elbo"].to_numpy())}
     for family in ("ffg", "flow"):
-        res, _ = fit_qstar(model, x, index, family, local_config(local_cfg, family), seed)
+        res = fit_qstar(model, x, index, family, local_cfg, seed)
         with torch.no_grad():
             q = _local_q(model, family, res.params)
             log_q[f"optimal_{family}"] = family_log_density(

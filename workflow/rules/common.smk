@@ -64,8 +64,10 @@ def eval_cfg(wildcards):
 
 
 def local_cfg(wildcards):
-    """The resolved local-optimisation settings of q*_{qfamily} for this dataset."""
-    return local_config(eval_cfg(wildcards)["local"], wildcards.qfamily)
+    """The local-optimisation settings q*_{qfamily} uses, resolved per family: its own and, for a
+    flow, FFG's (its optimal-FFG start)."""
+    fams = ("ffg",) if wildcards.qfamily == "ffg" else ("ffg", wildcards.qfamily)
+    return {f: local_config(eval_cfg(wildcards)["local"], f) for f in fams}
 
 
 def base_decoder(wildcards):

@@ -4,6 +4,6 @@ from vaegaps.stage import evaluation_stage, stage
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
-    cfg, seed, family = sm.params.local, sm.config["seed"], sm.wildcards.qfamily
-    evaluation_stage(sm, f"local_{family}", cfg,
+    cfg, seed, family = sm.params.evaluation["local"], sm.config["seed"], sm.wildcards.qfamily
+    evaluation_stage(sm, f"local_{family}", sm.params.local,
                      lambda model, i, x: local_optimum(model, x, i, family, cfg, seed))
