@@ -19,13 +19,14 @@ import pytest
 import torch
 
 from vaegaps import figures
+from vaegaps.config import defaults
 from vaegaps.posterior2d import DISTRIBUTIONS, family_log_density, grid_densities, grid_posterior, make_grid
 from vaegaps.vae import VAE, save_vae
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
-LOCAL = dict(n_samples=20, lr=3e-2, check_every=50, patience=5, max_steps=200, final_samples=500,
-             flow_hidden=16, flow_steps=2)
-MODEL_CFG = dict(z_dim=2, encoder_hidden=[16], decoder_hidden=[16])
+LOCAL = {**defaults("local"), **dict(n_samples=20, lr=3e-2, check_every=50, patience=5, max_steps=200,
+                                     final_samples=500)}
+MODEL_CFG = {**defaults("model"), **dict(z_dim=2, encoder_hidden=[16], decoder_hidden=[16], family="ffg")}
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,8 @@ def test_stage_scripts(model_x, tmp_path):
     for name in ("ffg", "flow"):
         save_vae(model, tmp_path / f"{name}.pt", MODEL_CFG, None)
     _dataset(tmp_path / "data.parquet", x.numpy())
-    fig = dict(split="test", n_points=2, grid_limit=4.0, grid_size=41, local=LOCAL)
+    fig = dict(split="test", n_points=2, grid_limit=4.0, grid_size=41, n_v=128, amortized_samples=5000,
+               local=LOCAL)
     out = {k: str(tmp_path / f"f2.{k}") for k in ("png", "pdf")}
     data = str(tmp_path / "data.parquet")
     _run("figure2.py", tmp_path, input=dict(model=str(tmp_path / "ffg.pt"), data=data),

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
+from vaegaps.config import defaults
 from vaegaps.data import prepare_dataset
 from vaegaps.errors import VaegapsError
 from vaegaps.io import load_torch, read_metadata
@@ -29,8 +30,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 CFG = {
     "device": "cpu",
     "seed": 0,
-    "model": {"arch": "mlp", "z_dim": 4, "encoder_hidden": [32], "decoder_hidden": [32], "activation": "elu",
-              "family": "ffg", "flow_hidden": 16, "flow_steps": 2},
+    "model": {**defaults("model"), "z_dim": 4, "encoder_hidden": [32], "decoder_hidden": [32],
+              "family": "ffg", "flow_hidden": 16},
     "train": {"epochs": 5, "batch_size": 100, "lr": 3e-3, "adam_eps": 1e-4, "lr_schedule": "burda",
               "anneal_epochs": 2, "checkpoint_every": 2, "n_samples": 1, "snapshots": [],
               "init_decoder": None, "freeze_decoder": False},

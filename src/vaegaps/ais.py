@@ -3,7 +3,7 @@
 Target path f_β(z) = p(z)·p(x|z)^β, β from 0 to 1, with one HMC trajectory per intermediate
 distribution. Chains run without autograd; gradients are taken only inside `ll_and_grad` on a
 detached z, and log p(x|z) with its gradient is cached at the current state, so a transition
-costs exactly L decoder forward+backward passes (PROTOCOL §5, §8).
+costs exactly L decoder forward+backward passes (docs/method.md §5, §8).
 
 Shapes: N datapoints, S chains per datapoint, D latent dimensions, T distributions.
 """

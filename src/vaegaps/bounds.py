@@ -1,7 +1,7 @@
 """Densities and bounds: log-mean-exp, standard-normal prior, Bernoulli likelihood, ELBO, IWAE.
 
 All densities include their normalising constants (a missing −½·D·log 2π shifts bounds by
-≈ 45.9 nats at D = 50, PROTOCOL §8).
+≈ 45.9 nats at D = 50, docs/method.md §8).
 """
 
 from __future__ import annotations

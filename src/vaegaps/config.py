@@ -38,8 +38,18 @@ def fill_defaults(instance: dict, schema: dict, root: dict) -> dict:
     return instance
 
 
-def load_schema(schema_path: str | Path) -> dict:
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_schema(schema_path: str | Path = SCHEMA) -> dict:
     return yaml.safe_load(Path(schema_path).read_text())
+
+
+def defaults(section: str) -> dict:
+    """The schema's defaults of one base section ('model', 'train', 'evaluation', ...): the
+    settings a caller from Python starts from before changing a few."""
+    schema = load_schema()
+    return fill_defaults({}, schema["$defs"][section], schema)
 
 
 def validate(config: dict, schema_path: str | Path) -> dict:
@@ -187,3 +197,30 @@ def split_ref(ref: str) -> tuple[str, str]:
     """"VARIANT/FAMILY" -> (variant, family)."""
     variant, _, family = ref.partition("/")
     return variant, family
+
+
+def estimator_settings(resolved: dict) -> dict:
+    """The part of a resolved study that docs/method.md §10 states for the paper preset: each
+    dataset's evaluation, each experiment's own, and the widths of every trained model's family."""
+    exp = resolved["experiments"]
+    widths = {name: {k: m["model"][k] for k in ("z_dim", "encoder_hidden", "decoder_hidden", "flow_hidden",
+                                                "flow_steps", "realnvp_hidden", "flow_context")}
+              for name, m in resolved["models"].items() if name.endswith("/ffg")}
+    return {"evaluation": resolved["evaluation"],
+            "over_training": exp.get("over_training", {}).get("evaluation"),
+            "figure2_local": exp.get("figure2", {}).get("local"),
+            "bdmc": exp.get("bdmc"),
+            "models": widths}
+
+
+def main(argv=None) -> None:
+    """python -m vaegaps.config STUDY.yaml: print its estimator settings, fully resolved."""
+    import sys
+
+    path = (argv or sys.argv[1:])[0]
+    resolved = resolved_config(validate(yaml.safe_load(Path(path).read_text()), SCHEMA))
+    print(yaml.safe_dump(estimator_settings(resolved), sort_keys=False, default_flow_style=None, width=110), end="")
+
+
+if __name__ == "__main__":
+    main()

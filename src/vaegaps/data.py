@@ -263,7 +263,7 @@ def _build_cifar10(raw: dict[str, bytes], splits: dict[str, int]) -> Parts:
     x = np.concatenate([t[1] for t in train]).reshape(len(y), -1)
     x = (x >= 128).astype(np.uint8)  # per channel pixel/255 >= 0.5, exact in integers
     yt, xt = read_cifar_binary(members[test], test)
-    # PROTOCOL: validation is the FIRST block of training records, train the rest
+    # docs/method.md §2: validation is the FIRST block of training records, train the rest
     parts = _consecutive(x, y, {"valid": splits["valid"], "train": splits["train"]}, "CIFAR-10 training batches")
     parts["test"] = ((xt.reshape(len(yt), -1) >= 128).astype(np.uint8), yt)
     return parts

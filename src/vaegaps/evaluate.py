@@ -130,7 +130,7 @@ def _ais_settings(cfg: dict) -> dict:
 
 
 def _pilot_step_sizes(log_likelihood, z_dim, idx, cfg, seed):
-    """Per-distribution step sizes tuned by a short-chain pilot run (PROTOCOL §5), or None."""
+    """Per-distribution step sizes tuned by a short-chain pilot run (docs/method.md §5), or None."""
     if cfg["tuning"] != "pilot":
         return None
     pilot = ais(log_likelihood, z_dim, len(idx), cfg["pilot_chains"], generator=seed, index=idx,

@@ -3,7 +3,7 @@
 Each family maps base parameters (mean, logvar) of shape (N, D) and standard-normal noise of
 shape (N, S, n_noise, D) to samples z (N, S, D) and log q (N, S), the log-density of exactly
 the sample returned. For the auxiliary flow, "log q" is log q(z_T, v_T | x) − log r(v_T | z_T, x),
-so that E[log p(x, z) − log q] is its bound (PROTOCOL §3).
+so that E[log p(x, z) − log q] is its bound (docs/method.md §3).
 
 The same classes serve both forms: *amortized* (batch=(), flow nets conditioned on encoder
 features through `context`) and *local* (batch=(N,): every weight and bias has a leading
@@ -27,7 +27,7 @@ FAMILIES = ("ffg", "flow", "realnvp")
 
 
 def log_sigmoid(logit: torch.Tensor) -> torch.Tensor:
-    """log σ(l) as l − softplus(l): never underflows to −inf (PROTOCOL §8)."""
+    """log σ(l) as l − softplus(l): never underflows to −inf (docs/method.md §8)."""
     return logit - F.softplus(logit)
 
 
@@ -62,7 +62,7 @@ class FFG(nn.Module):
 
 
 class AuxFlow(nn.Module):
-    """Auxiliary-variable flow (PROTOCOL §3), T coupling steps:
+    """Auxiliary-variable flow (docs/method.md §3), T coupling steps:
 
     v0 ~ q(v0|z0,x); v_t = v_{t−1}⊙σ1(z_{t−1}) + μ1(z_{t−1}); z_t = z_{t−1}⊙σ2(v_t) + μ2(v_t);
     log q(z_T, v_T|x) = log q(z0|x) + log q(v0|z0,x) − Σ_t log|det J_t|; reverse model r(v_T|z_T,x).

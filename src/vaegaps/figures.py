@@ -1,4 +1,4 @@
-"""Every figure of the project (PROTOCOL §6.1, §6.6), written as PNG and PDF.
+"""Every figure of the project (docs/method.md §6.1, §6.6), written as PNG and PDF.
 
 The two gaps have one colour each throughout (`GAP_COLORS`), so a reader who has seen one
 figure reads the next without a legend lookup.

@@ -77,14 +77,14 @@ class CouplingNet(nn.Module):
 
 
 def conv_encoder(in_channels: int = 3) -> nn.Sequential:
-    """PROTOCOL §3 CIFAR-10 encoder trunk: 3×32×32 → 256×2×2 features (flattened, 1024)."""
+    """docs/method.md §3 CIFAR-10 encoder trunk: 3×32×32 → 256×2×2 features (flattened, 1024)."""
     def block(a, b):
         return [nn.Conv2d(a, b, 4, 2), nn.BatchNorm2d(b), nn.ELU()]
     return nn.Sequential(*block(in_channels, 64), *block(64, 128), *block(128, 256), nn.Flatten())
 
 
 class ConvDecoder(nn.Module):
-    """PROTOCOL §3 CIFAR-10 decoder: z → 256×2×2 → 128×6×6 → 64×15×15 → 3×32×32 logits."""
+    """docs/method.md §3 CIFAR-10 decoder: z → 256×2×2 → 128×6×6 → 64×15×15 → 3×32×32 logits."""
 
     def __init__(self, z_dim: int, out_channels: int = 3):
         super().__init__()

@@ -1,5 +1,5 @@
 """Exact (to grid resolution) posteriors of 2-D latent models, and the densities of their
-approximations on the same grid (PROTOCOL §6.1, Figure 2).
+approximations on the same grid (docs/method.md §6.1, Figure 2).
 
 In 2-D, log p(x) = log ∫ p(x|z) p(z) dz is a quadrature over a square grid of nodes; the
 posterior on the grid follows. Approximations are evaluated on the same nodes: Gaussians in

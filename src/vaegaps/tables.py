@@ -1,4 +1,4 @@
-"""Per-datapoint gaps and the paper's tables (PROTOCOL §1, §6.2)."""
+"""Per-datapoint gaps and the paper's tables (docs/method.md §1, §6.2)."""
 
 from __future__ import annotations
 

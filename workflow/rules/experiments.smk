@@ -1,4 +1,4 @@
-# PROTOCOL §6 beyond Table 2. Every model here is trained and evaluated by the same rules as
+# docs/method.md §6 beyond Table 2. Every model here is trained and evaluated by the same rules as
 # Table 2 (train_vae, amortized_bounds, local_optimum, ais, gaps) through its variant wildcard.
 
 

@@ -1,5 +1,5 @@
 """Snakemake stage: Figure 2, a 2-D-latent FFG-trained VAE's true posteriors and their
-amortized FFG, optimal FFG and optimal Flow approximations (PROTOCOL §6.1).
+amortized FFG, optimal FFG and optimal Flow approximations (docs/method.md §6.1).
 
 input:  model (2-D-latent FFG-trained VAE .pt), data (dataset Parquet)
 params: figure (the resolved experiments.figure2 settings: split, n_points, grid_limit, grid_size, n_v,

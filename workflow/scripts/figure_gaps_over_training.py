@@ -1,4 +1,4 @@
-"""Snakemake stage: the gaps over training, a 2×4 grid of panels (PROTOCOL §6.6).
+"""Snakemake stage: the gaps over training, a 2×4 grid of panels (docs/method.md §6.6).
 
 input:  summary (CSV: model, epoch, split, log_px, elbo_qstar, elbo_amortized; *_se ignored)
 output: png, pdf

@@ -1,5 +1,5 @@
 """Snakemake stage: true posteriors of the same datapoints under a 2-D-latent VAE trained with
-FFG and one trained with Flow (PROTOCOL §6.1, optional second figure).
+FFG and one trained with Flow (docs/method.md §6.1, optional second figure).
 
 input:  ffg, flow (two 2-D-latent VAE .pt), data (dataset Parquet)
 params: figure (dict: split, n_points, grid_limit, grid_size; other keys ignored), seed (int)

@@ -1,0 +1,165 @@
+"""Numbers you can trust: q* in the trained family from the encoder's own q, max_steps respected,
+divergence never a result, BDMC of the exact AIS, every setting resolved in one place."""
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import groundtruth as gt
+from vaegaps import rng
+from vaegaps.bounds import monte_carlo_bounds
+from vaegaps.config import ais_procedure, defaults, resolved_config, validate
+from vaegaps.errors import VaegapsError
+from vaegaps.evaluate import bdmc_validation, encoder_start, local_optimum
+from vaegaps.families import LocalPosterior, gaussian_sample
+from vaegaps.local_opt import optimize_local
+from vaegaps.vae import VAE
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _model(family, seed=0):
+    torch.manual_seed(seed)
+    m = VAE(20, 5, (16,), (16,), family=family, flow_hidden=8, realnvp_hidden=6).eval()
+    with torch.no_grad():  # non-trivial amortized flows (fresh heads are zero)
+        for p in m.family.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = (torch.rand(7, 20, generator=torch.Generator().manual_seed(seed + 1)) < 0.5).float()
+    return m, x
+
+
+@pytest.mark.parametrize("trained", ["ffg", "flow", "realnvp"])
+@pytest.mark.parametrize("family", ["ffg", "flow", "realnvp"])
+def test_encoder_start_is_exactly_the_encoders_q(trained, family):
+    """The local q built by `encoder_start` has, sample for sample, the bound of the amortized q
+    (trained family) or of the encoder's Gaussian (any other family): L[q*] starts at L[q]."""
+    m, x = _model(trained)
+    q = LocalPosterior(family, 7, 5, m.family_hidden[family], m.flow_steps)
+    with torch.no_grad():
+        params = dict(q.named_parameters())
+        for k, v in encoder_start(m, x, family).items():
+            params[k].copy_(v)
+        mean, logvar, h = m.encode(x)
+        noise = rng.normal(0, "t", torch.arange(7), 0, (500, q.n_noise, 5))
+        local, *_ = monte_carlo_bounds(q, m.log_likelihood(x), 500, lambda o, s: noise[:, o:o + s], 500)
+        if family == trained:
+            ref_q = lambda e: m.family(mean, logvar, e, h)  # noqa: E731
+        else:
+            ref_q = lambda e: gaussian_sample(mean.unsqueeze(-2), logvar.unsqueeze(-2), e[..., 0, :])  # noqa: E731
+        ref, *_ = monte_carlo_bounds(ref_q, m.log_likelihood(x), 500,
+                                     lambda o, s: noise[:, o:o + s, :m.family.n_noise if family == trained else q.n_noise], 500)
+    assert torch.allclose(local, ref, atol=1e-4), (local - ref).abs().max()
+
+
+def test_max_steps_is_respected_whatever_check_every():
+    """max_steps = 50 with checks every 30 steps: every datapoint stops at step 50 with the
+    parameters it reached, not its initial ones (the old code copied nothing back)."""
+    c = gt.linear_case(n=6)
+    m, x = c["model"], c["x"]
+    kw = dict(z_dim=m.D, n_points=6, family="ffg", n_samples=20, lr=5e-2, check_every=30, patience=100,
+              final_samples=500, generator=0)
+    start = optimize_local(m.likelihood(x), max_steps=1, **kw)
+    q = optimize_local(m.likelihood(x), max_steps=50, **kw)
+    assert q.steps.tolist() == [50] * 6 and not q.converged.any()
+    assert bool((q.elbo > start.elbo + 0.5).all()), (q.elbo - start.elbo)
+
+
+def test_divergence_is_never_a_converged_result():
+    """A huge learning rate: every datapoint's loss turns non-finite, it is restarted twice at a
+    tenth of the rate, then reported diverged and not converged (keeping its finite start)."""
+    c = gt.linear_case(n=4)
+    m, x = c["model"], c["x"]
+    q = optimize_local(m.likelihood(x), z_dim=m.D, n_points=4, family="ffg", n_samples=10, lr=1e8,
+                       check_every=10, patience=2, max_steps=100, final_samples=100, generator=0)
+    assert q.diverged.all() and not q.converged.any()
+    assert q.restarts.tolist() == [2] * 4
+    assert torch.isfinite(q.elbo).all()
+
+
+def test_diverging_stage_fails_in_one_line():
+    m, x = _model("ffg")
+    local = {**defaults("local"), "lr": 1e8, "max_steps": 50, "check_every": 10, "final_samples": 50,
+             "n_samples": 5}
+    with pytest.raises(VaegapsError) as err:
+        local_optimum(m, x, list(range(7)), "ffg", local, 0)
+    msg = str(err.value)
+    assert "diverged" in msg and "7 of 7" in msg and "evaluation.local.ffg.lr" in msg and "\n" not in msg
+
+
+def test_local_flow_is_never_below_local_ffg():
+    """q*_Flow starts from the optimal FFG embedded in the flow family, so it ends no lower."""
+    m, x = _model("ffg", seed=3)
+    local = {**defaults("local"), "lr": 1e-2, "n_samples": 10, "max_steps": 300, "check_every": 50,
+             "patience": 2, "final_samples": 1000}
+    idx = list(range(7))
+    ffg, flow = (local_optimum(m, x, idx, f, local, 0) for f in ("ffg", "flow"))
+    d = flow["elbo"] - ffg["elbo"]
+    assert d.mean() >= -3 * d.std() / len(d) ** 0.5, d  # equal in law where the flow keeps q*_FFG
+
+
+def test_bdmc_runs_the_pilot_tuned_procedure(monkeypatch):
+    """With tuning: pilot, BDMC freezes pilot-tuned step sizes, exactly as the estimate does."""
+    import vaegaps.evaluate as ev
+    seen = {}
+    real = ev.bdmc
+
+    def spy(*args, **kwargs):
+        seen["step_sizes"] = kwargs.get("step_sizes")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ev, "bdmc", spy)
+    m, _ = _model("ffg")
+    cfg = {**defaults("ais"), "n_chains": 2, "n_intermediate": 5, "pilot_chains": 2}
+    bdmc_validation(m, 3, cfg, 0, "cpu")
+    assert seen["step_sizes"] is not None and seen["step_sizes"].shape == (3, 3)
+    bdmc_validation(m, 3, {**cfg, "tuning": "online"}, 0, "cpu")
+    assert seen["step_sizes"] is None
+    assert "frozen" in ais_procedure(cfg) and "online" in ais_procedure({**cfg, "tuning": "online"})
+
+
+def _resolve(path):
+    cfg = yaml.safe_load(Path(path).read_text())
+    return resolved_config(validate(cfg, SCHEMA))
+
+
+def test_paper_preset_resolves_to_the_settings_in_method_md():
+    """Every experiment's estimator settings of the paper preset equal the block in docs/method.md
+    §10 (which `python -m vaegaps.config workflow/presets/paper.yaml` regenerates)."""
+    text = (REPO / "docs" / "method.md").read_text()
+    block = re.search(r"<!-- resolved-settings[^>]*-->.*?```yaml\n(.*?)```", text, re.S)
+    assert block, "docs/method.md §10 lacks the resolved-settings block"
+    documented = yaml.safe_load(block.group(1))
+    resolved = _resolve(REPO / "workflow" / "presets" / "paper.yaml")
+    from vaegaps.config import estimator_settings
+    assert estimator_settings(resolved) == documented
+
+
+def test_paper_preset_inherits_nothing_from_the_digits_study():
+    res = _resolve(REPO / "workflow" / "presets" / "paper.yaml")
+    ot = res["experiments"]["over_training"]["evaluation"]
+    assert ot["local"]["flow"]["n_samples"] == 100 and ot["local"]["flow"]["lr"] == 1e-3
+    assert ot["local"]["ffg"]["patience"] == 10 and ot["amortized"]["n_samples"] == 5000
+    assert ot["ais"] == {**defaults("ais")}
+    assert res["models"]["fashion_mnist/ot_standard/realnvp"]["model"]["realnvp_hidden"] == 50
+    assert res["models"]["mnist/standard/flow"]["model"]["flow_hidden"] == 200
+    assert res["models"]["mnist/frozen_small/flow"]["model"]["flow_context"] is False
+    assert res["experiments"]["over_training"]["models"]["flow"].endswith("/realnvp")
+
+
+def test_per_family_local_settings_override_only_what_they_name():
+    res = resolved_config(validate({"datasets": ["digits"], "evaluation": {"local": {"lr": 0.01, "flow": {"lr": 0.003}}}},
+                                   SCHEMA))
+    local = res["evaluation"]["digits"]["local"]
+    assert local["ffg"]["lr"] == 0.01 and local["flow"]["lr"] == 0.003 and local["flow"]["patience"] == 10
+
+
+def test_repository_refers_to_nothing_outside_itself():
+    hits = [str(p) for base in ("README.md", "src", "workflow", "config.yaml", "docs")
+            for p in ([REPO / base] if (REPO / base).is_file() else (REPO / base).rglob("*"))
+            if p.is_file() and "egg-info" not in str(p) and p.suffix in (".md", ".py", ".smk", ".yaml", ".rst", "")
+            and re.search(r"shared/|PROTOCOL", p.read_text(errors="ignore"))]
+    assert not hits, hits
