@@ -48,10 +48,9 @@ import pandas as pd
 
 from .errors import VaegapsError
 from .io import atomic_path
+from .tables import AIS_BELOW_MAX, CONVERGED_MIN  # one home for the trust thresholds
 
 N_SE = 2.0                  # standard errors that separate "holds" from noise
-CONVERGED_MIN = 0.95        # below this converged fraction, checks on that L[q*] are inconclusive
-AIS_BELOW_MAX = 0.10        # above this fraction of AIS < IWAE(q*), log p̂ is mostly a lower bound
 FAR_NATS = 2.0              # 3a: L[q*_Flow] − L[q*_FFG] "far" (paper, MNIST: ≈ 23 nats)
 CLOSE_NATS = 1.0            # 3b: |L[q*_Flow] − L[q*_FFG]| "close" (paper, MNIST: ≈ 0.4 nats)
 GENERALISE_REL_TOL = 0.2    # 6c: |valid − train| approximation gap within 20% of the train gap
@@ -270,26 +269,23 @@ def _flow_minus_ffg(g: pd.DataFrame, ds: str, family: str) -> Outcome:
     return _paired(ds, m["elbo_local_flow"], m["elbo_local_ffg"], ">", {_label("standard", family): m})
 
 
-def _claim3a(g: pd.DataFrame) -> list[Outcome]:
-    rows = []
-    for ds in _datasets(g):
-        out = _flow_minus_ffg(g, ds, "flow")
-        if out.paired:
-            out.verdict = decide_beyond(out.diff, out.diff_se, FAR_NATS)
-            out.note = f"threshold {FAR_NATS:g} nats; " + out.note
-        rows.append(out)
-    return rows
+def _flow_minus_ffg_rule(family: str, rule: Callable, nats: float, words: str):
+    """3a/3b: L[q*_Flow] − L[q*_FFG] of the `family`-trained model against a threshold of `nats`."""
+    def run(g: pd.DataFrame) -> list[Outcome]:
+        rows = []
+        for ds in _datasets(g):
+            out = _flow_minus_ffg(g, ds, family)
+            if out.paired:
+                out.verdict = rule(out.diff, out.diff_se, nats)
+                out.note = words.format(nats=nats, n_se=N_SE) + "; " + out.note
+            rows.append(out)
+        return rows
+    return run
 
 
-def _claim3b(g: pd.DataFrame) -> list[Outcome]:
-    rows = []
-    for ds in _datasets(g):
-        out = _flow_minus_ffg(g, ds, "ffg")
-        if out.paired:
-            out.verdict = decide_equivalent(out.diff, out.diff_se, CLOSE_NATS)
-            out.note = f"|a − b| must be within {CLOSE_NATS:g} nat beyond {N_SE:g} se; " + out.note
-        rows.append(out)
-    return rows
+_claim3a = _flow_minus_ffg_rule("flow", decide_beyond, FAR_NATS, "threshold {nats:g} nats")
+_claim3b = _flow_minus_ffg_rule("ffg", decide_equivalent, CLOSE_NATS,
+                                "|a − b| must be within {nats:g} nat beyond {n_se:g} se")
 
 
 def _against_standard(variant: str, col: str, op: str) -> Callable[[pd.DataFrame], list[Outcome]]:

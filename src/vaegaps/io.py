@@ -18,6 +18,9 @@ import pyarrow.parquet as pq
 from .errors import VaegapsError
 
 META_KEY = b"vaegaps"
+# The whole study's settings (defaults filled) of the stage writing, recorded in every Parquet it
+# writes; set once per stage by vaegaps.stage.
+STUDY: dict[str, Any] = {}
 
 
 def versions() -> dict[str, str]:
@@ -54,7 +57,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> None:
     """Write `df` atomically; `metadata` (JSON-able) and package versions go in the file's schema."""
-    meta = {"versions": versions(), **(metadata or {})}
+    meta = {"versions": versions(), **({"study": STUDY} if STUDY else {}), **(metadata or {})}
     table = pa.Table.from_pandas(df, preserve_index=False)
     schema_meta = dict(table.schema.metadata or {})
     schema_meta[META_KEY] = json.dumps(meta, default=str, sort_keys=True).encode()

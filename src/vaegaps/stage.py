@@ -18,9 +18,12 @@ def stage(snakemake) -> Iterator[None]:
     log_file = snakemake.log[0] if len(snakemake.log) else None
     logging.basicConfig(filename=log_file, level=logging.INFO, force=True,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    from . import io
     from .runtime import set_threads
 
     set_threads(snakemake.threads)
+    io.STUDY.clear()
+    io.STUDY.update(dict(snakemake.config))
     try:
         yield
     except VaegapsError as exc:

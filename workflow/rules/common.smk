@@ -135,10 +135,14 @@ def ais_setting(dataset, setting):
 
 
 def bdmc_keys():
-    """(dataset, variant, family, setting): BDMC for every AIS setting used, on the Table 2 models."""
-    settings = ["main"] + (["over_training"] if OT else [])
-    return [(d, "standard", f, s) for d, f in table2_keys() for s in settings
-            if s == "main" or d == OT["dataset"]]
+    """(dataset, variant, family, setting): BDMC of each AIS setting on a model it estimates with:
+    the main setting on the Table 2 models, the over-training setting on the over-training
+    experiment's standard model (its final weights; its architecture, z_dim included)."""
+    keys = [(d, "standard", f, "main") for d, f in table2_keys()]
+    if OT:
+        keys.append((OT["dataset"], *split_ref(OT["models"].get("standard", next(iter(OT["models"].values())))),
+                     "over_training"))
+    return keys
 
 
 ALL_OUTPUTS = [f"{RES}/table2.csv", f"{RES}/table2.md"]
