@@ -55,7 +55,7 @@ def test_per_datapoint_parquet_schemas(tiny_run):
     from vaegaps.io import read_metadata
     meta = read_metadata(tiny_run / "gaps" / "digits" / "standard" / "flow.parquet")
     assert meta["model_config"]["model"]["family"] == "flow" and "torch" in meta["versions"]
-    assert meta["local"]["flow"]["max_steps"] == 300 and meta["evaluation"]["ais"]["n_chains"] == 4
+    assert meta["local"]["flow"]["max_steps"] == 120 and meta["evaluation"]["ais"]["n_chains"] == 4
     for rel in ("data/digits.parquet", "models/digits/standard/ffg/history.parquet", "eval/digits/standard/ffg/ais.parquet",
                 "flows_amortization.parquet", "gaps_over_training.parquet", "bdmc/digits/standard/ffg/main.parquet"):
         study = read_metadata(tiny_run / rel)["study"]   # the whole study's settings, defaults filled
