@@ -1,9 +1,13 @@
-"""Annealed importance sampling from the prior, and bidirectional Monte Carlo (BDMC).
+"""Annealed importance sampling and bidirectional Monte Carlo (BDMC).
 
-Target path f_β(z) = p(z)·p(x|z)^β, β from 0 to 1, with one HMC trajectory per intermediate
-distribution. Chains run without autograd; gradients are taken only inside `ll_and_grad` on a
-detached z, and log p(x|z) with its gradient is cached at the current state, so a transition
-costs exactly L decoder forward+backward passes (docs/method.md §5, §8).
+Path f_β = q^(1−β)·(p(z)p(x|z))^β from a normalised start q to the posterior, one HMC trajectory
+per intermediate distribution. q is the prior (the paper's AIS: f_β = p(z)·p(x|z)^β) or any
+diagonal Gaussian N(μ, σ²) per datapoint, e.g. the encoder's q(z|x); either way log p̂ stays a
+stochastic lower bound. Chains live in ε = (z − μ)/σ, where q is N(0, I) and the path is the
+prior path with log p(x|z) replaced by r(ε) = log p(z)p(x|z)σ − log N(ε) (docs/method.md §5).
+Chains run without autograd. r and its gradient are cached at the current state, and the
+leapfrog's interior positions need the gradient only, so a transition costs L gradient
+evaluations of which one also computes the value (docs/method.md §8).
 
 Shapes: N datapoints, S chains per datapoint, D latent dimensions, T distributions.
 """
@@ -54,11 +58,38 @@ def schedule_betas(n: int, kind: str = "sigmoid", delta: float = 4.0) -> torch.T
     raise ValueError(f"unknown AIS schedule {kind!r}; choose 'linear' or 'sigmoid'")
 
 
-def _hmc(log_likelihood, z, ll, grad, beta, eps, p, log_u, n_leapfrog):
-    """One HMC trajectory targeting p(z)·p(x|z)^β, per chain step sizes eps (N, S, 1).
+class _Target:
+    """r(ε) = log p(z) + log p(x|z) − log q(z) at z = μ + σ·ε (Jacobian included), and ∇_ε r.
 
-    Returns the new state (z, ll, grad) and the acceptance indicator (N, S). Proposals whose
-    energy is not finite are rejected.
+    Without a start (mean None) q is the prior, ε = z and r = log p(x|z) exactly.
+    """
+
+    def __init__(self, log_likelihood: LogLikelihood, mean=None, std=None):
+        self.log_likelihood, self.mean, self.std = log_likelihood, mean, std
+        if mean is not None:
+            self.mean, self.std = mean.unsqueeze(1), std.unsqueeze(1)     # (N, 1, D)
+            self.log_det = std.log().sum(-1, keepdim=True)                 # (N, 1)
+
+    def z(self, eps: torch.Tensor) -> torch.Tensor:
+        return eps if self.mean is None else self.mean + self.std * eps
+
+    def eps(self, z: torch.Tensor) -> torch.Tensor:
+        return z if self.mean is None else (z - self.mean) / self.std
+
+    def __call__(self, eps: torch.Tensor, value: bool = True):
+        z = self.z(eps)
+        ll, grad = ll_and_grad(self.log_likelihood, z, value)
+        if self.mean is None:
+            return ll, grad
+        r = None if ll is None else ll + 0.5 * (eps.pow(2).sum(-1) - z.pow(2).sum(-1)) + self.log_det
+        return r, self.std * (grad - z) + eps
+
+
+def _hmc(target, z, ll, grad, beta, eps, p, log_u, n_leapfrog):
+    """One HMC trajectory targeting N(ε; 0, I)·exp(β r(ε)), per chain step sizes eps (N, S, 1).
+
+    `ll`, `grad`: r and ∇r at the current state. Returns the new state (z, ll, grad) and the
+    acceptance indicator (N, S). Proposals whose energy is not finite are rejected.
     """
     def energy(z_, ll_, p_):
         return 0.5 * (z_.pow(2).sum(-1) + p_.pow(2).sum(-1)) - beta * ll_
@@ -68,7 +99,7 @@ def _hmc(log_likelihood, z, ll, grad, beta, eps, p, log_u, n_leapfrog):
     p = p - 0.5 * eps * (z - beta * grad)
     for step in range(n_leapfrog):
         z_new = z_new + eps * p
-        ll_new, g_new = ll_and_grad(log_likelihood, z_new)
+        ll_new, g_new = target(z_new, value=step == n_leapfrog - 1)
         kick = eps if step < n_leapfrog - 1 else 0.5 * eps
         p = p - kick * (z_new - beta * g_new)
     log_ratio = h0 - energy(z_new, ll_new, p)
@@ -78,16 +109,16 @@ def _hmc(log_likelihood, z, ll, grad, beta, eps, p, log_u, n_leapfrog):
             torch.where(a, g_new, grad), accept)
 
 
-def _anneal(log_likelihood, z, betas, seed, stream, index, n_leapfrog, step_size, target_accept,
+def _anneal(target, z, betas, seed, stream, index, n_leapfrog, step_size, target_accept,
             adapt_factor, bounds, frozen):
-    """Run chains from z (exact samples of f_{betas[0]}) along `betas`.
+    """Run chains from ε = z (exact samples of f_{betas[0]}) along `betas`.
 
     Weight update with the current state, then one HMC transition targeting the next
     distribution (none after the last). `frozen` (T-1, N) replaces step-size adaptation.
     Returns log-weights (N, S), acceptance (N,), per-distribution log step sizes (T-1, N).
     """
     n, s, _ = z.shape
-    ll, grad = ll_and_grad(log_likelihood, z)
+    ll, grad = target(z)
     log_w = torch.zeros(n, s, dtype=torch.float64, device=z.device)
     eps = torch.full((n, s, 1), step_size, dtype=z.dtype, device=z.device)
     accepted = torch.zeros(n, s, dtype=z.dtype, device=z.device)
@@ -101,7 +132,7 @@ def _anneal(log_likelihood, z, betas, seed, stream, index, n_leapfrog, step_size
             eps = frozen[t - 1].to(z)[:, None, None].expand(n, s, 1)
         p = rng.normal(seed, f"{stream}/momentum", index, t, (s, z.shape[-1]), dtype=z.dtype)
         log_u = torch.log(rng.uniform(seed, f"{stream}/accept", index, t, (s,), dtype=z.dtype))
-        z, ll, grad, acc = _hmc(log_likelihood, z, ll, grad, betas[t].item(), eps, p, log_u, n_leapfrog)
+        z, ll, grad, acc = _hmc(target, z, ll, grad, betas[t].item(), eps, p, log_u, n_leapfrog)
         accepted += acc
         log_eps[t - 1] = torch.log(eps).mean(1).squeeze(-1)
         if frozen is None:  # per chain: grow while the chain's acceptance rate is above target
@@ -118,12 +149,14 @@ def ais(log_likelihood: LogLikelihood, z_dim: int, n_points: int, n_chains: int 
         step_size: float = 0.01, target_accept: float = 0.65, adapt_factor: float = 0.02,
         step_size_bounds: tuple[float, float] = (1e-4, 0.5), step_sizes: torch.Tensor | None = None,
         chunk_size: int | None = None, dtype: torch.dtype | None = None, device=None,
-        stream: str = "ais") -> AISResult:
-    """AIS estimate of log p(x) for N datapoints with S chains each, started from the prior.
+        stream: str = "ais", init: tuple[torch.Tensor, torch.Tensor] | None = None) -> AISResult:
+    """AIS estimate of log p(x) for N datapoints with S chains each.
 
-    Random numbers are keyed by (seed, datapoint `index`, distribution), so a datapoint's result
-    does not depend on which others share its batch or chunk. `step_sizes` (T-1, N), e.g. the
-    `step_sizes` of a pilot run, freezes the per-distribution step sizes instead of adapting.
+    `init` = (mean, std), each (N, D): start from N(mean, std²) per datapoint (e.g. the encoder's
+    q(z|x)) instead of the prior. Random numbers are keyed by (seed, datapoint `index`,
+    distribution), so a datapoint's result does not depend on which others share its batch or
+    chunk. `step_sizes` (T-1, N), e.g. the `step_sizes` of a pilot run, freezes the
+    per-distribution step sizes instead of adapting.
     """
     dtype, device = infer_dtype_device(log_likelihood, z_dim, n_points, dtype, device)
     seed = rng.seed_from(generator)
@@ -135,11 +168,25 @@ def ais(log_likelihood: LogLikelihood, z_dim: int, n_points: int, n_chains: int 
         for sl in chunks(n_points, chunk_size):
             z0 = rng.normal(seed, f"{stream}/init", index[sl], 0, (n_chains, z_dim), dtype=dtype)
             frozen = None if step_sizes is None else step_sizes[:, sl]
-            parts.append(_anneal(restrict(log_likelihood, sl, n_points), z0, betas, seed, stream,
+            target = _target(log_likelihood, sl, n_points, init)
+            parts.append(_anneal(target, z0, betas, seed, stream,
                                  index[sl], leapfrog_steps, step_size, target_accept, adapt_factor,
                                  step_size_bounds, frozen))
     log_w, acc, log_eps = (torch.cat(x, dim=d) for x, d in zip(zip(*parts), (0, 0, 1)))
     return AISResult(log_mean_exp(log_w, -1), log_w, acc, _log_mean_exp_se(log_w), log_eps.exp())
+
+
+def _target(log_likelihood, rows: slice, n: int, init) -> _Target:
+    """The chains' target for datapoints `rows` (of n), from the prior or from init = (mean, std)."""
+    lik = restrict(log_likelihood, rows, n)
+    if init is None:
+        return _Target(lik)
+    mean, std = (torch.as_tensor(t)[rows] for t in init)
+    if mean.shape != std.shape or mean.dim() != 2:
+        raise ValueError(f"init must be (mean, std) of shape (N, D), got {tuple(mean.shape)} and {tuple(std.shape)}")
+    if not bool((std > 0).all()) or not bool(torch.isfinite(mean).all()):
+        raise ValueError("init std must be positive and mean finite")
+    return _Target(lik, mean, std)
 
 
 def _log_mean_exp_se(log_w: torch.Tensor) -> torch.Tensor:
@@ -152,23 +199,24 @@ def bdmc(log_likelihood: LogLikelihood, z_true: torch.Tensor, n_chains: int = 16
          n_intermediate: int = 1000, schedule: str = "sigmoid", leapfrog_steps: int = 10,
          generator: torch.Generator | int | None = None, *, index: torch.Tensor | None = None,
          step_size: float = 0.01, target_accept: float = 0.65, chunk_size: int | None = None,
-         **kwargs) -> BDMCResult:
+         init: tuple[torch.Tensor, torch.Tensor] | None = None, **kwargs) -> BDMCResult:
     """Forward AIS (lower bound) and reverse AIS from the exact z (upper bound) on data simulated
     from the model (Grosse et al.). The reverse chains reuse the forward run's per-distribution
-    step sizes, so both directions use the same kernels."""
+    step sizes and the same start `init`, so both directions use the same kernels and path."""
     n, d = z_true.shape
     seed = rng.seed_from(generator)
     fwd = ais(log_likelihood, d, n, n_chains, n_intermediate, schedule, leapfrog_steps, seed,
               index=index, step_size=step_size, target_accept=target_accept, chunk_size=chunk_size,
-              dtype=z_true.dtype, device=z_true.device, **kwargs)
+              dtype=z_true.dtype, device=z_true.device, init=init, **kwargs)
     index = (torch.arange(n) if index is None else torch.as_tensor(index)).to(z_true.device, torch.int64)
     betas = schedule_betas(n_intermediate, schedule).flip(0)
     frozen = fwd.step_sizes.flip(0)
     parts = []
     with torch.no_grad():
         for sl in chunks(n, chunk_size):
-            z = z_true[sl].unsqueeze(1).expand(-1, n_chains, d).contiguous()
-            parts.append(_anneal(restrict(log_likelihood, sl, n), z, betas, seed, "bdmc_reverse",
+            target = _target(log_likelihood, sl, n, init)
+            z = target.eps(z_true[sl].unsqueeze(1).expand(-1, n_chains, d)).contiguous()
+            parts.append(_anneal(target, z, betas, seed, "bdmc_reverse",
                                  index[sl], leapfrog_steps, step_size, target_accept, 0.0,
                                  (0.0, math.inf), frozen[:, sl]))
     log_w = torch.cat([p[0] for p in parts])

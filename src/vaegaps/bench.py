@@ -1,21 +1,34 @@
-"""Speed ratios measured in one process (python -m vaegaps.bench).
+"""Speed, measured side by side in one process on one thread (python -m vaegaps.bench).
 
-(a) AIS: seconds per HMC transition ÷ (L × one bare decoder forward+backward w.r.t. z on the
-    same batch), MNIST decoder 50-200-200-784 (ELU), 100 datapoints × 16 chains, L = 10.
-    1.0 is the floor: a transition needs L gradient evaluations and nothing else should cost.
-(b) Local optimisation: 200 datapoints batched vs the same optimisation one datapoint at a time
-    (timed on a subset and scaled to 200).
-Ratios, not absolute times, are what carry across machines.
+(a) One decoder gradient ∇_z log p(x|z) (MNIST-sized decoder 50-200-200-784, ELU, Bernoulli;
+    100 datapoints × 16 samples) ÷ the same six GEMMs alone, for the fused pass of
+    `vaegaps.decoder_grad` (gradient only, as the leapfrog's interior needs, and value + gradient)
+    and for autograd. Target: fused gradient ≤ 1.2× its GEMMs.
+(b) AIS seconds per transition (L = 10) against a re-implementation of the common public AIS code:
+    a fresh autograd gradient at the start of every leapfrog step (L + 1 per transition) and
+    separate forward passes for the weight update (2) and the accept test (2). Target ≥ 3×.
+(c) Time to accuracy on a trained Fashion-MNIST-sized model (given by --model, e.g. the
+    fashion_cpu preset's): for AIS settings from the prior and from the encoder, CPU-seconds per
+    datapoint (pilot, both directions) against the BDMC gap on simulated data (target ≤ 0.5
+    nats) and the share of real datapoints where AIS ≥ IWAE-5000 − 2 combined standard errors
+    (target ≥ 95%; reference: --qstar, the pipeline's local_ffg.parquet, else the encoder's q).
+(d) Local optimisation: 200 datapoints batched vs one at a time (scaled from a subset).
+
+Every figure prints with its target. Ratios, not absolute times, carry across machines; the
+process CPU time and wall time are printed with every timing because the machine may be shared.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 
-from .ais import ais
+from .ais import ais, schedule_betas
+from .bounds import log_mean_exp
 from .likelihood import ll_and_grad
 from .local_opt import optimize_local
 from .nets import MLP
@@ -30,27 +43,135 @@ def _decoder(z_dim=50, x_dim=784, device="cpu"):
     return dec
 
 
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def _best_time(fn, repeats):
-    best = float("inf")
+    """Best wall time of `repeats` calls, and the process CPU time of that call."""
+    best, cpu = float("inf"), float("nan")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        _sync()
+        wall = time.perf_counter() - t0
+        if wall < best:
+            best, cpu = wall, time.process_time() - c0
+    return best, cpu
 
 
-def bench_ais(n_points=100, n_chains=16, leapfrog=10, transitions=20, device="cpu"):
+def _timing(wall, cpu):
+    return f"{wall * 1e3:.2f} ms wall / {cpu * 1e3:.2f} ms CPU"
+
+
+def bench_gradient(n_points=100, n_samples=16, repeats=30, device="cpu"):
+    """(fused gradient, fused value+gradient, autograd) time ÷ GEMM-only time, and the timings."""
+    dec = _decoder(device=device)
+    gen = torch.Generator().manual_seed(1)
+    x = (torch.rand(n_points, 784, generator=gen) > 0.5).float().to(device)
+    z = torch.randn(n_points, n_samples, 50, generator=gen).to(device)
+    fused, plain = DecoderLikelihood(dec, x), DecoderLikelihood(dec, x, fused=False)
+    linears = [m for m in dec if isinstance(m, torch.nn.Linear)]
+    m = n_points * n_samples
+    ins = [torch.randn(m, lin.in_features, device=device) for lin in linears]
+    outs = [torch.randn(m, lin.out_features, device=device) for lin in linears]
+
+    def gemms():  # forward: one addmm per layer; backward: one GEMM per layer (input gradient only)
+        for lin, h in zip(linears, ins):
+            torch.addmm(lin.bias, h, lin.weight.t())
+        for lin, g in zip(linears, outs):
+            g @ lin.weight
+
+    t = {name: _best_time(fn, repeats) for name, fn in {
+        "gemm": gemms, "grad": lambda: fused.value_and_grad(z, False),
+        "value_grad": lambda: fused.value_and_grad(z, True), "autograd": lambda: ll_and_grad(plain, z)}.items()}
+    return {k: v[0] / t["gemm"][0] for k, v in t.items()}, t
+
+
+def baseline_ais(log_likelihood, z_dim, n_points, n_chains, n_intermediate, leapfrog_steps=10,
+                 step_size=0.01, seed=0):
+    """The common public AIS code, re-implemented faithfully for timing: the chains carry autograd
+    state, every leapfrog step starts with a fresh gradient, and the weight update and the accept
+    test each take two separate forward passes. Returns log p̂ (N,)."""
+    gen = torch.Generator().manual_seed(seed)
+    betas = schedule_betas(n_intermediate, "linear").tolist()
+    shape = (n_points, n_chains, z_dim)
+
+    def log_f(z, beta):
+        return -0.5 * z.pow(2).sum(-1) + beta * log_likelihood(z)
+
+    def grad_u(z, beta):
+        z = z.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(-log_f(z, beta).sum(), z)
+        return g
+
+    z = torch.randn(shape, generator=gen).requires_grad_(True)
+    log_w = torch.zeros(n_points, n_chains)
+    eps = torch.full((n_points, n_chains, 1), step_size)
+    for b0, b1 in zip(betas[:-1], betas[1:]):
+        log_w = log_w + (log_f(z, b1) - log_f(z, b0)).detach()
+        v0 = torch.randn(shape, generator=gen)
+        v = v0 - 0.5 * eps * grad_u(z, b1)
+        z_new = z
+        for i in range(1, leapfrog_steps + 1):
+            z_new = z_new + eps * v
+            if i < leapfrog_steps:
+                v = v - eps * grad_u(z_new, b1)
+        v = v - 0.5 * eps * grad_u(z_new, b1)
+        h_old = -log_f(z, b1) + 0.5 * v0.pow(2).sum(-1)
+        h_new = -log_f(z_new, b1) + 0.5 * v.pow(2).sum(-1)
+        accept = (torch.rand(n_points, n_chains, generator=gen).log() < (h_old - h_new)).unsqueeze(-1)
+        z = torch.where(accept, z_new, z).detach().requires_grad_(True)
+        eps = torch.where(accept, eps * 1.02, eps * 0.98)
+    return log_mean_exp(log_w, -1)
+
+
+def bench_ais(n_points=100, n_chains=16, leapfrog=10, transitions=10, repeats=3, device="cpu"):
+    """Seconds per transition: this package's AIS, the baseline re-implementation, their ratio."""
     dec = _decoder(device=device)
     x = (torch.rand(n_points, 784, generator=torch.Generator().manual_seed(1)) > 0.5).float().to(device)
-    lik = DecoderLikelihood(dec, x)
-    z = torch.randn(n_points, n_chains, 50, device=device)
-    t_grad = _best_time(lambda: ll_and_grad(lik, z), 10)
-    run = lambda: ais(lik, 50, n_points, n_chains, transitions + 1, "linear", leapfrog, 0)  # noqa: E731
-    t_ais = _best_time(run, 3)
-    per_transition = t_ais / transitions
-    return per_transition / (leapfrog * t_grad), per_transition, t_grad
+    ours = _best_time(lambda: ais(DecoderLikelihood(dec, x), 50, n_points, n_chains, transitions + 1,
+                                  "linear", leapfrog, 0), repeats)
+    base = _best_time(lambda: baseline_ais(DecoderLikelihood(dec, x, fused=False), 50, n_points, n_chains,
+                                           transitions + 1, leapfrog), repeats)
+    per = [(w / transitions, c / transitions) for w, c in (ours, base)]
+    return base[0] / ours[0], per[0], per[1]
+
+
+def bench_accuracy(model_path, data_path, qstar_path=None, n_real=50, n_sim=10, settings=None,
+                   device="cpu"):
+    """Per AIS setting: CPU-s per datapoint (pilot + both directions on simulated data; pilot +
+    forward on real data), BDMC gap, and the share of real points with AIS ≥ IWAE − 2 se."""
+    import pandas as pd
+
+    from .evaluate import amortized_bounds, ais_estimate, bdmc_validation, evaluation_set
+    from .vae import load_vae
+
+    model = load_vae(model_path, device)
+    index, x = evaluation_set(data_path, "train", n_real, device)
+    if qstar_path and Path(qstar_path).exists():
+        ref = pd.read_parquet(qstar_path).set_index("index").loc[index]
+        ref_name = "IWAE-5000(q*_FFG)"
+    else:
+        ref = amortized_bounds(model, x, index, 5000, 0).set_index("index")
+        ref_name = "IWAE-5000(encoder q)"
+    settings = settings or [("prior", 16, 1000), ("encoder", 16, 300), ("encoder", 16, 100), ("encoder", 8, 100)]
+    rows = []
+    for init, chains, dists in settings:
+        cfg = dict(n_chains=chains, n_intermediate=dists, schedule="sigmoid", leapfrog_steps=10,
+                   step_size=0.01, target_accept=0.65, tuning="pilot", pilot_chains=4, init=init)
+        c0 = time.process_time()
+        b = bdmc_validation(model, n_sim, cfg, 0, device)
+        c1 = time.process_time()
+        a = ais_estimate(model, x, index, cfg, 0)
+        c2 = time.process_time()
+        se = np.hypot(a["log_px_se"].to_numpy(), ref["iwae_se"].to_numpy())
+        diff = a["log_px"].to_numpy() - ref["iwae"].to_numpy()
+        rows.append(dict(init=init, chains=chains, distributions=dists, bdmc_gap=float(b["gap"].mean()),
+                         cpu_s_per_point_bdmc=(c1 - c0) / n_sim, cpu_s_per_point=(c2 - c1) / n_real,
+                         ais_minus_ref=float(diff.mean()), frac_ais_ok=float((diff >= -2 * se).mean())))
+    return ref_name, rows
 
 
 def bench_local(n_points=200, steps=100, sequential_subset=10, device="cpu"):
@@ -58,29 +179,58 @@ def bench_local(n_points=200, steps=100, sequential_subset=10, device="cpu"):
     x = (torch.rand(n_points, 784, generator=torch.Generator().manual_seed(2)) > 0.5).float().to(device)
     kw = dict(z_dim=50, family="ffg", n_samples=100, lr=1e-3, check_every=steps, patience=10**9,
               max_steps=steps, final_samples=100, generator=0)
-    t_batched = _best_time(lambda: optimize_local(DecoderLikelihood(dec, x), n_points=n_points, **kw), 1)
+    t_batched = _best_time(lambda: optimize_local(DecoderLikelihood(dec, x), n_points=n_points, **kw), 1)[0]
 
     def one_at_a_time():
         for i in range(sequential_subset):
             optimize_local(DecoderLikelihood(dec, x[i:i + 1]), n_points=1, index=torch.tensor([i]), **kw)
 
-    t_seq = _best_time(one_at_a_time, 1) * n_points / sequential_subset
+    t_seq = _best_time(one_at_a_time, 1)[0] * n_points / sequential_subset
     return t_seq / t_batched, t_batched, t_seq
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--model", default="results/models/fashion_mnist/standard/ffg/model.pt",
+                    help="trained Fashion-MNIST-sized model for (c)")
+    ap.add_argument("--data", default="results/data/fashion_mnist.parquet")
+    ap.add_argument("--qstar", default="results/eval/fashion_mnist/standard/ffg/local_ffg.parquet")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip, e.g. c,d")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    ratio, per_t, t_grad = bench_ais(device=args.device)
-    print(f"(a) AIS transition / (L x decoder fwd+bwd): {ratio:.3f}  "
-          f"[{per_t * 1e3:.1f} ms per transition, {t_grad * 1e3:.2f} ms per fwd+bwd; target <= 1.3]")
-    speedup, t_b, t_s = bench_local(device=args.device)
-    print(f"(b) local optimisation, batched 200 vs one at a time: {speedup:.1f}x faster  "
-          f"[{t_b:.2f} s batched, {t_s:.1f} s sequential (scaled); target >= 20x]")
+    torch.set_num_threads(args.threads)
+    skip = set(args.skip.split(","))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device {args.device}")
+    if "a" not in skip:
+        ratio, t = bench_gradient(device=args.device)
+        for key, label in (("grad", "fused gradient"), ("value_grad", "fused value+gradient"),
+                           ("autograd", "autograd value+gradient")):
+            verdict = f"target <= 1.2: {'met' if ratio[key] <= 1.2 else 'NOT met'}" if key == "grad" else "reference"
+            print(f"(a) {label} / GEMMs alone: {ratio[key]:.2f}x  [{_timing(*t[key])}; GEMMs {_timing(*t['gemm'])}; {verdict}]")
+    if "b" not in skip:
+        speedup, ours, base = bench_ais(device=args.device)
+        print(f"(b) AIS per transition, baseline / ours: {speedup:.2f}x  [ours {_timing(*ours)}, baseline "
+              f"{_timing(*base)} per transition, 100 points x 16 chains, L = 10; target >= 3: "
+              f"{'met' if speedup >= 3 else 'NOT met'}]")
+    if "c" not in skip:
+        if not Path(args.model).exists():
+            print(f"(c) skipped: no model at {args.model}; build it with `snakemake --cores 2 {args.model} "
+                  "--configfile workflow/presets/fashion_cpu.yaml` or pass --model")
+        else:
+            ref, rows = bench_accuracy(args.model, args.data, args.qstar, device=args.device)
+            print(f"(c) time to accuracy, {args.model} (reference {ref}); targets: BDMC gap <= 0.5, "
+                  "AIS >= reference on >= 95%, <= 10 CPU-s per datapoint")
+            for r in rows:
+                ok = r["bdmc_gap"] <= 0.5 and r["frac_ais_ok"] >= 0.95 and r["cpu_s_per_point"] <= 10
+                print(f"    from {r['init']:7s} {r['chains']:3d} chains x {r['distributions']:5d}: BDMC gap "
+                      f"{r['bdmc_gap']:.3f}, AIS - ref {r['ais_minus_ref']:+.3f}, AIS ok on {r['frac_ais_ok']:.0%}, "
+                      f"{r['cpu_s_per_point']:.2f} CPU-s/point (BDMC {r['cpu_s_per_point_bdmc']:.2f}); "
+                      f"{'meets all targets' if ok else 'misses a target'}")
+    if "d" not in skip:
+        speedup, t_b, t_s = bench_local(device=args.device)
+        print(f"(d) local optimisation, batched 200 vs one at a time: {speedup:.1f}x faster  "
+              f"[{t_b:.2f} s batched, {t_s:.1f} s sequential (scaled); target >= 20x]")
 
 
 if __name__ == "__main__":

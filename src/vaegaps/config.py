@@ -189,7 +189,8 @@ def ais_procedure(ais: dict) -> str:
     """The AIS procedure of an `ais` settings section, in words (what BDMC certifies)."""
     tuning = (f"step sizes pilot-tuned on {ais['pilot_chains']} chains, then frozen" if ais["tuning"] == "pilot"
               else "step sizes adapted online")
-    return (f"AIS from the prior, {ais['n_chains']} chains x {ais['n_intermediate']} distributions, "
+    start = "the prior" if ais["init"] == "prior" else "the encoder's q(z|x)"
+    return (f"AIS from {start}, {ais['n_chains']} chains x {ais['n_intermediate']} distributions, "
             f"{ais['schedule']} schedule, {ais['leapfrog_steps']} leapfrog steps, {tuning}")
 
 

@@ -123,32 +123,52 @@ def local_optimum(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, l
                          "restarts": r.restarts.cpu().numpy()})
 
 
+def ais_start(model: VAE, x: torch.Tensor, index, init: str, seed: int, n_samples: int = 256):
+    """The normalised density AIS starts from (`evaluation.ais.init`): None for the prior (the
+    paper's AIS), or (mean, std) per datapoint for 'encoder': the encoder's own Gaussian for an
+    FFG encoder; for a flow encoder, the diagonal Gaussian with its q's per-dimension mean and
+    standard deviation (n_samples draws). Either start keeps log p̂ a stochastic lower bound."""
+    if init == "prior":
+        return None
+    with torch.no_grad():
+        mean, logvar, h = model.encode(x)
+        if model.family_name == "ffg":
+            return mean, torch.exp(0.5 * logvar)
+        idx = torch.as_tensor(index, device=x.device)
+        noise = rng.normal(seed, "ais_start", idx, 0, (n_samples, model.family.n_noise, model.z_dim),
+                           dtype=x.dtype)
+        z, _ = model.family(mean, logvar, noise, h)
+        return z.mean(1), z.std(1).clamp_min(1e-4)
+
+
 def _ais_settings(cfg: dict) -> dict:
     return dict(n_intermediate=cfg["n_intermediate"], schedule=cfg["schedule"],
                 leapfrog_steps=cfg["leapfrog_steps"], step_size=cfg["step_size"],
                 target_accept=cfg["target_accept"])
 
 
-def _pilot_step_sizes(log_likelihood, z_dim, idx, cfg, seed):
+def _pilot_step_sizes(log_likelihood, z_dim, idx, cfg, seed, init):
     """Per-distribution step sizes tuned by a short-chain pilot run (docs/method.md §5), or None."""
     if cfg["tuning"] != "pilot":
         return None
     pilot = ais(log_likelihood, z_dim, len(idx), cfg["pilot_chains"], generator=seed, index=idx,
-                stream="ais_pilot", **_ais_settings(cfg))
+                stream="ais_pilot", init=init, **_ais_settings(cfg))
     return pilot.step_sizes
 
 
 def ais_estimate(model: VAE, x: torch.Tensor, index: np.ndarray, cfg: dict, seed: int) -> pd.DataFrame:
-    """AIS from the prior: log p̂(x), its standard error across chains, and acceptance."""
+    """AIS from the start `cfg["init"]` (see `ais_start`): log p̂(x), its standard error across
+    chains, and acceptance."""
     model = _frozen(model)
     idx = torch.as_tensor(index)
     lik = model.log_likelihood(x)
-    frozen = _pilot_step_sizes(lik, model.z_dim, idx, cfg, seed)
+    init = ais_start(model, x, index, cfg["init"], seed)
+    frozen = _pilot_step_sizes(lik, model.z_dim, idx, cfg, seed, init)
     r = ais(lik, model.z_dim, len(index), cfg["n_chains"], generator=seed, index=idx,
-            step_sizes=frozen, **_ais_settings(cfg))
+            step_sizes=frozen, init=init, **_ais_settings(cfg))
     return pd.DataFrame({"index": index, "log_px": r.log_px.cpu().numpy(),
                          "log_px_se": r.log_px_se.cpu().numpy(),
-                         "accept_rate": r.accept_rate.cpu().numpy()})
+                         "accept_rate": r.accept_rate.cpu().numpy(), "ais_start": cfg["init"]})
 
 
 def simulate(model: VAE, n: int, seed: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,10 +189,11 @@ def bdmc_validation(model: VAE, n: int, cfg: dict, seed: int, device,
     z, x = simulate(model, n, seed, device)
     start, stop = part_bounds(n, *part)
     lik, idx = model.log_likelihood(x[start:stop]), torch.arange(start, stop)
-    # the same procedure as the estimate, pilot-tuned frozen step sizes included
-    frozen = _pilot_step_sizes(lik, model.z_dim, idx, cfg, seed)
+    # the same procedure as the estimate: its start and pilot-tuned frozen step sizes included
+    init = ais_start(model, x[start:stop], idx, cfg["init"], seed)
+    frozen = _pilot_step_sizes(lik, model.z_dim, idx, cfg, seed, init)
     b = bdmc(lik, z[start:stop], cfg["n_chains"], generator=seed, index=idx, step_sizes=frozen,
-             **_ais_settings(cfg))
+             init=init, **_ais_settings(cfg))
     return pd.DataFrame({"index": np.arange(start, stop), "lower": b.lower.cpu().numpy(),
                          "upper": b.upper.cpu().numpy(), "gap": (b.upper - b.lower).cpu().numpy()})
 

@@ -1,7 +1,8 @@
 """The likelihood callables the estimators take: z (N, S, D) -> log p(x_n | z_ns) of shape (N, S).
 
-A callable may also offer `.subset(rows)` (the likelihood of those datapoints only), `.dtype`
-and `.device`; `vaegaps.vae.DecoderLikelihood` does. Plain closures work too.
+A callable may also offer `.subset(rows)` (the likelihood of those datapoints only), `.dtype`,
+`.device` and `.value_and_grad(z)` (value and z-gradient without autograd);
+`vaegaps.vae.DecoderLikelihood` does. Plain closures work too.
 """
 
 from __future__ import annotations
@@ -13,21 +14,27 @@ import torch
 LogLikelihood = Callable[[torch.Tensor], torch.Tensor]
 
 
-def ll_and_grad(log_likelihood: LogLikelihood, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def ll_and_grad(log_likelihood: LogLikelihood, z: torch.Tensor, value: bool = True):
     """log p(x|z) (N, S) and its gradient w.r.t. z (N, S, D); no graph survives the call.
 
-    A NaN likelihood is read as −inf (zero density, zero gradient): such a chain gets zero weight
-    instead of turning the datapoint's estimate into NaN.
+    With value=False the first element may be None: a fused likelihood (`value_and_grad`) then
+    skips the pass that only the value needs. A NaN likelihood is read as −inf (zero density,
+    zero gradient): such a chain gets zero weight instead of turning the estimate into NaN.
     """
-    with torch.enable_grad():
-        z = z.detach().requires_grad_(True)
-        ll = log_likelihood(z)
-        (grad,) = torch.autograd.grad(ll.sum(), z)
-    ll = ll.detach()
-    bad = torch.isnan(ll)
-    if bad.any():
-        ll = ll.masked_fill(bad, -torch.inf)
-        grad = grad.masked_fill(bad.unsqueeze(-1), 0.0)
+    fast = getattr(log_likelihood, "value_and_grad", None)
+    if fast is not None:  # a hand-derived backward pass (vaegaps.decoder_grad)
+        ll, grad = fast(z.detach(), value)
+    else:
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            ll = log_likelihood(z)
+            (grad,) = torch.autograd.grad(ll.sum(), z)
+        ll = ll.detach()
+    if ll is not None:
+        bad = torch.isnan(ll)
+        if bad.any():
+            ll = ll.masked_fill(bad, -torch.inf)
+            grad = grad.masked_fill(bad.unsqueeze(-1), 0.0)
     return ll, torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
 
 

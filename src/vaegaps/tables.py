@@ -39,6 +39,8 @@ def gap_frame(index, ais: pd.DataFrame, q_star: pd.DataFrame, amortized: pd.Data
     out["log_px"] = np.where(from_ais, a, w)
     out["log_px_source"] = np.where(from_ais, "ais", "iwae_qstar")
     out["ais_below_iwae"] = a < w - AIS_BELOW_SE * np.hypot(a_se, w_se)
+    if "ais_start" in ais:  # where the AIS chains started: the encoder's q or the prior
+        out["ais_start"] = ais["ais_start"].to_numpy()
     out["elbo_qstar"] = q_star["elbo"].to_numpy()
     out["elbo_qstar_se"] = q_star["elbo_se"].to_numpy()
     out["qstar_converged"] = q_star["converged"].to_numpy(dtype=bool)
@@ -76,6 +78,8 @@ def diagnostics(frame: pd.DataFrame) -> dict:
     """Trust figures of a per-datapoint frame: converged fractions of q*, where log p̂ came from,
     how often AIS fell below IWAE(q*) beyond noise, and the negative-gap counts."""
     out: dict = {}
+    if "ais_start" in frame:
+        out["ais_start"] = "/".join(sorted(set(frame["ais_start"])))
     for col in ("converged_local_ffg", "converged_local_flow", "qstar_converged"):
         if col in frame:
             out[f"frac_{col}"] = float(frame[col].mean())
@@ -112,9 +116,17 @@ def summary_table(frames: dict[tuple, pd.DataFrame], id_columns: tuple[str, ...]
     return pd.DataFrame(rows)[cols + extra]
 
 
-def table2(gap_frames: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
-    """One row per (dataset, trained family) with every quantity and its standard error."""
-    return summary_table(gap_frames, ("dataset", "trained_family"))
+def table2(gap_frames: dict[tuple[str, str], pd.DataFrame],
+           bdmc_frames: dict[tuple[str, str], pd.DataFrame] | None = None) -> pd.DataFrame:
+    """One row per (dataset, trained family) with every quantity and its standard error, and,
+    given each model's BDMC frame, the BDMC gap that certifies its AIS setting."""
+    table = summary_table(gap_frames, ("dataset", "trained_family"))
+    if bdmc_frames:
+        certs = [summarize(bdmc_frames[key], ["gap"]) for key in gap_frames]
+        table["bdmc_gap"] = [c["gap"] for c in certs]
+        table["bdmc_gap_se"] = [c["gap_se"] for c in certs]
+        table["bdmc_n_points"] = [c["n_points"] for c in certs]
+    return table
 
 
 def paired_flow_minus_ffg(gap_frames: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
@@ -190,6 +202,11 @@ def to_markdown(table: pd.DataFrame, id_columns=("dataset", "trained_family"), l
     for key, label in TRUST_LABELS.items():
         if key in table:
             lines.append(f"| {label} | " + " | ".join(f"{v:.0%}" for v in table[key]) + " |")
+    if "bdmc_gap" in table:
+        cells = [f"{r['bdmc_gap']:.2f} ± {r['bdmc_gap_se']:.2f} (n = {int(r['bdmc_n_points'])})" for _, r in table.iterrows()]
+        lines.append("| BDMC gap of this AIS, simulated data | " + " | ".join(cells) + " |")
+    if "ais_start" in table:
+        lines.append("| AIS chains start from | " + " | ".join(table["ais_start"]) + " |")
     lines.append("")
     lines.append(f"n = {', '.join(str(int(n)) for n in table['n_points'])} datapoints; ± is the standard "
                  "error across datapoints.")

@@ -43,11 +43,15 @@ _HASH_EXEMPT = ("checkpoint_every",)
 
 def lr_at(epoch: int, total_epochs: int, base_lr: float, kind: str) -> float:
     """Learning rate for 0-based `epoch`. 'burda': stage i (0..7) lasts 3^i of 3280 epochs with
-    lr = base_lr·10^(−i/7); other run lengths keep the boundaries at the same fractions."""
+    lr = base_lr·10^(−i/7); other run lengths keep the boundaries at the same fractions.
+    'burda_cut': the paper's schedule epoch for epoch, stopped after `total_epochs` (a short run
+    keeps the high early learning rates instead of decaying to 1e-4 within its first third)."""
     if kind == "constant":
         return float(base_lr)
+    if kind == "burda_cut":
+        kind, total_epochs = "burda", BURDA_EPOCHS
     if kind != "burda":
-        raise VaegapsError(f"unknown train.lr_schedule {kind!r}; choose burda or constant")
+        raise VaegapsError(f"unknown train.lr_schedule {kind!r}; choose burda, burda_cut or constant")
     if epoch < 0 or total_epochs < 1:
         raise ValueError(f"need epoch >= 0 and total_epochs >= 1, got {epoch}, {total_epochs}")
     # Stage = number of boundaries passed; integer arithmetic keeps 3280 epochs exact.

@@ -27,8 +27,8 @@ rule table3:
 rule flows_amortization:
     """Frozen decoder, new encoders: L[q], L[q*] of the encoder's family and the amortization gap."""
     input:
-        amortized=[ref_path(FA["dataset"], r, "amortized") for r in FA["encoders"].values()],
-        local=[ref_path(FA["dataset"], r, f"local_{split_ref(r)[1]}") for r in FA["encoders"].values()],
+        amortized=[ref_path(FA["dataset"], r, "amortized") for r in FA.get("encoders", {}).values()],
+        local=[ref_path(FA["dataset"], r, f"local_{split_ref(r)[1]}") for r in FA.get("encoders", {}).values()],
     output:
         csv=report(f"{RES}/flows_amortization.csv", caption="../report/flows_amortization.rst", category="Tables"),
         per_datapoint=f"{RES}/flows_amortization.parquet",
@@ -53,7 +53,7 @@ rule flows_amortization:
 rule decoder_capacity:
     """Gaps of FFG models with decoders of 0, 2 and 4 hidden layers, with local FFG and Flow."""
     input:
-        [ref_path(DC["dataset"], r, "gaps") for r in DC["models"].values()],
+        [ref_path(DC["dataset"], r, "gaps") for r in DC.get("models", {}).values()],
     output:
         csv=report(f"{RES}/decoder_capacity.csv", caption="../report/decoder_capacity.rst", category="Tables"),
     params:
@@ -211,7 +211,7 @@ rule bdmc:
         f"{RES}/bdmc/{{dataset}}/{{variant}}/{{family}}/{{setting}}/{PART}.parquet",
     params:
         ais=lambda w: ais_setting(w.dataset, w.setting),
-        n_points=BD.get("n_points", 20),
+        n_points=BD["n_points"],
         seed=config["seed"],
     log:
         f"{RES}/logs/bdmc/{{dataset}}/{{variant}}/{{family}}/{{setting}}/{PART}.log",

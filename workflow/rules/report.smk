@@ -29,7 +29,8 @@ rule gaps:
 rule table2:
     """Table 2: every quantity per (dataset, trained family), mean and standard error."""
     input:
-        [f"{RES}/gaps/{d}/standard/{f}.parquet" for d, f in table2_keys()],
+        gaps=[f"{RES}/gaps/{d}/standard/{f}.parquet" for d, f in table2_keys()],
+        bdmc=[f"{RES}/bdmc/{d}/standard/{f}/main.parquet" for d, f in table2_keys()],
     output:
         csv=report(f"{RES}/table2.csv", caption="../report/table2.rst", category="Tables"),
         md=f"{RES}/table2.md",
