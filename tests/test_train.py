@@ -245,3 +245,10 @@ def test_frozen_decoder_stays_bit_identical(trained, digits, tmp_path):
 def test_freeze_without_init_decoder_is_an_error(digits, tmp_path):
     with pytest.raises(VaegapsError, match="init_decoder"):
         run(config(freeze_decoder=True), digits, tmp_path)
+
+
+def test_lr_burda_cut_follows_the_paper_schedule_epoch_for_epoch():
+    """burda_cut: a 60-epoch run gets the paper's first 60 epochs, not the 8 stages squeezed in."""
+    full = [lr_at(e, BURDA_EPOCHS, 1e-3, "burda") for e in range(60)]
+    assert [lr_at(e, 60, 1e-3, "burda_cut") for e in range(60)] == full
+    assert lr_at(59, 60, 1e-3, "burda_cut") > lr_at(59, 60, 1e-3, "burda")

@@ -13,7 +13,7 @@ from vaegaps import rng
 from vaegaps.bounds import monte_carlo_bounds
 from vaegaps.config import ais_procedure, defaults, resolved_config, validate
 from vaegaps.errors import VaegapsError
-from vaegaps.evaluate import bdmc_validation, encoder_start, local_optimum
+from vaegaps.evaluate import bdmc_validation, encoder_gaussian, encoder_start, local_optimum
 from vaegaps.families import LocalPosterior, gaussian_sample
 from vaegaps.local_opt import optimize_local
 from vaegaps.vae import VAE
@@ -36,7 +36,8 @@ def _model(family, seed=0):
 @pytest.mark.parametrize("family", ["ffg", "flow", "realnvp"])
 def test_encoder_start_is_exactly_the_encoders_q(trained, family):
     """The local q built by `encoder_start` has, sample for sample, the bound of the amortized q
-    (trained family) or of the encoder's Gaussian (any other family): L[q*] starts at L[q]."""
+    (trained family) or of `encoder_gaussian` (any other family): L[q*] starts at L[q], or at the
+    Gaussian closest to q."""
     m, x = _model(trained)
     q = LocalPosterior(family, 7, 5, m.family_hidden[family], m.flow_steps)
     with torch.no_grad():
@@ -44,12 +45,13 @@ def test_encoder_start_is_exactly_the_encoders_q(trained, family):
         for k, v in encoder_start(m, x, family).items():
             params[k].copy_(v)
         mean, logvar, h = m.encode(x)
+        g_mean, g_logvar = encoder_gaussian(m, x, torch.arange(7), 0)
         noise = rng.normal(0, "t", torch.arange(7), 0, (500, q.n_noise, 5))
         local, *_ = monte_carlo_bounds(q, m.log_likelihood(x), 500, lambda o, s: noise[:, o:o + s], 500)
         if family == trained:
             ref_q = lambda e: m.family(mean, logvar, e, h)  # noqa: E731
         else:
-            ref_q = lambda e: gaussian_sample(mean.unsqueeze(-2), logvar.unsqueeze(-2), e[..., 0, :])  # noqa: E731
+            ref_q = lambda e: gaussian_sample(g_mean.unsqueeze(-2), g_logvar.unsqueeze(-2), e[..., 0, :])  # noqa: E731
         ref, *_ = monte_carlo_bounds(ref_q, m.log_likelihood(x), 500,
                                      lambda o, s: noise[:, o:o + s, :m.family.n_noise if family == trained else q.n_noise], 500)
     assert torch.allclose(local, ref, atol=1e-4), (local - ref).abs().max()
@@ -163,3 +165,40 @@ def test_repository_refers_to_nothing_outside_itself():
             if p.is_file() and "egg-info" not in str(p) and p.suffix in (".md", ".py", ".smk", ".yaml", ".rst", "")
             and re.search(r"shared/|PROTOCOL", p.read_text(errors="ignore"))]
     assert not hits, hits
+
+
+@pytest.mark.parametrize("family", ["ffg", "flow"])
+def test_ais_start_is_the_encoders_gaussian(family):
+    """AIS from the encoder: an FFG encoder's own (mean, std); a flow encoder's moment-matched
+    Gaussian; the prior gives None. BDMC and the estimate record the start in their procedure."""
+    from vaegaps.evaluate import ais_start
+    m, x = _model(family)
+    assert ais_start(m, x, torch.arange(7), "prior", 0) is None
+    mean, std = ais_start(m, x, torch.arange(7), "encoder", 0)
+    std = torch.diagonal(std, dim1=-2, dim2=-1) if std.dim() == 3 else std  # a flow: full covariance
+    mu, logvar, _ = m.encode(x)
+    assert mean.shape == std.shape == (7, 5) and bool((std > 0).all())
+    if family == "ffg":
+        torch.testing.assert_close(mean, mu.detach())
+        torch.testing.assert_close(std, torch.exp(0.5 * logvar).detach())
+    else:  # the flow moves q away from its base Gaussian: the start is q's moments, not z0's
+        assert float((mean - mu.detach()).abs().max()) > 1e-3
+        z, _ = m.family(mu, logvar, rng.normal(0, "t", torch.arange(7), 0, (4000, m.family.n_noise, 5)), m.encode(x)[2])
+        m_ref, s_ref = z.mean(1).detach(), z.std(1).detach()
+        assert float((mean - m_ref).abs().mean()) < 0.5 * float((mu.detach() - m_ref).abs().mean())
+        assert float((std - s_ref).abs().mean()) < 0.5 * float((torch.exp(0.5 * logvar.detach()) - s_ref).abs().mean())
+    cfg = defaults("ais")
+    assert "encoder" in ais_procedure({**cfg, "init": "encoder"})
+    assert "prior" in ais_procedure({**cfg, "init": "prior"})
+
+
+def test_fashion_cpu_preset_is_a_complete_study():
+    """The CPU Fashion-MNIST preset validates alone and resolves to what its comments promise."""
+    r = _resolve(REPO / "workflow" / "presets" / "fashion_cpu.yaml")
+    text = yaml.safe_dump(r)
+    assert "fashion_mnist" in text and "digits" not in yaml.safe_dump(r.get("datasets", ["fashion_mnist"]))
+    study = validate(yaml.safe_load((REPO / "workflow" / "presets" / "fashion_cpu.yaml").read_text()), SCHEMA)
+    ev = study["evaluation"]
+    assert ev["ais"]["init"] == "encoder" and study["model"]["z_dim"] == 50
+    assert study["model"]["encoder_hidden"] == [200, 200] and study["model"]["flow_hidden"] == 200
+    assert study["train"]["lr_schedule"] == "burda_cut" and study["experiments"]["bdmc"]["n_points"] >= 20

@@ -15,11 +15,18 @@ TABLE2_COLUMNS = ["dataset", "trained_family", "n_points"] + [
 def test_table2_has_every_quantity_for_both_families(tiny_run):
     t = pd.read_csv(tiny_run / "table2.csv")
     assert list(t.columns[:len(TABLE2_COLUMNS)]) == TABLE2_COLUMNS
-    trust = ["frac_converged_local_ffg", "frac_converged_local_flow", "frac_qstar_converged",
+    trust = ["ais_start", "frac_converged_local_ffg", "frac_converged_local_flow", "frac_qstar_converged",
              "frac_log_px_from_ais", "frac_ais_below_iwae", "approximation_gap_is_lower_bound",
-             "n_negative_amortization_gap", "n_negative_approximation_gap"]
+             "n_negative_amortization_gap", "n_negative_approximation_gap",
+             "bdmc_gap", "bdmc_gap_se", "bdmc_n_points"]
     assert list(t.columns[len(TABLE2_COLUMNS):]) == trust
-    assert (t[trust[:5]].ge(0) & t[trust[:5]].le(1)).all().all()
+    assert (t[trust[1:6]].ge(0) & t[trust[1:6]].le(1)).all().all()
+    # each row names its AIS start and carries the BDMC gap of that very AIS setting
+    assert set(t["ais_start"]) == {"encoder"}
+    bdmc = pd.read_csv(tiny_run / "bdmc.csv").query("setting == 'main'")
+    for _, row in t.iterrows():
+        cert = bdmc[(bdmc["family"] == row["trained_family"]) & (bdmc["dataset"] == row["dataset"])]
+        assert abs(float(cert["gap"].iloc[0]) - row["bdmc_gap"]) < 1e-9
     assert sorted(t["trained_family"]) == ["ffg", "flow"]
     assert (t["n_points"] == 24).all()
     assert t.drop(columns=["dataset", "trained_family"]).notna().all().all()
@@ -35,7 +42,7 @@ def test_per_datapoint_parquet_schemas(tiny_run):
         "amortized.parquet": ["index", "elbo", "iwae", "elbo_se", "iwae_se"],
         "local_ffg.parquet": ["index", "elbo", "iwae", "elbo_se", "iwae_se", "steps", "converged", "restarts"],
         "local_flow.parquet": ["index", "elbo", "iwae", "elbo_se", "iwae_se", "steps", "converged", "restarts"],
-        "ais.parquet": ["index", "log_px", "log_px_se", "accept_rate"],
+        "ais.parquet": ["index", "log_px", "log_px_se", "accept_rate", "ais_start"],
     }
     for name, cols in expected.items():
         df = pd.read_parquet(ev / name)

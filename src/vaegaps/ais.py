@@ -59,22 +59,38 @@ def schedule_betas(n: int, kind: str = "sigmoid", delta: float = 4.0) -> torch.T
 
 
 class _Target:
-    """r(ε) = log p(z) + log p(x|z) − log q(z) at z = μ + σ·ε (Jacobian included), and ∇_ε r.
+    """r(ε) = log p(z) + log p(x|z) − log q(z) at z = μ + A·ε (Jacobian included), and ∇_ε r.
 
+    A is a per-datapoint diagonal (std, (N, D)) or lower-triangular Cholesky factor ((N, D, D)).
     Without a start (mean None) q is the prior, ε = z and r = log p(x|z) exactly.
     """
 
-    def __init__(self, log_likelihood: LogLikelihood, mean=None, std=None):
-        self.log_likelihood, self.mean, self.std = log_likelihood, mean, std
-        if mean is not None:
-            self.mean, self.std = mean.unsqueeze(1), std.unsqueeze(1)     # (N, 1, D)
-            self.log_det = std.log().sum(-1, keepdim=True)                 # (N, 1)
+    def __init__(self, log_likelihood: LogLikelihood, mean=None, scale=None):
+        self.log_likelihood, self.mean, self.tril = log_likelihood, mean, None
+        if mean is None:
+            return
+        self.mean = mean.unsqueeze(1)                                          # (N, 1, D)
+        if scale.dim() == 3:                                                   # full covariance
+            self.tril = scale
+            self.log_det = torch.diagonal(scale, dim1=-2, dim2=-1).log().sum(-1, keepdim=True)
+        else:
+            self.std = scale.unsqueeze(1)
+            self.log_det = scale.log().sum(-1, keepdim=True)                   # (N, 1)
 
     def z(self, eps: torch.Tensor) -> torch.Tensor:
-        return eps if self.mean is None else self.mean + self.std * eps
+        if self.mean is None:
+            return eps
+        if self.tril is not None:
+            return self.mean + eps @ self.tril.transpose(-1, -2)
+        return self.mean + self.std * eps
 
     def eps(self, z: torch.Tensor) -> torch.Tensor:
-        return z if self.mean is None else (z - self.mean) / self.std
+        if self.mean is None:
+            return z
+        if self.tril is not None:
+            sol = torch.linalg.solve_triangular(self.tril, (z - self.mean).transpose(-1, -2), upper=False)
+            return sol.transpose(-1, -2)
+        return (z - self.mean) / self.std
 
     def __call__(self, eps: torch.Tensor, value: bool = True):
         z = self.z(eps)
@@ -82,7 +98,8 @@ class _Target:
         if self.mean is None:
             return ll, grad
         r = None if ll is None else ll + 0.5 * (eps.pow(2).sum(-1) - z.pow(2).sum(-1)) + self.log_det
-        return r, self.std * (grad - z) + eps
+        g = grad - z
+        return r, (g @ self.tril if self.tril is not None else self.std * g) + eps
 
 
 def _hmc(target, z, ll, grad, beta, eps, p, log_u, n_leapfrog):
@@ -152,8 +169,9 @@ def ais(log_likelihood: LogLikelihood, z_dim: int, n_points: int, n_chains: int 
         stream: str = "ais", init: tuple[torch.Tensor, torch.Tensor] | None = None) -> AISResult:
     """AIS estimate of log p(x) for N datapoints with S chains each.
 
-    `init` = (mean, std), each (N, D): start from N(mean, std²) per datapoint (e.g. the encoder's
-    q(z|x)) instead of the prior. Random numbers are keyed by (seed, datapoint `index`,
+    `init` = (mean, scale): start from N(mean, std²) per datapoint (scale = std, (N, D), e.g. the
+    encoder's q(z|x)) or from N(mean, L Lᵀ) (scale = lower-triangular L, (N, D, D)) instead of
+    the prior. Random numbers are keyed by (seed, datapoint `index`,
     distribution), so a datapoint's result does not depend on which others share its batch or
     chunk. `step_sizes` (T-1, N), e.g. the `step_sizes` of a pilot run, freezes the
     per-distribution step sizes instead of adapting.
@@ -181,12 +199,15 @@ def _target(log_likelihood, rows: slice, n: int, init) -> _Target:
     lik = restrict(log_likelihood, rows, n)
     if init is None:
         return _Target(lik)
-    mean, std = (torch.as_tensor(t)[rows] for t in init)
-    if mean.shape != std.shape or mean.dim() != 2:
-        raise ValueError(f"init must be (mean, std) of shape (N, D), got {tuple(mean.shape)} and {tuple(std.shape)}")
-    if not bool((std > 0).all()) or not bool(torch.isfinite(mean).all()):
-        raise ValueError("init std must be positive and mean finite")
-    return _Target(lik, mean, std)
+    mean, scale = (torch.as_tensor(t)[rows] for t in init)
+    full = scale.dim() == 3 and scale.shape[:2] == mean.shape and scale.shape[-1] == mean.shape[-1]
+    if mean.dim() != 2 or not (full or scale.shape == mean.shape):
+        raise ValueError(f"init must be (mean (N, D), std (N, D) or Cholesky factor (N, D, D)), "
+                         f"got shapes {tuple(mean.shape)} and {tuple(scale.shape)}")
+    diag = torch.diagonal(scale, dim1=-2, dim2=-1) if full else scale
+    if not bool((diag > 0).all()) or not bool(torch.isfinite(mean).all()):
+        raise ValueError("init std (or the Cholesky factor's diagonal) must be positive and mean finite")
+    return _Target(lik, mean, scale.tril() if full else scale)
 
 
 def _log_mean_exp_se(log_w: torch.Tensor) -> torch.Tensor:

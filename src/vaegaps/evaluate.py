@@ -63,15 +63,32 @@ def amortized_bounds(model: VAE, x: torch.Tensor, index: np.ndarray, n_samples: 
                          "elbo_se": se.cpu().numpy(), "iwae_se": iwae_se.cpu().numpy()})
 
 
-def encoder_start(model: VAE, x: torch.Tensor, family: str) -> dict[str, torch.Tensor]:
-    """Per-datapoint starting parameters of q*_{family} at the encoder's own q: the exact
-    amortized q for the family the model was trained with (flow weights copied, encoder features
-    folded into the biases); for any other family, a fresh flow set to be exactly the encoder's
-    Gaussian (for a flow-trained model, that of its base z0)."""
+def encoder_gaussian(model: VAE, x: torch.Tensor, index, seed: int, n_samples: int = 256):
+    """The diagonal Gaussian closest to the encoder's q(z|x), as (mean, logvar) per datapoint: q
+    itself for an FFG encoder; for a flow encoder, the Gaussian with its q's per-dimension mean and
+    variance (n_samples draws). Its base z0 would be no such proxy: the flow moves it far."""
     with torch.no_grad():
         mean, logvar, h = model.encode(x)
+        if model.family_name == "ffg":
+            return mean, logvar
+        idx = torch.as_tensor(index, device=x.device)
+        noise = rng.normal(seed, "encoder_gaussian", idx, 0, (n_samples, model.family.n_noise, model.z_dim),
+                           dtype=x.dtype)
+        z, _ = model.family(mean, logvar, noise, h)
+        return z.mean(1), 2 * torch.log(z.std(1).clamp_min(1e-4))
+
+
+def encoder_start(model: VAE, x: torch.Tensor, family: str, index=None, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Per-datapoint starting parameters of q*_{family} at the encoder's own q: the exact
+    amortized q for the family the model was trained with (flow weights copied, encoder features
+    folded into the biases); for any other family, a fresh flow (or an FFG) set to be exactly
+    `encoder_gaussian`, the Gaussian closest to the encoder's q."""
+    with torch.no_grad():
         if family == model.family_name and family != "ffg":
+            mean, logvar, h = model.encode(x)
             return LocalPosterior.from_amortized(model.family, mean, logvar, h)
+        index = torch.arange(len(x)) if index is None else index
+        mean, logvar = encoder_gaussian(model, x, index, seed)
         return LocalPosterior.gaussian_start(family, mean, logvar, model.family_hidden[family],
                                              model.flow_steps)
 
@@ -82,7 +99,7 @@ def local_starts(model: VAE, x: torch.Tensor, index, family: str, local: dict, s
     Gaussian exactly), so that L[q*] ≥ L[q] and L[q*_Flow] ≥ L[q*_FFG] up to Monte Carlo noise."""
     if local["init"] == "prior":
         return None
-    starts = [encoder_start(model, x, family)]
+    starts = [encoder_start(model, x, family, index, seed)]
     if family != "ffg":
         ffg = fit_qstar(model, x, index, "ffg", local, seed)
         starts.append(LocalPosterior.gaussian_start(family, ffg.params["mean"], ffg.params["logvar"],
@@ -123,11 +140,12 @@ def local_optimum(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, l
                          "restarts": r.restarts.cpu().numpy()})
 
 
-def ais_start(model: VAE, x: torch.Tensor, index, init: str, seed: int, n_samples: int = 256):
+def ais_start(model: VAE, x: torch.Tensor, index, init: str, seed: int, n_samples: int = 1000):
     """The normalised density AIS starts from (`evaluation.ais.init`): None for the prior (the
-    paper's AIS), or (mean, std) per datapoint for 'encoder': the encoder's own Gaussian for an
-    FFG encoder; for a flow encoder, the diagonal Gaussian with its q's per-dimension mean and
-    standard deviation (n_samples draws). Either start keeps log p̂ a stochastic lower bound."""
+    paper's AIS); for 'encoder', the encoder's own Gaussian q(z|x) (mean, std) for an FFG encoder,
+    and for a flow encoder the full-covariance Gaussian with its q's mean and covariance
+    (n_samples draws; mean, Cholesky factor): flow-trained posteriors are strongly correlated,
+    which a diagonal start would miss. Either start keeps log p̂ a stochastic lower bound."""
     if init == "prior":
         return None
     with torch.no_grad():
@@ -138,7 +156,10 @@ def ais_start(model: VAE, x: torch.Tensor, index, init: str, seed: int, n_sample
         noise = rng.normal(seed, "ais_start", idx, 0, (n_samples, model.family.n_noise, model.z_dim),
                            dtype=x.dtype)
         z, _ = model.family(mean, logvar, noise, h)
-        return z.mean(1), z.std(1).clamp_min(1e-4)
+        centred = z - z.mean(1, keepdim=True)
+        cov = centred.transpose(1, 2) @ centred / (n_samples - 1)
+        cov = cov + 1e-5 * torch.eye(model.z_dim, dtype=z.dtype, device=z.device)
+        return z.mean(1), torch.linalg.cholesky(cov)
 
 
 def _ais_settings(cfg: dict) -> dict:
