@@ -2,9 +2,10 @@
 
 Path f_β = q^(1−β)·(p(z)p(x|z))^β from a normalised start q to the posterior, one HMC trajectory
 per intermediate distribution. q is the prior (the paper's AIS: f_β = p(z)·p(x|z)^β) or any
-diagonal Gaussian N(μ, σ²) per datapoint, e.g. the encoder's q(z|x); either way log p̂ stays a
-stochastic lower bound. Chains live in ε = (z − μ)/σ, where q is N(0, I) and the path is the
-prior path with log p(x|z) replaced by r(ε) = log p(z)p(x|z)σ − log N(ε) (docs/method.md §5).
+Gaussian N(μ, AAᵀ) per datapoint, A diagonal or a Cholesky factor, e.g. built from the encoder's
+q(z|x); either way log p̂ stays a stochastic lower bound. Chains live in ε = A⁻¹(z − μ), where q
+is N(0, I) and the path is the prior path with log p(x|z) replaced by
+r(ε) = log p(z)p(x|z)|A| − log N(ε) (docs/method.md §5).
 Chains run without autograd. r and its gradient are cached at the current state, and the
 leapfrog's interior positions need the gradient only, so a transition costs L gradient
 evaluations of which one also computes the value (docs/method.md §8).
@@ -171,9 +172,8 @@ def ais(log_likelihood: LogLikelihood, z_dim: int, n_points: int, n_chains: int 
 
     `init` = (mean, scale): start from N(mean, std²) per datapoint (scale = std, (N, D), e.g. the
     encoder's q(z|x)) or from N(mean, L Lᵀ) (scale = lower-triangular L, (N, D, D)) instead of
-    the prior. Random numbers are keyed by (seed, datapoint `index`,
-    distribution), so a datapoint's result does not depend on which others share its batch or
-    chunk. `step_sizes` (T-1, N), e.g. the `step_sizes` of a pilot run, freezes the
+    the prior. Random numbers are keyed by (seed, datapoint `index`, distribution), so a
+    datapoint's result does not depend on which others share its batch or chunk. `step_sizes` (T-1, N), e.g. the `step_sizes` of a pilot run, freezes the
     per-distribution step sizes instead of adapting.
     """
     dtype, device = infer_dtype_device(log_likelihood, z_dim, n_points, dtype, device)
@@ -195,7 +195,8 @@ def ais(log_likelihood: LogLikelihood, z_dim: int, n_points: int, n_chains: int 
 
 
 def _target(log_likelihood, rows: slice, n: int, init) -> _Target:
-    """The chains' target for datapoints `rows` (of n), from the prior or from init = (mean, std)."""
+    """The chains' target for datapoints `rows` (of n), from the prior or from init = (mean, scale)
+    with scale a std (N, D) or a Cholesky factor (N, D, D)."""
     lik = restrict(log_likelihood, rows, n)
     if init is None:
         return _Target(lik)

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-
 def _elu_(a: torch.Tensor) -> torch.Tensor:
     """ELU in place: max(a, 0) + exp(min(a, 0)) − 1 (one exp; F.elu's expm1 is 2x slower on CPU)."""
     neg = a.clamp(max=0.0).exp_().sub_(1.0)

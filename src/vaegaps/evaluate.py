@@ -63,18 +63,23 @@ def amortized_bounds(model: VAE, x: torch.Tensor, index: np.ndarray, n_samples: 
                          "elbo_se": se.cpu().numpy(), "iwae_se": iwae_se.cpu().numpy()})
 
 
+def _encoder_draws(model: VAE, x: torch.Tensor, index, seed: int, n_samples: int, stream: str):
+    """n_samples draws (N, S, D) from the encoder's amortized q(z|x), keyed by datapoint index."""
+    mean, logvar, h = model.encode(x)
+    idx = torch.as_tensor(index, device=x.device)
+    noise = rng.normal(seed, stream, idx, 0, (n_samples, model.family.n_noise, model.z_dim), dtype=x.dtype)
+    return model.family(mean, logvar, noise, h)[0]
+
+
 def encoder_gaussian(model: VAE, x: torch.Tensor, index, seed: int, n_samples: int = 256):
     """The diagonal Gaussian closest to the encoder's q(z|x), as (mean, logvar) per datapoint: q
     itself for an FFG encoder; for a flow encoder, the Gaussian with its q's per-dimension mean and
     variance (n_samples draws). Its base z0 would be no such proxy: the flow moves it far."""
     with torch.no_grad():
-        mean, logvar, h = model.encode(x)
         if model.family_name == "ffg":
+            mean, logvar, _ = model.encode(x)
             return mean, logvar
-        idx = torch.as_tensor(index, device=x.device)
-        noise = rng.normal(seed, "encoder_gaussian", idx, 0, (n_samples, model.family.n_noise, model.z_dim),
-                           dtype=x.dtype)
-        z, _ = model.family(mean, logvar, noise, h)
+        z = _encoder_draws(model, x, index, seed, n_samples, "encoder_gaussian")
         return z.mean(1), 2 * torch.log(z.std(1).clamp_min(1e-4))
 
 
@@ -149,13 +154,10 @@ def ais_start(model: VAE, x: torch.Tensor, index, init: str, seed: int, n_sample
     if init == "prior":
         return None
     with torch.no_grad():
-        mean, logvar, h = model.encode(x)
         if model.family_name == "ffg":
+            mean, logvar, _ = model.encode(x)
             return mean, torch.exp(0.5 * logvar)
-        idx = torch.as_tensor(index, device=x.device)
-        noise = rng.normal(seed, "ais_start", idx, 0, (n_samples, model.family.n_noise, model.z_dim),
-                           dtype=x.dtype)
-        z, _ = model.family(mean, logvar, noise, h)
+        z = _encoder_draws(model, x, index, seed, n_samples, "ais_start")
         centred = z - z.mean(1, keepdim=True)
         cov = centred.transpose(1, 2) @ centred / (n_samples - 1)
         cov = cov + 1e-5 * torch.eye(model.z_dim, dtype=z.dtype, device=z.device)
