@@ -53,8 +53,9 @@ def test_split_evaluation_gathers_the_unsplit_parquet(split_run, tiny_run):
             assert [read_metadata(p)["part"] for p in parts] == list(range(K))
             assert read_metadata(split_run / "eval" / m / f"{e}.parquet")["parts"] == K
     assert_same_results(split_run, tiny_run, exact=False)  # k = 3 against k = 1
+    # gaps are differences of bounds near -40 nats: float32 noise is absolute, not relative
     pd.testing.assert_frame_equal(pd.read_csv(split_run / "table2.csv"), pd.read_csv(tiny_run / "table2.csv"),
-                                  rtol=1e-6)
+                                  rtol=1e-6, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
