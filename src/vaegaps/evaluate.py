@@ -98,33 +98,37 @@ def encoder_start(model: VAE, x: torch.Tensor, family: str, index=None, seed: in
                                              model.flow_steps)
 
 
-def local_starts(model: VAE, x: torch.Tensor, index, family: str, local: dict, seed: int) -> list | None:
+def local_starts(model: VAE, x: torch.Tensor, index, family: str, local: dict, seed: int,
+                 ffg: tuple[torch.Tensor, torch.Tensor] | None = None) -> list | None:
     """The candidate starts of q*_{family} under `local["init"]`: None (the prior), or the encoder's
     own q and, for a flow family, the optimal FFG embedded in it (the flow family contains every
-    Gaussian exactly), so that L[q*] ≥ L[q] and L[q*_Flow] ≥ L[q*_FFG] up to Monte Carlo noise."""
+    Gaussian exactly), so that L[q*] ≥ L[q] and L[q*_Flow] ≥ L[q*_FFG] up to Monte Carlo noise.
+    `ffg` is q*_FFG's (mean, logvar) when already fitted (same settings and seed); else it is fitted here."""
     if local["init"] == "prior":
         return None
     starts = [encoder_start(model, x, family, index, seed)]
     if family != "ffg":
-        ffg = fit_qstar(model, x, index, "ffg", local, seed)
-        starts.append(LocalPosterior.gaussian_start(family, ffg.params["mean"], ffg.params["logvar"],
-                                                    model.family_hidden[family], model.flow_steps))
+        if ffg is None:
+            params = fit_qstar(model, x, index, "ffg", local, seed).params
+            ffg = params["mean"], params["logvar"]
+        starts.append(LocalPosterior.gaussian_start(family, *ffg, model.family_hidden[family], model.flow_steps))
     return starts
 
 
-def fit_qstar(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, local: dict, seed: int):
+def fit_qstar(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, local: dict, seed: int,
+              ffg: tuple[torch.Tensor, torch.Tensor] | None = None):
     """q* of `family` per datapoint (docs/method.md §4), in the family the model defines (same
     widths and steps), with that family's settings from the `local` section (shared keys and
     per-family changes) and the starts `local_starts` gives. Returns the LocalResult and, per
     datapoint, whether it kept its start. A datapoint that diverged at every learning rate is an
-    error, never a result."""
+    error, never a result. `ffg`: q*_FFG's fitted (mean, logvar), a start for a flow family."""
     model = _frozen(model)
     cfg = local_config(local, family)
     r = optimize_local(model.log_likelihood(x), model.z_dim, len(index), family=family,
                        n_samples=cfg["n_samples"], lr=cfg["lr"], check_every=cfg["check_every"],
                        patience=cfg["patience"], max_steps=cfg["max_steps"],
                        final_samples=cfg["final_samples"], generator=seed, index=torch.as_tensor(index),
-                       init=local_starts(model, x, index, family, local, seed),
+                       init=local_starts(model, x, index, family, local, seed, ffg),
                        hidden=model.family_hidden[family], flow_steps=model.flow_steps,
                        restarts=cfg["restarts"], stream=f"local_{family}")
     n_bad = int(r.diverged.sum())
@@ -136,13 +140,29 @@ def fit_qstar(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, local
 
 
 def local_optimum(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, local: dict,
-                  seed: int) -> pd.DataFrame:
-    """L[q*] and the IWAE of q* for `family` (see `fit_qstar`), one row per datapoint."""
-    r = fit_qstar(model, x, index, family, local, seed)
-    return pd.DataFrame({"index": index, "elbo": r.elbo.cpu().numpy(), "iwae": r.iwae.cpu().numpy(),
-                         "elbo_se": r.elbo_se.cpu().numpy(), "iwae_se": r.iwae_se.cpu().numpy(),
-                         "steps": r.steps.cpu().numpy(), "converged": r.converged.cpu().numpy(),
-                         "restarts": r.restarts.cpu().numpy()})
+                  seed: int, ffg: pd.DataFrame | None = None) -> pd.DataFrame:
+    """L[q*] and the IWAE of q* for `family` (see `fit_qstar`), one row per datapoint; for FFG also
+    q*'s parameters (`qstar_mean`, `qstar_logvar`). `ffg`: an FFG result of this function on these
+    datapoints, whose q* a flow family then starts from instead of fitting it again."""
+    start = None if ffg is None else tuple(qstar_params(ffg, index, x.device))
+    r = fit_qstar(model, x, index, family, local, seed, start)
+    df = pd.DataFrame({"index": index, "elbo": r.elbo.cpu().numpy(), "iwae": r.iwae.cpu().numpy(),
+                       "elbo_se": r.elbo_se.cpu().numpy(), "iwae_se": r.iwae_se.cpu().numpy(),
+                       "steps": r.steps.cpu().numpy(), "converged": r.converged.cpu().numpy(),
+                       "restarts": r.restarts.cpu().numpy()})
+    if family == "ffg":
+        for k in ("mean", "logvar"):
+            df[f"qstar_{k}"] = list(r.params[k].detach().cpu().numpy())
+    return df
+
+
+def qstar_params(ffg: pd.DataFrame, index: np.ndarray, device) -> list[torch.Tensor]:
+    """q*_FFG's (mean, logvar) of the datapoints `index`, from a `local_optimum` FFG frame."""
+    rows = ffg.set_index("index").reindex(index)
+    if rows["qstar_mean"].isna().any():
+        raise VaegapsError("the q*_FFG results lack some of the datapoints of this part; delete "
+                           "the local_ffg results of this model and rerun")
+    return [torch.as_tensor(np.stack(rows[f"qstar_{k}"].to_numpy()), device=device) for k in ("mean", "logvar")]
 
 
 def ais_start(model: VAE, x: torch.Tensor, index, init: str, seed: int, n_samples: int = 1000):

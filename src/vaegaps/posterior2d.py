@@ -173,8 +173,10 @@ def grid_densities(model, x: torch.Tensor, index, local_cfg: dict, seed: int, gr
                                            stream="grid/amortized_v", n_v=n_v)}
     amortized = amortized_bounds(model, x, index, amortized_samples, seed)
     elbos = {"true": log_px, amort: torch.tensor(amortized["elbo"].to_numpy())}
+    ffg = None
     for family in ("ffg", "flow"):
-        res = fit_qstar(model, x, index, family, local_cfg, seed)
+        res = fit_qstar(model, x, index, family, local_cfg, seed, ffg)
+        ffg = ffg or (res.params["mean"], res.params["logvar"])   # q*_Flow starts from q*_FFG too
         with torch.no_grad():
             q = _local_q(model, family, res.params)
             log_q[f"optimal_{family}"] = family_log_density(

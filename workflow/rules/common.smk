@@ -50,6 +50,14 @@ MODEL_CODE = ("vae", "nets", "families", "bounds", "config")
 ESTIMATOR_CODE = (*MODEL_CODE, "rng", "likelihood", "data", "evaluate", "tables")
 
 
+def ffg_start(w):
+    """q*_FFG of the same model and part: a flow family's q* starts from it (none for FFG itself,
+    nor from the prior)."""
+    if w.qfamily == "ffg" or eval_cfg(w)["local"]["init"] == "prior":
+        return []
+    return f"{RES}/eval/{w.dataset}/{w.variant}/{w.family}/parts/local_ffg/part_{w.part}_of_{w.parts}.parquet"
+
+
 def parts_of(prefix, parts):
     """The files of an evaluation stage split into `parts` jobs: PREFIX/part_P_of_K.parquet."""
     return [f"{prefix}/part_{p}_of_{parts}.parquet" for p in range(parts)]

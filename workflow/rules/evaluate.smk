@@ -34,6 +34,7 @@ rule local_optimum:
     input:
         model=f"{MODEL}/model.pt",
         data=f"{RES}/data/{{dataset}}.parquet",
+        ffg=ffg_start,
         code=code("local_opt", *ESTIMATOR_CODE),
     output:
         f"{EVAL}/parts/local_{{qfamily}}/{PART}.parquet",

@@ -1,9 +1,13 @@
-"""Snakemake stage: L[q*] and IWAE of q* for one family, optimised per datapoint, on one part."""
+"""Snakemake stage: L[q*] and IWAE of q* for one family, optimised per datapoint, on one part.
+A flow family starts from q*_FFG of the same part (input `ffg`) instead of fitting it again."""
+import pandas as pd
+
 from vaegaps.evaluate import local_optimum
 from vaegaps.stage import evaluation_stage, stage
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
     cfg, seed, family = sm.params.evaluation["local"], sm.config["seed"], sm.wildcards.qfamily
+    ffg = pd.read_parquet(sm.input.ffg) if sm.input.get("ffg") else None
     evaluation_stage(sm, f"local_{family}", sm.params.local,
-                     lambda model, i, x: local_optimum(model, x, i, family, cfg, seed))
+                     lambda model, i, x: local_optimum(model, x, i, family, cfg, seed, ffg))
