@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vaegaps.errors import VaegapsError
-from vaegaps.evaluate import gather_parts, part_bounds, run_in_chunks
+from vaegaps.scatter import gather_parts, part_bounds, run_in_chunks
 from vaegaps.io import read_metadata, write_parquet
 from vaegaps.runtime import slurm_withholds_gpu
 

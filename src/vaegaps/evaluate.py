@@ -8,7 +8,6 @@ changing a number: `gather_parts` puts the parts back together.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -21,10 +20,11 @@ from .bounds import monte_carlo_bounds
 from .config import digest, local_config
 from .data import load_split
 from .errors import VaegapsError
-from .io import file_digest, read_metadata, write_parquet
+from .io import file_digest
 from .families import LocalPosterior
 from .local_opt import LR_BACKOFF, optimize_local
 from .runtime import resolve_device
+from .scatter import part_bounds, run_in_chunks
 from .tables import gap_frame
 from .vae import VAE, load_vae
 
@@ -241,16 +241,6 @@ def bdmc_validation(model: VAE, n: int, cfg: dict, seed: int, device,
                          "upper": b.upper.cpu().numpy(), "gap": (b.upper - b.lower).cpu().numpy()})
 
 
-def part_bounds(n: int, part: int, parts: int) -> tuple[int, int]:
-    """[start, stop) of part `part` (from 0) when n datapoints are cut into `parts` consecutive,
-    near-equal parts."""
-    if not 0 <= part < parts:
-        raise VaegapsError(f"part {part} of {parts} does not exist; parts are numbered 0..{parts - 1}")
-    if parts > n:
-        raise VaegapsError(f"evaluation.parts ({parts}) is more than the {n} datapoints; lower it")
-    return n * part // parts, n * (part + 1) // parts
-
-
 def evaluate_set(model_path, data_path, evaluation: dict, device_name: str, resume_dir,
                  estimate: Callable[[VAE, np.ndarray, torch.Tensor], pd.DataFrame],
                  provenance: dict, part: tuple[int, int] = (0, 1)) -> pd.DataFrame:
@@ -266,49 +256,6 @@ def evaluate_set(model_path, data_path, evaluation: dict, device_name: str, resu
                   "data": file_digest(data_path)})
     return run_in_chunks(lambda i, xx: estimate(model, i, xx), index[start:stop], x[start:stop],
                          evaluation["chunk_size"], resume_dir, key)
-
-
-def run_in_chunks(estimate: Callable[[np.ndarray, torch.Tensor], pd.DataFrame], index: np.ndarray,
-                  x: torch.Tensor, chunk_size: int, resume_dir: str | Path, key: str = "") -> pd.DataFrame:
-    """estimate(index, x) over consecutive chunks, each saved to resume_dir as it finishes, so a
-    killed job restarts at its first unfinished chunk. A saved chunk is reused only if it was made
-    under the same `key`. Chunking does not change results."""
-    resume_dir = Path(resume_dir)
-    parts = []
-    for start in range(0, len(index), chunk_size):
-        stop = min(start + chunk_size, len(index))
-        chunk_path = resume_dir / f"chunk_{index[start]}_{index[stop - 1]}.parquet"
-        if chunk_path.exists() and read_metadata(chunk_path).get("key") == key:
-            log.info("chunk %d-%d: reusing %s", start, stop, chunk_path)
-            parts.append(pd.read_parquet(chunk_path))
-            continue
-        chunk = estimate(index[start:stop], x[start:stop])
-        write_parquet(chunk, chunk_path, {"partial": True, "key": key})
-        log.info("chunk %d-%d of %d done", start, stop, len(index))
-        parts.append(chunk)
-    return pd.concat(parts, ignore_index=True)
-
-
-PER_PART_METADATA = ("part", "parts", "versions")  # may differ between parts of one stage
-
-
-def gather_parts(paths: list[str | Path]) -> tuple[pd.DataFrame, dict]:
-    """The parts 0..k-1 written by one evaluation stage, concatenated in datapoint order, and
-    their shared metadata. Parts made under different settings are an error, not a silent mix."""
-    metas = [read_metadata(p) for p in paths]
-    k = len(paths)
-    for i, (path, meta) in enumerate(zip(paths, metas)):
-        if (meta.get("part"), meta.get("parts")) != (i, k):
-            raise VaegapsError(f"{path} is part {meta.get('part')} of {meta.get('parts')}, expected "
-                               f"{i} of {k}; delete it and rerun")
-    shared = [{key: v for key, v in m.items() if key not in PER_PART_METADATA} for m in metas]
-    if any(s != shared[0] for s in shared):
-        raise VaegapsError(f"the parts {paths[0]} ... were made with different settings; "
-                           "delete them and rerun")
-    df = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-    if not df["index"].is_monotonic_increasing or not df["index"].is_unique:
-        raise VaegapsError(f"the parts {paths[0]} ... overlap or are out of order; delete them and rerun")
-    return df, {**shared[0], "parts": k}
 
 
 def over_training_point(model: VAE, sets: dict[str, tuple[np.ndarray, torch.Tensor]], family: str,

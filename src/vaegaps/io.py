@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -24,16 +25,16 @@ STUDY: dict[str, Any] = {}
 
 
 def versions() -> dict[str, str]:
-    """Versions of everything that can change a number in the outputs."""
+    """Versions of everything that can change a number in the outputs (read from the installed
+    packages' metadata: a stage that never needs torch does not pay for importing it)."""
     import numpy
-    import torch
 
     from . import __version__
 
     return {
         "vaegaps": __version__,
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": importlib.metadata.version("torch"),
         "numpy": numpy.__version__,
         "pandas": pd.__version__,
         "pyarrow": pa.__version__,

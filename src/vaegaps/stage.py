@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from typing import Iterator
 
@@ -19,9 +20,8 @@ def stage(snakemake) -> Iterator[None]:
     logging.basicConfig(filename=log_file, level=logging.INFO, force=True,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     from . import io
-    from .runtime import set_threads
 
-    set_threads(snakemake.threads)
+    _pin_threads(snakemake.threads)
     io.STUDY.clear()
     io.STUDY.update(dict(snakemake.config))
     try:
@@ -29,6 +29,19 @@ def stage(snakemake) -> Iterator[None]:
     except VaegapsError as exc:
         logging.getLogger("vaegaps").error("%s", exc)
         sys.exit(f"error: {exc}")
+
+
+def _pin_threads(n: int) -> None:
+    """The job's thread share for torch: set now if the script imported torch already, else
+    through the environment torch reads when it is first imported (tables and gathering stages
+    never import it, which saves seconds per job)."""
+    n = str(max(1, int(n)))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = n
+    if "torch" in sys.modules:
+        from .runtime import set_threads
+
+        set_threads(int(n))
 
 
 def part_of(snakemake) -> tuple[int, int]:

@@ -47,7 +47,7 @@ def code(*modules):
 
 
 MODEL_CODE = ("vae", "nets", "families", "bounds", "config")
-ESTIMATOR_CODE = (*MODEL_CODE, "rng", "likelihood", "data", "evaluate", "tables")
+ESTIMATOR_CODE = (*MODEL_CODE, "rng", "likelihood", "data", "evaluate", "scatter", "tables")
 
 
 def ffg_start(w):

@@ -88,7 +88,7 @@ rule gather_parts:
     input:
         parts=lambda w: parts_of(f"{RES}/eval/{w.dataset}/{w.variant}/{w.family}/parts/{w.estimator}",
                                  eval_cfg(w)["parts"]),
-        code=code("evaluate"),
+        code=code("scatter"),
     output:
         f"{EVAL}/{{estimator}}.parquet",
     log:

@@ -233,7 +233,7 @@ rule gather_bdmc:
     input:
         parts=lambda w: parts_of(f"{RES}/bdmc/{w.dataset}/{w.variant}/{w.family}/{w.setting}",
                                  eval_cfg(w)["parts"]),
-        code=code("evaluate"),
+        code=code("scatter"),
     output:
         f"{RES}/bdmc/{{dataset}}/{{variant}}/{{family}}/{{setting}}.parquet",
     log:

@@ -1,5 +1,5 @@
 """Snakemake stage: the parts of one evaluation stage, gathered into one per-datapoint Parquet."""
-from vaegaps.evaluate import gather_parts
+from vaegaps.scatter import gather_parts
 from vaegaps.io import write_parquet
 from vaegaps.stage import stage
 
