@@ -23,7 +23,8 @@ import torch
 
 from . import rng
 from .bounds import log_mean_exp
-from .likelihood import LogLikelihood, chunks, infer_dtype_device, ll_and_grad, restrict
+from .likelihood import (LogLikelihood, check_index, check_int, check_likelihood, check_number,
+                         check_optional_int, chunks, ll_and_grad, restrict)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class AISResult:
     log_weights: torch.Tensor   # (N, S)
     accept_rate: torch.Tensor   # (N,) mean HMC acceptance over chains and transitions
     log_px_se: torch.Tensor     # (N,) delta-method standard error of log_px across chains
-    step_sizes: torch.Tensor    # (T-1, N) per-distribution step size (geometric mean over chains)
+    step_sizes: torch.Tensor    # (T-2, N) step size of each transition (geometric mean over chains)
 
 
 @dataclass
@@ -48,8 +49,7 @@ class BDMCResult:
 
 def schedule_betas(n: int, kind: str = "sigmoid", delta: float = 4.0) -> torch.Tensor:
     """β_0 = 0 < … < β_{n-1} = 1 (float64); 'sigmoid' spends more steps near both ends."""
-    if n < 2:
-        raise ValueError(f"AIS needs at least 2 distributions, got n_intermediate={n}")
+    check_int("n_intermediate", n, 2)
     t = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
     if kind == "linear":
         return t
@@ -132,8 +132,8 @@ def _anneal(target, z, betas, seed, stream, index, n_leapfrog, step_size, target
     """Run chains from ε = z (exact samples of f_{betas[0]}) along `betas`.
 
     Weight update with the current state, then one HMC transition targeting the next
-    distribution (none after the last). `frozen` (T-1, N) replaces step-size adaptation.
-    Returns log-weights (N, S), acceptance (N,), per-distribution log step sizes (T-1, N).
+    distribution (none after the last). `frozen` (T-2, N) replaces step-size adaptation.
+    Returns log-weights (N, S), acceptance (N,), log step sizes of the T-2 transitions (T-2, N).
     """
     n, s, _ = z.shape
     ll, grad = target(z)
@@ -173,14 +173,32 @@ def ais(log_likelihood: LogLikelihood, z_dim: int, n_points: int, n_chains: int 
     `init` = (mean, scale): start from N(mean, std²) per datapoint (scale = std, (N, D), e.g. the
     encoder's q(z|x)) or from N(mean, L Lᵀ) (scale = lower-triangular L, (N, D, D)) instead of
     the prior. Random numbers are keyed by (seed, datapoint `index`, distribution), so a
-    datapoint's result does not depend on which others share its batch or chunk. `step_sizes` (T-1, N), e.g. the `step_sizes` of a pilot run, freezes the
-    per-distribution step sizes instead of adapting.
+    datapoint's result does not depend on which others share its batch or chunk. `step_sizes`
+    (T-2, N), e.g. the `step_sizes` of a pilot run, freezes the step size of each transition
+    instead of adapting.
+
+    Arguments are checked first (a ValueError naming the argument and what it accepts), and the
+    likelihood once, on z of shape (N, S, D): it must return (N, S) (vaegaps.likelihood).
     """
-    dtype, device = infer_dtype_device(log_likelihood, z_dim, n_points, dtype, device)
-    seed = rng.seed_from(generator)
-    index = torch.arange(n_points) if index is None else torch.as_tensor(index)
-    index = index.to(device=device, dtype=torch.int64)
+    check_int("n_chains", n_chains)
     betas = schedule_betas(n_intermediate, schedule)
+    check_int("leapfrog_steps", leapfrog_steps)
+    check_number("step_size", step_size)
+    check_number("target_accept", target_accept, 0.0, 1.0, closed="both")
+    check_number("adapt_factor", adapt_factor, 0.0, 1.0, closed="low")
+    if not (isinstance(step_size_bounds, (tuple, list)) and len(step_size_bounds) == 2):
+        raise ValueError(f"step_size_bounds must be a pair (low, high), got {step_size_bounds!r}")
+    check_number("step_size_bounds[0]", step_size_bounds[0], 0.0, closed="low")
+    check_number("step_size_bounds[1]", step_size_bounds[1], step_size_bounds[0], closed="low")
+    check_optional_int("chunk_size", chunk_size)
+    dtype, device = check_likelihood(log_likelihood, z_dim, n_points, dtype, device)
+    if step_sizes is not None:
+        step_sizes = torch.as_tensor(step_sizes)
+        if step_sizes.shape != (n_intermediate - 2, n_points) or not bool((step_sizes > 0).all()):
+            raise ValueError(f"step_sizes must be positive, of shape (n_intermediate - 2, n_points) = "
+                             f"{(n_intermediate - 2, n_points)} (a pilot run's), got shape {tuple(step_sizes.shape)}")
+    seed = rng.seed_from(generator)
+    index = check_index(index, n_points).to(device=device, dtype=torch.int64)
     parts = []
     with torch.no_grad():
         for sl in chunks(n_points, chunk_size):
@@ -224,13 +242,20 @@ def bdmc(log_likelihood: LogLikelihood, z_true: torch.Tensor, n_chains: int = 16
          init: tuple[torch.Tensor, torch.Tensor] | None = None, **kwargs) -> BDMCResult:
     """Forward AIS (lower bound) and reverse AIS from the exact z (upper bound) on data simulated
     from the model (Grosse et al.). The reverse chains reuse the forward run's per-distribution
-    step sizes and the same start `init`, so both directions use the same kernels and path."""
+    step sizes and the same start `init`, so both directions use the same kernels and path.
+    `z_true` (N, D): the latents the data were simulated from; arguments are checked as in `ais`."""
+    if not isinstance(z_true, torch.Tensor) or z_true.dim() != 2 or 0 in z_true.shape:
+        got = f"shape {tuple(z_true.shape)}" if isinstance(z_true, torch.Tensor) else type(z_true).__name__
+        raise ValueError(f"z_true must be a tensor of the true latents, shape (N, D) with N, D >= 1, got {got}")
+    if not bool(torch.isfinite(z_true).all()):
+        raise ValueError("z_true must be finite")
     n, d = z_true.shape
+    check_likelihood(log_likelihood, d, n, z_true.dtype, z_true.device, names=("z_true.shape[1]", "z_true.shape[0]"))
     seed = rng.seed_from(generator)
     fwd = ais(log_likelihood, d, n, n_chains, n_intermediate, schedule, leapfrog_steps, seed,
               index=index, step_size=step_size, target_accept=target_accept, chunk_size=chunk_size,
               dtype=z_true.dtype, device=z_true.device, init=init, **kwargs)
-    index = (torch.arange(n) if index is None else torch.as_tensor(index)).to(z_true.device, torch.int64)
+    index = check_index(index, n).to(z_true.device, torch.int64)
     betas = schedule_betas(n_intermediate, schedule).flip(0)
     frozen = fwd.step_sizes.flip(0)
     parts = []

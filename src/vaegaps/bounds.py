@@ -11,11 +11,16 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .likelihood import check_int
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 
 def log_mean_exp(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """log(mean(exp(x))) along `dim`, stable: subtracts the max, divides by the count."""
+    if x.shape[dim] == 0:
+        raise ValueError(f"log_mean_exp of no values: dimension {dim} of shape {tuple(x.shape)} is empty "
+                         "(a sample or chain count of 0?)")
     return torch.logsumexp(x, dim=dim) - math.log(x.shape[dim])
 
 
@@ -66,6 +71,8 @@ def monte_carlo_bounds(sample_q, log_likelihood, n_samples: int, noise_fn, sampl
     must give the same numbers whether drawn at once or in chunks (vaegaps.rng does), so the
     chunk size changes memory, not results.
     """
+    check_int("n_samples", n_samples)
+    check_int("sample_chunk", sample_chunk)
     total = total_sq = None
     lse_parts, lse2_parts = [], []
     for start in range(0, n_samples, sample_chunk):

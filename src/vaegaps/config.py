@@ -5,10 +5,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import best_match
 
 from .errors import VaegapsError
@@ -52,12 +53,70 @@ def defaults(section: str) -> dict:
     return fill_defaults({}, schema["$defs"][section], schema)
 
 
+# "integer" means an int: 1000.0 is read as 1000 (below), never passed on as a float.
+_Validator = validators.extend(Draft202012Validator, type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+    "integer", lambda checker, x: isinstance(x, int) and not isinstance(x, bool)))
+# Numbers as YAML 1.2 writes them: PyYAML (YAML 1.1) leaves 1e6, 1.0e6 and 1e-4 as strings.
+_NUMBER = re.compile(r"[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
+_KEEP = object()
+
+
+def _scalar(text: str):
+    """The number, bool or null a string spells in YAML (a number in exponent form too), else _KEEP."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return _KEEP
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        value = float(value)
+    return value if value is None or isinstance(value, (bool, int, float)) else _KEEP
+
+
+def _fixed(error, validator):
+    """The value that mends a failed `type` (or `enum`) check: a string read as the scalar it
+    spells, an integral float as an int where an integer is wanted; _KEEP if none passes."""
+    value = error.instance
+    if error.validator == "enum":
+        new = _scalar(value) if isinstance(value, str) else _KEEP
+        ok = new is not _KEEP and any(type(new) is type(v) and new == v for v in error.validator_value)
+        return new if ok else _KEEP
+    types = [error.validator_value] if isinstance(error.validator_value, str) else list(error.validator_value)
+    new = _scalar(value) if isinstance(value, str) else value
+    if isinstance(new, float) and new.is_integer() and "integer" in types:
+        new = int(new)
+    if new is _KEEP or not (new is None or isinstance(new, (bool, int, float))):
+        return _KEEP
+    return new if any(validator.is_type(new, t) for t in types) else _KEEP
+
+
+def coerce_scalars(config: dict, schema: dict) -> dict:
+    """Read, in place, the values that fail a `type` (or `enum`) check as the scalars they spell:
+    snakemake passes nested --config values as strings (`--config 'train={lr: 0.5}'` gives '0.5'),
+    and PyYAML reads 1.0e6 as a string. Only where the schema does not accept that string, so a
+    name, a path or "auto" stays a string."""
+    validator = _Validator(schema)
+    for _ in range(5):
+        fixes = [(list(e.absolute_path), _fixed(e, validator)) for e in validator.iter_errors(config)
+                 if e.validator in ("type", "enum") and e.absolute_path]
+        fixes = [(path, value) for path, value in fixes if value is not _KEEP]
+        if not fixes:
+            break
+        for path, value in fixes:
+            parent = config
+            for key in path[:-1]:
+                parent = parent[key]
+            parent[path[-1]] = value
+    return config
+
+
 def validate(config: dict, schema_path: str | Path) -> dict:
     """Check `config` against the schema, fill the schema's defaults, and fail with one line
-    naming the key."""
+    naming the key. Values given as strings where the schema wants a number, bool or null (as
+    every nested --config value is) are read as YAML scalars first (`coerce_scalars`)."""
     schema = load_schema(schema_path)
+    coerce_scalars(config, schema)
     for stage in ("as written", "with defaults"):
-        error = best_match(Draft202012Validator(schema).iter_errors(config))
+        error = best_match(_Validator(schema).iter_errors(config))
         if error is not None:
             where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
             raise VaegapsError(f"config error at '{where}': {error.message}; see {schema_path}")

@@ -3,10 +3,19 @@
 A callable may also offer `.subset(rows)` (the likelihood of those datapoints only), `.dtype`,
 `.device` and `.value_and_grad(z)` (value and z-gradient without autograd);
 `vaegaps.vae.DecoderLikelihood` does. Plain closures work too.
+
+Values: finite, or −inf where z is impossible (zero density: such a chain or sample gets zero
+weight). NaN is read as −inf too, with a warning (it usually means a bug in the likelihood);
++inf (an infinite density) is an error. The estimators' arguments are checked on entry by the
+`check_*` functions below (a ValueError naming the argument and what it accepts), and the
+likelihood's output shape once, by `check_likelihood`, before any work.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+import warnings
 from typing import Callable
 
 import torch
@@ -19,7 +28,8 @@ def ll_and_grad(log_likelihood: LogLikelihood, z: torch.Tensor, value: bool = Tr
 
     With value=False the first element may be None: a fused likelihood (`value_and_grad`) then
     skips the pass that only the value needs. A NaN likelihood is read as −inf (zero density,
-    zero gradient): such a chain gets zero weight instead of turning the estimate into NaN.
+    zero gradient), with a warning: such a chain gets zero weight instead of turning the estimate
+    into NaN. +inf is a ValueError. One check per call (the same cost as a NaN check alone).
     """
     fast = getattr(log_likelihood, "value_and_grad", None)
     if fast is not None:  # a hand-derived backward pass (vaegaps.decoder_grad)
@@ -31,27 +41,96 @@ def ll_and_grad(log_likelihood: LogLikelihood, z: torch.Tensor, value: bool = Tr
             (grad,) = torch.autograd.grad(ll.sum(), z)
         ll = ll.detach()
     if ll is not None:
-        bad = torch.isnan(ll)
+        bad = ~(ll < math.inf)   # NaN or +inf
         if bad.any():
+            if bool((ll == math.inf).any()):
+                raise ValueError("the likelihood returned +inf (an infinite density) for some z; "
+                                 "log p(x|z) must be finite, or -inf where z is impossible")
+            warnings.warn("the likelihood returned NaN for some z; read as -inf (zero density): "
+                          "those chains get zero weight. Return -inf where z is impossible",
+                          RuntimeWarning, stacklevel=2)
             ll = ll.masked_fill(bad, -torch.inf)
             grad = grad.masked_fill(bad.unsqueeze(-1), 0.0)
     return ll, torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def infer_dtype_device(log_likelihood: LogLikelihood, z_dim: int, n_points: int, dtype=None, device=None):
-    """The likelihood's own dtype/device: from its attributes, else by a one-sample probe."""
+def check_int(name: str, value, minimum: int = 1) -> None:
+    """A ValueError unless `value` is an integer >= minimum (bools are not counts)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_optional_int(name: str, value, minimum: int = 1) -> None:
+    """As `check_int`, but None (the default: no limit) is accepted too."""
+    if value is not None:
+        check_int(name, value, minimum)
+
+
+def check_number(name: str, value, low: float = 0.0, high: float = math.inf, *, closed: str = "") -> None:
+    """A ValueError unless `value` is a real number strictly between low and high (by default:
+    positive and finite); `closed` ("low", "high" or "both") admits that end too."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
+    low_ok = closed in ("low", "both")
+    high_ok = closed in ("high", "both")
+    if ok:
+        ok = (value >= low if low_ok else value > low) and (value <= high if high_ok else value < high)
+    if not ok:
+        if (low, high, closed) == (0.0, math.inf, ""):
+            what = "a positive number"
+        else:
+            what = f"a number in {'[' if low_ok else '('}{low:g}, {high:g}{']' if high_ok else ')'}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def check_index(index, n_points: int) -> torch.Tensor:
+    """The datapoint index as an int64 tensor of shape (n_points,): arange(n_points) by default."""
+    if index is None:
+        return torch.arange(n_points)
+    index = torch.as_tensor(index)
+    if index.shape != (n_points,) or index.is_floating_point() or index.is_complex():
+        raise ValueError(f"index must hold n_points={n_points} integer datapoint keys, shape ({n_points},); "
+                         f"got {index.dtype} of shape {tuple(index.shape)}")
+    return index
+
+
+def check_likelihood(log_likelihood: LogLikelihood, z_dim: int, n_points: int, dtype=None, device=None,
+                     names: tuple[str, str] = ("z_dim", "n_points")):
+    """Check z_dim and n_points, call the likelihood once on z = 0 of shape (n_points, S, z_dim)
+    and check that it returns log p(x|z) of shape (n_points, S); return its (dtype, device).
+
+    The dtype and device are the likelihood's own attributes where it has them, else those of
+    that one call (tried in float32, then float64). One call, before any work: the estimators'
+    loops never check again. `names`: what the caller calls z_dim and n_points, for the messages.
+    """
+    if not callable(log_likelihood):
+        raise ValueError("log_likelihood must be a callable z (N, S, D) -> (N, S), "
+                         f"got {type(log_likelihood).__name__}")
+    check_int(names[0], z_dim)
+    check_int(names[1], n_points)
     dtype = dtype or getattr(log_likelihood, "dtype", None)
     device = device or getattr(log_likelihood, "device", None)
-    if dtype is not None:
-        return dtype, torch.device(device or "cpu")
-    for probe in (torch.float32, torch.float64):
+    s = 3 if n_points == 2 else 2   # S != N: a transposed (S, N) output cannot pass
+    failure = None
+    for probe in (dtype,) if dtype is not None else (torch.float32, torch.float64):
+        z = torch.zeros(n_points, s, z_dim, dtype=probe, device=device)
         try:
             with torch.no_grad():
-                out = log_likelihood(torch.zeros(n_points, 1, z_dim, dtype=probe, device=device))
-            return out.dtype, out.device
-        except (RuntimeError, TypeError):
+                out = log_likelihood(z)
+        except Exception as exc:  # noqa: BLE001 (re-raised below with what was asked of it)
+            failure = failure or exc
             continue
-    raise ValueError("cannot infer the likelihood's dtype; pass dtype= and device=")
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+        if not isinstance(out, torch.Tensor) or out.shape != (n_points, s):
+            raise ValueError(f"the likelihood returned {got} for z of shape (N, S, D) = {(n_points, s, z_dim)}; "
+                             f"it must return a tensor log p(x_n | z_ns) of shape (N, S) = {(n_points, s)}")
+        if not out.is_floating_point():
+            raise ValueError(f"the likelihood returned {out.dtype} values; it must return floating-point log p(x|z)")
+        return (dtype or out.dtype), torch.device(device) if device is not None else out.device
+    msg = str(failure).strip().splitlines()[0] if str(failure).strip() else ""
+    why = f"{type(failure).__name__}{': ' + msg if msg else ''}"
+    raise ValueError(f"the likelihood fails on z of shape (N, S, D) = {(n_points, s, z_dim)} ({why}); check "
+                     f"that {names[0]}={z_dim} and {names[1]}={n_points} match it (and pass dtype= and "
+                     "device= if it needs them)") from failure
 
 
 def restrict(log_likelihood: LogLikelihood, rows: slice | torch.Tensor, n: int) -> LogLikelihood:

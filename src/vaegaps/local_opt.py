@@ -21,9 +21,10 @@ import torch
 from torch.func import functional_call
 
 from . import rng
-from .likelihood import LogLikelihood, chunks, infer_dtype_device, restrict
+from .likelihood import (LogLikelihood, check_index, check_int, check_likelihood, check_number,
+                         check_optional_int, chunks, restrict)
 from .bounds import log_normal_std, monte_carlo_bounds
-from .families import LocalPosterior
+from .families import FAMILIES, LocalPosterior
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +162,23 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
     from `final_samples` fresh ones, carry no selection bias. A datapoint whose loss becomes
     non-finite restarts from its start with lr × 0.1, at most `restarts` times; `diverged` marks
     the ones that never finished (they keep their start, not converged).
+
+    Arguments are checked first (a ValueError naming the argument and what it accepts), and the
+    likelihood once, on z of shape (N, S, D): it must return (N, S) (vaegaps.likelihood).
     """
-    dtype, device = infer_dtype_device(log_likelihood, z_dim, n_points, dtype, device)
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    for name, value in (("n_samples", n_samples), ("check_every", check_every), ("patience", patience),
+                        ("max_steps", max_steps), ("final_samples", final_samples), ("flow_steps", flow_steps),
+                        ("select_samples", select_samples), ("sample_chunk", sample_chunk)):
+        check_int(name, value)
+    check_int("restarts", restarts, 0)
+    check_optional_int("chunk_size", chunk_size)
+    check_optional_int("hidden", hidden)
+    check_number("lr", lr)
+    dtype, device = check_likelihood(log_likelihood, z_dim, n_points, dtype, device)
     seed = rng.seed_from(generator)
-    index = (torch.arange(n_points) if index is None else torch.as_tensor(index)).to(device, torch.int64)
+    index = check_index(index, n_points).to(device, torch.int64)
     if isinstance(init, tuple):
         init = {"mean": init[0], "logvar": init[1]}
     candidates = init if isinstance(init, list) else [init or {}]
