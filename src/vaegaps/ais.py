@@ -179,6 +179,27 @@ def ais(log_likelihood: LogLikelihood, z_dim: int, n_points: int, n_chains: int 
 
     Arguments are checked first (a ValueError naming the argument and what it accepts), and the
     likelihood once, on z of shape (N, S, D): it must return (N, S) (vaegaps.likelihood).
+
+    Args:
+        log_likelihood: z (N, S, D) -> log p(x_n | z_ns) (N, S); see vaegaps.likelihood.
+        z_dim, n_points: D and N.
+        n_chains: S, independent chains per datapoint (≥ 1).
+        n_intermediate: T, distributions on the path, both ends included (≥ 2).
+        schedule: 'sigmoid' or 'linear' spacing of the inverse temperatures.
+        leapfrog_steps: leapfrog steps per HMC transition (≥ 1).
+        generator: seed (int) or torch.Generator; with `index` it keys every random draw.
+        index: (N,) datapoint ids for the keys (default 0..N-1).
+        step_size: initial leapfrog step (> 0), adapted towards `target_accept` unless `step_sizes`.
+        target_accept, adapt_factor, step_size_bounds: the step-size adaptation.
+        step_sizes: (T-2, N) frozen step sizes, e.g. a pilot run's `step_sizes`.
+        chunk_size: datapoints per batch (memory only; results do not depend on it).
+        dtype, device: of the chains (default: the likelihood's).
+        stream: name of the random stream (separates independent runs with one seed).
+        init: (mean, scale) of a Gaussian start; None for the prior N(0, I).
+
+    Returns:
+        AISResult: log_px (N,), log_weights (N, S), accept_rate (N,), log_px_se (N,),
+        step_sizes (T-2, N).
     """
     check_int("n_chains", n_chains)
     betas = schedule_betas(n_intermediate, schedule)
@@ -243,7 +264,19 @@ def bdmc(log_likelihood: LogLikelihood, z_true: torch.Tensor, n_chains: int = 16
     """Forward AIS (lower bound) and reverse AIS from the exact z (upper bound) on data simulated
     from the model (Grosse et al.). The reverse chains reuse the forward run's per-distribution
     step sizes and the same start `init`, so both directions use the same kernels and path.
-    `z_true` (N, D): the latents the data were simulated from; arguments are checked as in `ais`."""
+    `z_true` (N, D): the latents the data were simulated from; arguments are checked as in `ais`.
+
+    Args:
+        log_likelihood: z (N, S, D) -> log p(x_n | z_ns) (N, S) for the simulated x.
+        z_true: (N, D) the latents each x was simulated from (an exact posterior sample).
+        n_chains, n_intermediate, schedule, leapfrog_steps, generator, index, step_size,
+        target_accept, chunk_size, init, **kwargs: as in `ais` (the same AIS procedure).
+
+    Returns:
+        BDMCResult: lower (N,) forward AIS, upper (N,) reverse AIS; upper − lower bounds the
+        estimator's error on such data. Also the forward AISResult and the reverse log-weights
+        (N, S) and acceptance (N,).
+    """
     if not isinstance(z_true, torch.Tensor) or z_true.dim() != 2 or 0 in z_true.shape:
         got = f"shape {tuple(z_true.shape)}" if isinstance(z_true, torch.Tensor) else type(z_true).__name__
         raise ValueError(f"z_true must be a tensor of the true latents, shape (N, D) with N, D >= 1, got {got}")

@@ -165,6 +165,26 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
 
     Arguments are checked first (a ValueError naming the argument and what it accepts), and the
     likelihood once, on z of shape (N, S, D): it must return (N, S) (vaegaps.likelihood).
+
+    Args:
+        log_likelihood: z (N, S, D) -> log p(x_n | z_ns) (N, S); see vaegaps.likelihood.
+        z_dim, n_points: D and N.
+        family: 'ffg', 'flow' or 'realnvp' (with `hidden` width and `flow_steps` for flows).
+        n_samples: samples per datapoint per Adam step (≥ 1).
+        lr: Adam learning rate (> 0).
+        check_every, patience: a datapoint stops after `patience` windows of `check_every`
+            steps without a lower mean loss (the convergence rule); `max_steps` caps it.
+        final_samples: fresh samples for the reported ELBO and IWAE of q*.
+        generator, index, stream: seed and datapoint ids that key every random draw.
+        init: the start(s), as above; None for the prior.
+        restarts: restarts at lr × 0.1 after a non-finite loss (≥ 0).
+        select_samples: samples for choosing between starts and between start and optimum.
+        chunk_size, sample_chunk: batching (memory only; results do not depend on it).
+        dtype, device: of the parameters (default: the likelihood's).
+
+    Returns:
+        LocalResult: elbo, iwae, elbo_se, iwae_se (N,), steps (N,), converged (N,), restarts (N,),
+        diverged (N,), and params (the per-datapoint parameters of q*).
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
