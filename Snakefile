@@ -17,6 +17,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/experiments.smk"
+include: "workflow/rules/user.smk"
 
 
 report: "workflow/report/workflow.rst"

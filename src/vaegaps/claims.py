@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import VaegapsError
-from .io import atomic_path
+from .io import write_csv, write_text
 from .tables import AIS_BELOW_MAX, CONVERGED_MIN  # one home for the trust thresholds
 
 N_SE = 2.0                  # standard errors that separate "holds" from noise
@@ -669,9 +669,7 @@ def write_claims(inputs: dict[str, pd.DataFrame | None], csv_path: str | os.Path
                  md_path: str | os.PathLike | None = None, **kwargs: Any) -> pd.DataFrame:
     """Evaluate the claims and write them as CSV (and optionally Markdown), atomically."""
     claims = evaluate_claims(inputs, **kwargs)
-    with atomic_path(csv_path) as tmp:
-        claims.to_csv(tmp, index=False)
+    write_csv(claims, csv_path)
     if md_path is not None:
-        with atomic_path(md_path) as tmp:
-            tmp.write_text(to_markdown(claims))
+        write_text(to_markdown(claims), md_path)
     return claims

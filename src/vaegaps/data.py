@@ -432,7 +432,10 @@ def _digits_source() -> tuple[dict[str, str], dict[str, str]]:
 
 
 def _frame(parts: Parts) -> pd.DataFrame:
-    """One table for all splits; pixels as an Arrow list<uint8> column built without Python loops."""
+    """One table for all splits; pixels as an Arrow list<uint8> column built without Python loops.
+    The frame holds it as object dtype (one uint8 array per image, views into Arrow's buffer), not
+    as an ArrowExtensionArray: pandas records the column's dtype in the file, and an ArrowDtype
+    there makes plain `pd.read_parquet(path)` fail unless given dtype_backend="pyarrow"."""
     xs = [parts[s][0] for s in SPLITS]
     n = [len(x) for x in xs]
     x = np.concatenate(xs)
@@ -443,7 +446,7 @@ def _frame(parts: Parts) -> pd.DataFrame:
         "split": np.repeat(np.array(SPLITS, dtype=object), n),
         "index": np.concatenate([np.arange(k, dtype=np.int64) for k in n]),
         "label": np.concatenate([parts[s][1] for s in SPLITS]).astype(np.int64),
-        "pixels": pd.Series(pd.arrays.ArrowExtensionArray(pixels)),
+        "pixels": pixels.to_numpy(zero_copy_only=False),
     })
 
 
@@ -498,7 +501,12 @@ def load_split(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndar
     if split not in SPLITS:
         raise VaegapsError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     _require(path)
-    table = pq.read_table(path, columns=["index", "label", "pixels"], filters=[("split", "=", split)])
+    from .recovery import damaged_message
+
+    try:
+        table = pq.read_table(path, columns=["index", "label", "pixels"], filters=[("split", "=", split)])
+    except (pa.ArrowException, OSError) as exc:  # damaged inside, or not a prepared dataset
+        raise VaegapsError(damaged_message(path, f"{type(exc).__name__}: {exc}")) from exc
     index = table["index"].to_numpy().astype(np.int64)
     labels = table["label"].to_numpy().astype(np.int64)
     pixels = table["pixels"].combine_chunks()
@@ -511,5 +519,14 @@ def load_split(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndar
 
 
 def _require(path: str | os.PathLike) -> None:
+    """`path` exists and its Parquet footer reads: a truncated file is one line naming it and the
+    command that rebuilds it, not a pyarrow traceback."""
+    from .recovery import damaged_message, snakemake_command
+
     if not Path(path).is_file():
-        raise VaegapsError(f"missing dataset file {path}; run the prepare_dataset stage first")
+        raise VaegapsError(f"missing dataset file {path}; run the prepare_dataset stage first: "
+                           f"{snakemake_command()} {path}")
+    try:
+        pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise VaegapsError(damaged_message(path, f"{type(exc).__name__}: {exc}")) from exc

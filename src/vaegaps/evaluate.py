@@ -20,20 +20,26 @@ from .bounds import monte_carlo_bounds
 from .config import digest, local_config
 from .data import load_split
 from .errors import VaegapsError
-from .io import file_digest
+from .io import file_digest, write_parquet
 from .families import LocalPosterior
 from .local_opt import LR_BACKOFF, optimize_local
 from .runtime import resolve_device
 from .scatter import part_bounds, run_in_chunks
+from .stage import part_of
 from .tables import gap_frame
 from .vae import VAE, load_vae
 
 log = logging.getLogger(__name__)
 
 
-def evaluation_set(data_path, split: str, n_points: int, device) -> tuple[np.ndarray, torch.Tensor]:
-    """The first n_points of `split`: their indices and pixels (float, on `device`)."""
+def evaluation_set(data_path, split: str, n_points: int, device,
+                   key: str = "evaluation.n_points") -> tuple[np.ndarray, torch.Tensor]:
+    """The first n_points of `split`: their indices and pixels (float, on `device`). More points
+    than the split holds is an error naming `key`, the setting to lower, never a smaller set."""
     index, x, _ = load_split(data_path, split)
+    if n_points > len(index):
+        raise VaegapsError(f"{key} is {n_points} but the {split} split of {data_path} has {len(index)} "
+                           f"datapoints; lower {key} to {len(index)} or less")
     order = np.argsort(index, kind="stable")[:n_points]
     return index[order], torch.as_tensor(x[order], device=device)
 
@@ -215,7 +221,10 @@ def ais_estimate(model: VAE, x: torch.Tensor, index: np.ndarray, cfg: dict, seed
 
 
 def simulate(model: VAE, n: int, seed: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(z, x) from the model: z ~ p(z), x ~ Bernoulli(sigmoid(decoder(z))), keyed like the estimators."""
+    """(z, x) from the model: z ~ p(z), x ~ Bernoulli(sigmoid(decoder(z))), keyed like the estimators.
+    A model with its own `simulate` (a user model, vaegaps.user_model) draws from its own likelihood."""
+    if hasattr(model, "simulate"):
+        return model.simulate(n, seed, device)
     idx = torch.arange(n, device=device)
     z = rng.normal(seed, "simulate/z", idx, 0, (model.z_dim,))
     with torch.no_grad():
@@ -256,6 +265,19 @@ def evaluate_set(model_path, data_path, evaluation: dict, device_name: str, resu
                   "data": file_digest(data_path)})
     return run_in_chunks(lambda i, xx: estimate(model, i, xx), index[start:stop], x[start:stop],
                          evaluation["chunk_size"], resume_dir, key)
+
+
+def evaluation_stage(snakemake, estimator: str, settings: dict, estimate) -> None:
+    """The body of every per-datapoint evaluation stage: part {part} of {parts} of the evaluation
+    set through estimate(model, index, x), written with its provenance (gathered later)."""
+    sm = snakemake
+    ev = sm.params.evaluation
+    part = part_of(sm)
+    provenance = {"estimator": estimator, "split": ev["split"], "settings": settings,
+                  "seed": sm.config["seed"]}
+    df = evaluate_set(sm.input.model, sm.input.data, ev, sm.config["device"], sm.params.resume,
+                      estimate, provenance, part)
+    write_parquet(df, sm.output[0], {**provenance, "part": part[0], "parts": part[1]})
 
 
 def over_training_point(model: VAE, sets: dict[str, tuple[np.ndarray, torch.Tensor]], family: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import importlib.metadata
 import json
@@ -41,17 +42,49 @@ def versions() -> dict[str, str]:
     }
 
 
+# What to do about a write that failed for want of space or permission (one line, no traceback).
+_WRITE_FIXES = {
+    errno.ENOSPC: "no space left on device: free space, or set results: to a folder on another disk",
+    errno.EDQUOT: "disk quota exceeded: free space, or set results: to a folder on another disk",
+    errno.EFBIG: "file too large for this file system: set results: to a folder on another disk",
+    errno.EROFS: "read-only file system: set results: to a writable folder",
+    errno.EACCES: "permission denied: make the folder writable, or set results: to another folder",
+    errno.EPERM: "permission denied: make the folder writable, or set results: to another folder",
+}
+
+
+def write_error(path, exc: OSError) -> VaegapsError | None:
+    """The one-line error for a write to `path` that failed with a full disk, a read-only file
+    system or a permission error; None for any other OSError (left to propagate as it is)."""
+    fix = _WRITE_FIXES.get(exc.errno)
+    return VaegapsError(f"cannot write {path}: {fix}") if fix else None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+    The temporary file is removed whatever happens, and a full disk or read-only folder is a
+    one-line VaegapsError naming `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        err = write_error(path, exc)
+        if err is None:
+            raise
+        raise err from exc
     tmp = Path(tmp)
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        # The block only writes tmp (pyarrow's OSError carries the errno but no file name).
+        err = write_error(path, exc)
+        if err is None:
+            raise
+        raise err from exc
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -65,6 +98,18 @@ def write_parquet(df: pd.DataFrame, path: str | os.PathLike, metadata: dict[str,
     table = table.replace_schema_metadata(schema_meta)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
+
+
+def write_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a table as CSV (no index column), atomically."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    """Write text (e.g. a Markdown table), atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -85,21 +130,33 @@ def file_digest(path: str | os.PathLike) -> str:
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save to a temp file, then rename, so a kill never leaves half a checkpoint."""
+    """torch.save to a temp file, then rename, so a kill never leaves half a checkpoint.
+    Serialised in memory first: torch's own file writer reports a full disk as a bare
+    RuntimeError ("enforce fail at inline_container.cc"), a plain write as OSError with its errno."""
+    from io import BytesIO
+
     import torch
 
+    buf = BytesIO()
+    torch.save(obj, buf)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buf.getbuffer())
 
 
-def load_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
-    """Load tensors only (weights_only=True): a checkpoint can never run code."""
+def load_torch(path: str | os.PathLike, map_location: Any = "cpu", rebuild: str | None = None) -> Any:
+    """Load tensors only (weights_only=True): a checkpoint can never run code. A missing or
+    damaged file is one line naming it and the command that rebuilds it: `rebuild` (what to do,
+    e.g. "rebuild it: snakemake ..."), by default derived from the path (vaegaps.recovery)."""
     import torch
+
+    from .recovery import rebuild_hint, snakemake_command
 
     path = Path(path)
     if not path.exists():
-        raise VaegapsError(f"missing file {path}; run the stage that writes it first")
+        raise VaegapsError(f"missing file {path}; run the stage that writes it first: {snakemake_command()} {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt or foreign file
-        raise VaegapsError(f"cannot read {path} ({type(exc).__name__}); delete it and rerun its stage") from exc
+        why = " ".join(str(exc).split())[:120]
+        raise VaegapsError(f"cannot read {path} ({type(exc).__name__}: {why}); "
+                           f"{rebuild or rebuild_hint(path)}") from exc

@@ -14,13 +14,20 @@ from .errors import VaegapsError
 @contextlib.contextmanager
 def stage(snakemake) -> Iterator[None]:
     """Log to the rule's log file, pin torch threads to the rule's threads, and turn a
-    VaegapsError into a one-line message and exit status 1 (outputs are written atomically,
-    so nothing half-written is left)."""
-    log_file = snakemake.log[0] if len(snakemake.log) else None
-    logging.basicConfig(filename=log_file, level=logging.INFO, force=True,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    VaegapsError, or a full disk or read-only folder met anywhere, into a one-line message and
+    exit status 1 (outputs are written atomically, so nothing half-written is left). The job
+    holds its run's lock while it runs (vaegaps.recovery: its locks are not stale)."""
     from . import io
+    from .recovery import hold_run_lock
 
+    hold_run_lock()
+    log_file = snakemake.log[0] if len(snakemake.log) else None
+    try:
+        logging.basicConfig(filename=log_file, level=logging.INFO, force=True,
+                            format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    except OSError as exc:
+        _exit_on_write_error(exc)
+        raise
     _pin_threads(snakemake.threads)
     io.STUDY.clear()
     io.STUDY.update(dict(snakemake.config))
@@ -29,6 +36,19 @@ def stage(snakemake) -> Iterator[None]:
     except VaegapsError as exc:
         logging.getLogger("vaegaps").error("%s", exc)
         sys.exit(f"error: {exc}")
+    except OSError as exc:  # a write outside vaegaps.io (e.g. copying files): same one line
+        _exit_on_write_error(exc)
+        raise
+
+
+def _exit_on_write_error(exc: OSError) -> None:
+    """Exit with one line if `exc` is a full disk, read-only folder or permission error."""
+    from .io import write_error
+
+    err = write_error(exc.filename or "results", exc)
+    if err is not None:
+        logging.getLogger("vaegaps").error("%s", err)
+        sys.exit(f"error: {err}")
 
 
 def _pin_threads(n: int) -> None:
@@ -47,19 +67,3 @@ def _pin_threads(n: int) -> None:
 def part_of(snakemake) -> tuple[int, int]:
     """(p, k) of a job that runs part p of k, from its {part} and {parts} wildcards."""
     return int(snakemake.wildcards.part), int(snakemake.wildcards.parts)
-
-
-def evaluation_stage(snakemake, estimator: str, settings: dict, estimate) -> None:
-    """The body of every per-datapoint evaluation stage: part {part} of {parts} of the evaluation
-    set through estimate(model, index, x), written with its provenance (gathered later)."""
-    from .evaluate import evaluate_set
-    from .io import write_parquet
-
-    sm = snakemake
-    ev = sm.params.evaluation
-    part = part_of(sm)
-    provenance = {"estimator": estimator, "split": ev["split"], "settings": settings,
-                  "seed": sm.config["seed"]}
-    df = evaluate_set(sm.input.model, sm.input.data, ev, sm.config["device"], sm.params.resume,
-                      estimate, provenance, part)
-    write_parquet(df, sm.output[0], {**provenance, "part": part[0], "parts": part[1]})

@@ -7,17 +7,33 @@ import copy  # noqa: E402
 from vaegaps.config import (  # noqa: E402 (torch-free)
     check_parts, evaluation_config, figure2_config, local_config, model_config, model_path,
     over_training_evaluation, resolved_config, split_ref, validate, write_resolved)
+from vaegaps.preflight import preflight  # noqa: E402 (torch-free)
+from vaegaps.errors import VaegapsError  # noqa: E402
+from vaegaps.codedeps import script_code as code_of  # noqa: E402 (reads sources, imports nothing)
 
 # A --configfile is a complete study (a preset): it does not inherit config.yaml's digits-scale
 # settings; what it leaves out takes the schema's defaults, the paper's protocol values.
 if workflow.config_settings.configfiles:
     config.clear()
     config.update(copy.deepcopy(dict(workflow.config_settings.overwrite_config)))
-validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+try:
+    validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+except VaegapsError as exc:  # one line, not Snakemake's parse-time traceback
+    sys.exit(f"error: {exc}")
+config.setdefault("datasets", [])  # a study of user models alone names none (workflow/rules/user.smk)
 check_parts(config)
 RESOLVED = resolved_config(config)
 
 RES = config["results"]
+
+# Before the DAG, in the main process only (cluster jobs parse this file too): an evaluation set
+# larger than its split is an error, a damaged data file, model or checkpoint is named with the
+# command that rebuilds it, and lock files left by a killed run are removed, never a live run's
+# (src/vaegaps/preflight.py). A dry run only reports.
+if workflow.is_main_process:
+    preflight(config, RES, configfiles=workflow.config_settings.configfiles,
+              dryrun=bool(getattr(workflow.output_settings, "dryrun", False)))
+
 MODEL = f"{RES}/models/{{dataset}}/{{variant}}/{{family}}"
 EVAL = f"{RES}/eval/{{dataset}}/{{variant}}/{{family}}"
 THREADS = config["threads"]
@@ -25,7 +41,6 @@ THREADS = config["threads"]
 # a site without GPUs sets them to 0 in its own profile (README, "Running on a cluster").
 GPU = 0 if config["device"] == "cpu" else 1
 PART = "part_{part}_of_{parts}"
-PKG = Path(workflow.basedir) / "src" / "vaegaps"
 
 
 wildcard_constraints:
@@ -40,14 +55,10 @@ wildcard_constraints:
     parts="[0-9]+",
 
 
-def code(*modules):
-    """The package modules a stage runs, as inputs: editing one reruns the stages that use it."""
-    base = ("__init__", "errors", "io", "stage", "runtime")
-    return [str(PKG / f"{m}.py") for m in (*base, *modules)]
-
-
-MODEL_CODE = ("vae", "nets", "families", "bounds", "config")
-ESTIMATOR_CODE = (*MODEL_CODE, "rng", "likelihood", "data", "evaluate", "scatter", "tables")
+def script_code(script):
+    """The package modules stage script `script` runs (its imports, transitively, read from the
+    source), as inputs: editing one reruns exactly the stages that import it."""
+    return code_of(Path(workflow.basedir) / "workflow" / "scripts" / f"{script}.py")
 
 
 def ffg_start(w):

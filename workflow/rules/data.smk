@@ -1,7 +1,7 @@
 rule prepare_dataset:
     """Find (local folder, Debian's package, cache) or download and verify a dataset; binarize and split."""
     input:
-        code("data"),
+        code=script_code("prepare_dataset"),
     output:
         f"{RES}/data/{{dataset}}.parquet",
     params:

@@ -1,14 +1,15 @@
 # Per-datapoint estimates on the evaluation set. Each stage runs as `evaluation.parts` jobs, one
 # per consecutive part of the datapoints (one cluster job each), each resuming from its finished
 # chunks; gather_parts joins them into the stage's Parquet (identical for any number of parts).
+# The data file is ancient() here and in every rule that reads it (see train.smk).
 
 
 rule amortized_bounds:
     """L[q] and IWAE of the encoder's q(z|x)."""
     input:
         model=f"{MODEL}/model.pt",
-        data=f"{RES}/data/{{dataset}}.parquet",
-        code=code(*ESTIMATOR_CODE),
+        data=ancient(f"{RES}/data/{{dataset}}.parquet"),
+        code=script_code("amortized_bounds"),
     output:
         f"{EVAL}/parts/amortized/{PART}.parquet",
     params:
@@ -33,9 +34,9 @@ rule local_optimum:
     family widths, with that family's resolved settings."""
     input:
         model=f"{MODEL}/model.pt",
-        data=f"{RES}/data/{{dataset}}.parquet",
+        data=ancient(f"{RES}/data/{{dataset}}.parquet"),
         ffg=ffg_start,
-        code=code("local_opt", *ESTIMATOR_CODE),
+        code=script_code("local_optimum"),
     output:
         f"{EVAL}/parts/local_{{qfamily}}/{PART}.parquet",
     params:
@@ -61,8 +62,8 @@ rule ais:
     """AIS estimate of log p(x) from the prior (pilot-tuned, frozen step sizes by default)."""
     input:
         model=f"{MODEL}/model.pt",
-        data=f"{RES}/data/{{dataset}}.parquet",
-        code=code("ais", *ESTIMATOR_CODE),
+        data=ancient(f"{RES}/data/{{dataset}}.parquet"),
+        code=script_code("ais"),
     output:
         f"{EVAL}/parts/ais/{PART}.parquet",
     params:
@@ -88,7 +89,7 @@ rule gather_parts:
     input:
         parts=lambda w: parts_of(f"{RES}/eval/{w.dataset}/{w.variant}/{w.family}/parts/{w.estimator}",
                                  eval_cfg(w)["parts"]),
-        code=code("scatter"),
+        code=script_code("gather_parts"),
     output:
         f"{EVAL}/{{estimator}}.parquet",
     log:

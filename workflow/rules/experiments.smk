@@ -6,6 +6,7 @@ rule table3:
     """Table 3: Table 2's quantities for the variant models (larger encoder, no annealing)."""
     input:
         [ref_path(d, f"{v}/{f}", "gaps") for d, v, f in variant_keys()],
+        code=script_code("table3"),
     output:
         csv=report(f"{RES}/table3.csv", caption="../report/table3.rst", category="Tables"),
     params:
@@ -29,6 +30,7 @@ rule flows_amortization:
     input:
         amortized=[ref_path(FA["dataset"], r, "amortized") for r in FA.get("encoders", {}).values()],
         local=[ref_path(FA["dataset"], r, f"local_{split_ref(r)[1]}") for r in FA.get("encoders", {}).values()],
+        code=script_code("flows_amortization"),
     output:
         csv=report(f"{RES}/flows_amortization.csv", caption="../report/flows_amortization.rst", category="Tables"),
         per_datapoint=f"{RES}/flows_amortization.parquet",
@@ -54,6 +56,7 @@ rule decoder_capacity:
     """Gaps of FFG models with decoders of 0, 2 and 4 hidden layers, with local FFG and Flow."""
     input:
         [ref_path(DC["dataset"], r, "gaps") for r in DC.get("models", {}).values()],
+        code=script_code("decoder_capacity"),
     output:
         csv=report(f"{RES}/decoder_capacity.csv", caption="../report/decoder_capacity.rst", category="Tables"),
     params:
@@ -77,8 +80,8 @@ rule over_training_point:
     """One model snapshot: log p̂, L[q*], L[q] on n training and n validation points."""
     input:
         snapshots=f"{MODEL}/snapshots",
-        data=f"{RES}/data/{{dataset}}.parquet",
-        code=code("local_opt", "ais", *ESTIMATOR_CODE),
+        data=ancient(f"{RES}/data/{{dataset}}.parquet"),
+        code=script_code("over_training_point"),
     output:
         f"{RES}/over_training/{{dataset}}/{{variant}}/{{family}}/epoch_{{epoch}}.parquet",
     params:
@@ -104,6 +107,7 @@ rule gaps_over_training:
     """The gaps at every snapshot of the over-training models, summarised per split."""
     input:
         [f"{RES}/over_training/{OT['dataset']}/{r}/epoch_{e}.parquet" for _, r, e in over_training_keys()],
+        code=script_code("gaps_over_training"),
     output:
         csv=report(f"{RES}/gaps_over_training.csv", caption="../report/gaps_over_training.rst", category="Tables"),
         per_datapoint=f"{RES}/gaps_over_training.parquet",
@@ -129,6 +133,7 @@ rule figure_gaps_over_training:
     """2×4 panels: approximation and amortization bands over training, train and validation."""
     input:
         summary=f"{RES}/gaps_over_training.csv",
+        code=script_code("figure_gaps_over_training"),
     output:
         png=report(f"{RES}/figures/gaps_over_training.png", caption="../report/figure_gaps_over_training.rst", category="Figures"),
         pdf=f"{RES}/figures/gaps_over_training.pdf",
@@ -150,8 +155,8 @@ rule figure2:
     """Figure 2: true posterior of a 2-D latent FFG model vs amortized, optimal FFG and optimal Flow."""
     input:
         model=ref_path(F2.get("dataset", "digits"), f"{F2.get('variant', 'z2')}/ffg", "model"),
-        data=f"{RES}/data/{F2.get('dataset', 'digits')}.parquet",
-        code=code("posterior2d", "figures", "local_opt", *ESTIMATOR_CODE),
+        data=ancient(f"{RES}/data/{F2.get('dataset', 'digits')}.parquet"),
+        code=script_code("figure2"),
     output:
         grid=f"{RES}/figure2/grid.parquet",
         bounds=f"{RES}/figure2/bounds.parquet",
@@ -179,8 +184,8 @@ rule figure_posteriors:
     input:
         ffg=ref_path(F2.get("dataset", "digits"), f"{F2.get('variant', 'z2')}/ffg", "model"),
         flow=ref_path(F2.get("dataset", "digits"), f"{F2.get('variant', 'z2')}/flow", "model"),
-        data=f"{RES}/data/{F2.get('dataset', 'digits')}.parquet",
-        code=code("posterior2d", "figures", *MODEL_CODE),
+        data=ancient(f"{RES}/data/{F2.get('dataset', 'digits')}.parquet"),
+        code=script_code("figure_posteriors"),
     output:
         grid=f"{RES}/figure2/posteriors_grid.parquet",
         png=report(f"{RES}/figures/posteriors_ffg_vs_flow.png", caption="../report/figure_posteriors.rst", category="Figures"),
@@ -206,7 +211,7 @@ rule bdmc:
     """Forward and reverse AIS on data simulated from a model, at one AIS setting (main or over_training)."""
     input:
         model=f"{MODEL}/model.pt",
-        code=code("ais", *ESTIMATOR_CODE),
+        code=script_code("bdmc"),
     output:
         f"{RES}/bdmc/{{dataset}}/{{variant}}/{{family}}/{{setting}}/{PART}.parquet",
     params:
@@ -233,7 +238,7 @@ rule gather_bdmc:
     input:
         parts=lambda w: parts_of(f"{RES}/bdmc/{w.dataset}/{w.variant}/{w.family}/{w.setting}",
                                  eval_cfg(w)["parts"]),
-        code=code("scatter"),
+        code=script_code("gather_parts"),
     output:
         f"{RES}/bdmc/{{dataset}}/{{variant}}/{{family}}/{{setting}}.parquet",
     log:
@@ -254,6 +259,7 @@ rule bdmc_table:
     """BDMC lower and upper bounds and their gap, per model and AIS setting."""
     input:
         [f"{RES}/bdmc/{d}/{v}/{f}/{s}.parquet" for d, v, f, s in bdmc_keys()],
+        code=script_code("bdmc_table"),
     output:
         csv=report(f"{RES}/bdmc.csv", caption="../report/bdmc.rst", category="Tables"),
     params:
@@ -282,7 +288,7 @@ rule claims:
         figure2_bounds=f"{RES}/figure2/bounds.parquet",
         figure2_grid=f"{RES}/figure2/grid.parquet",
         bdmc=f"{RES}/bdmc.csv",
-        code=code("claims", "tables"),
+        code=script_code("claims"),
     output:
         csv=report(f"{RES}/claims.csv", caption="../report/claims.rst", category="Claims"),
         md=f"{RES}/claims.md",

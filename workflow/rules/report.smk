@@ -1,3 +1,15 @@
+# The captions (workflow/report/*.rst) use a table directive and a settings role, registered
+# with docutils where `snakemake --report` renders them: in the main process, never in a job.
+if workflow.is_main_process:
+    import importlib.util as _importlib_util
+
+    _spec = _importlib_util.spec_from_file_location(
+        "vaegaps_report_rst", Path(workflow.basedir) / "workflow" / "report" / "rst_extensions.py")
+    _rst = _importlib_util.module_from_spec(_spec)
+    _spec.loader.exec_module(_rst)
+    _rst.register(RESOLVED)
+
+
 rule gaps:
     """Per-datapoint log p̂ = max(AIS, IWAE of q*), the bounds and the three gaps of one model."""
     input:
@@ -5,7 +17,7 @@ rule gaps:
         local_ffg=f"{EVAL}/local_ffg.parquet",
         local_flow=f"{EVAL}/local_flow.parquet",
         ais=f"{EVAL}/ais.parquet",
-        code=code("tables"),
+        code=script_code("gaps"),
     output:
         f"{RES}/gaps/{{dataset}}/{{variant}}/{{family}}.parquet",
     params:
@@ -31,6 +43,7 @@ rule table2:
     input:
         gaps=[f"{RES}/gaps/{d}/standard/{f}.parquet" for d, f in table2_keys()],
         bdmc=[f"{RES}/bdmc/{d}/standard/{f}/main.parquet" for d, f in table2_keys()],
+        code=script_code("table2"),
     output:
         csv=report(f"{RES}/table2.csv", caption="../report/table2.rst", category="Tables"),
         md=f"{RES}/table2.md",

@@ -1,9 +1,11 @@
 rule train_vae:
     """Train one VAE (dataset x variant x encoder family) with entropy annealing; resumable."""
     input:
-        data=f"{RES}/data/{{dataset}}.parquet",
+        # ancient: a rebuilt data file (after damage; same settings, same content) must never
+        # retrain, nor delete the trained model first; edits of data.py rerun through `code`
+        data=ancient(f"{RES}/data/{{dataset}}.parquet"),
         base=base_decoder,
-        code=code("train", "data", *MODEL_CODE),
+        code=script_code("train_vae"),
     output:
         model=f"{MODEL}/model.pt",
         history=f"{MODEL}/history.parquet",

@@ -1,6 +1,6 @@
 """Snakemake stage: AIS estimate of log p(x) on one part of the evaluation set."""
-from vaegaps.evaluate import ais_estimate
-from vaegaps.stage import evaluation_stage, stage
+from vaegaps.evaluate import evaluation_stage, ais_estimate
+from vaegaps.stage import stage
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821

@@ -1,6 +1,6 @@
 """Snakemake stage: L[q] and IWAE of the encoder on one part of the evaluation set."""
-from vaegaps.evaluate import amortized_bounds
-from vaegaps.stage import evaluation_stage, stage
+from vaegaps.evaluate import evaluation_stage, amortized_bounds
+from vaegaps.stage import stage
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821

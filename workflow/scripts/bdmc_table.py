@@ -3,7 +3,7 @@ row naming the exact AIS procedure it certifies."""
 import pandas as pd
 
 from vaegaps.config import ais_procedure
-from vaegaps.io import atomic_path
+from vaegaps.io import write_csv
 from vaegaps.stage import stage
 from vaegaps.tables import summary_table
 
@@ -15,5 +15,4 @@ with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     table.insert(5, "procedure", [ais_procedure(a) for a in settings])
     for key in ("n_chains", "n_intermediate", "schedule", "leapfrog_steps", "tuning"):
         table[key] = [a[key] for a in settings]
-    with atomic_path(sm.output.csv) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(table, sm.output.csv)

@@ -2,7 +2,7 @@
 import pandas as pd
 
 from vaegaps.config import split_ref
-from vaegaps.io import atomic_path, write_parquet
+from vaegaps.io import write_csv, write_parquet
 from vaegaps.stage import stage
 from vaegaps.tables import AMORTIZATION_COLUMNS, amortization_frame, long_frame, summary_table
 
@@ -15,5 +15,4 @@ with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     write_parquet(long_frame(frames, ("dataset", "encoder", "family")), sm.output.per_datapoint,
                   {"encoders": sm.params.encoders, "evaluation": sm.params.evaluation})
     table = summary_table(frames, ("dataset", "encoder", "family"), AMORTIZATION_COLUMNS)
-    with atomic_path(sm.output.csv) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(table, sm.output.csv)

@@ -1,7 +1,7 @@
 """Snakemake stage: the over-training snapshots' gaps, per datapoint and as means per split."""
 import pandas as pd
 
-from vaegaps.io import atomic_path, write_parquet
+from vaegaps.io import write_csv, write_parquet
 from vaegaps.stage import stage
 from vaegaps.tables import long_frame, over_training_summary
 
@@ -11,5 +11,4 @@ with stage(snakemake):  # noqa: F821 (injected by Snakemake)
               for (name, _, epoch), path in zip(sm.params.models, sm.input)}
     write_parquet(long_frame(frames, ("dataset", "model", "epoch")), sm.output.per_datapoint,
                   {"settings": sm.params.settings})
-    with atomic_path(sm.output.csv) as tmp:
-        over_training_summary(frames).to_csv(tmp, index=False)
+    write_csv(over_training_summary(frames), sm.output.csv)

@@ -2,8 +2,8 @@
 A flow family starts from q*_FFG of the same part (input `ffg`) instead of fitting it again."""
 import pandas as pd
 
-from vaegaps.evaluate import local_optimum
-from vaegaps.stage import evaluation_stage, stage
+from vaegaps.evaluate import evaluation_stage, local_optimum
+from vaegaps.stage import stage
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821

@@ -2,7 +2,7 @@
 the BDMC gap that certifies each model's AIS."""
 import pandas as pd
 
-from vaegaps.io import atomic_path
+from vaegaps.io import write_csv, write_text
 from vaegaps.stage import stage
 from vaegaps.tables import paired_flow_minus_ffg, table2, to_markdown
 
@@ -11,9 +11,6 @@ with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     frames = {tuple(key): pd.read_parquet(path) for key, path in zip(sm.params.models, sm.input.gaps)}
     bdmc = {tuple(key): pd.read_parquet(path) for key, path in zip(sm.params.models, sm.input.bdmc)}
     table = table2(frames, bdmc)
-    with atomic_path(sm.output.csv) as tmp:
-        table.to_csv(tmp, index=False)
-    with atomic_path(sm.output.md) as tmp:
-        tmp.write_text(to_markdown(table))
-    with atomic_path(sm.output.paired) as tmp:
-        paired_flow_minus_ffg(frames).to_csv(tmp, index=False)
+    write_csv(table, sm.output.csv)
+    write_text(to_markdown(table), sm.output.md)
+    write_csv(paired_flow_minus_ffg(frames), sm.output.paired)

@@ -1,0 +1,184 @@
+"""The gaps of your own VAE: `vaegaps.measure`, `vaegaps.certify`, `vaegaps.summary`, and the
+pipeline stages of the `user_models` section (docs/method.md §11).
+
+`measure` runs the package's estimators on a user model (vaegaps.user_model's protocol) exactly as
+the pipeline does on its own models: the evaluation set in chunks of `chunk_size` datapoints, every
+estimator batched over a whole chunk, random numbers keyed by (seed, stream, datapoint index). The
+pipeline's user rules run the same functions per estimator and part, so both give the same rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .evaluate import ais_estimate, amortized_bounds, bdmc_validation, local_optimum
+from .user_config import estimators, measure_settings
+from .user_model import N_PROBE, UserVAE, frozen, load_data, unvalidated_distributions
+from .user_tables import gap_table, summary, user_table  # noqa: F401 (the Python API)
+
+log = logging.getLogger(__name__)
+
+
+def adapter(model, x: torch.Tensor, settings: dict) -> UserVAE:
+    """The user model behind the estimators' interface, checked on the first datapoints."""
+    return UserVAE(model, x, likelihood=settings["likelihood"], noise_std=settings["noise_std"],
+                   family=settings["family"], flow_hidden=settings["flow_hidden"],
+                   realnvp_hidden=settings["realnvp_hidden"], flow_steps=settings["flow_steps"])
+
+
+def estimate(name: str, model: UserVAE, index: np.ndarray, x: torch.Tensor, settings: dict, seed: int,
+             ffg: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One estimator ('amortized', 'local_<family>' or 'ais') on one batch of datapoints: the
+    functions of vaegaps.evaluate, unchanged. `ffg`: q*_FFG of these datapoints (a flow's start)."""
+    ev = settings["evaluation"]
+    if name == "amortized":
+        return amortized_bounds(model, x, index, ev["amortized"]["n_samples"], seed)
+    if name == "ais":
+        return ais_estimate(model, x, index, ev["ais"], seed)
+    family = name.removeprefix("local_")
+    start = ffg if family != "ffg" and ev["local"]["init"] != "prior" else None
+    return local_optimum(model, x, index, family, ev["local"], seed, start)
+
+
+class _Progress:
+    """A one-line progress bar on stderr (no dependency): estimator × chunk steps done."""
+
+    def __init__(self, total: int, enabled: bool, width: int = 30):
+        self.total, self.done, self.enabled, self.width = total, 0, enabled, width
+        self.t0 = time.perf_counter()
+        self.tty = enabled and sys.stderr.isatty()
+
+    def step(self, label: str) -> None:
+        self.done += 1
+        log.info("measure: %s done (%d/%d)", label, self.done, self.total)
+        if not self.enabled:
+            return
+        filled = self.width * self.done // self.total
+        line = (f"vaegaps.measure [{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} "
+                f"{label} {time.perf_counter() - self.t0:.0f} s")
+        sys.stderr.write(("\r" + line + ("\n" if self.done == self.total else "")) if self.tty else line + "\n")
+        sys.stderr.flush()
+
+
+def measure(model, data, *, seed: int = 0, progress: bool = True, **settings) -> pd.DataFrame:
+    """Per-datapoint gaps of your own VAE (docs/method.md §11): one row per datapoint.
+
+    `model`: an object with encode(x) and decode(z) (vaegaps.user_model's protocol). `data`: a
+    tensor, a NumPy array, or a .npy, .npz or .parquet file (`vaegaps.user_model.load_data`).
+    `settings` take the names of the config's `evaluation` keys (n_points, split, chunk_size,
+    amortized, local, ais; `parts` is accepted and changes nothing) and of a `user_models` entry
+    (likelihood, noise_std, family, local_families, flow_hidden, realnvp_hidden, flow_steps,
+    shape); nested ones change only the keys they name, e.g. ais={"n_intermediate": 1000}. Defaults
+    (workflow/schemas/config.schema.yaml, `$defs.user_model`): the first 1000 datapoints; L[q] and
+    IWAE from 5000 draws; q* by local optimisation (50 draws per step, lr 3e-3, Flow 1e-3,
+    patience 5, at most 10,000 steps, scored on 5000 draws) for FFG and Flow; AIS from the
+    encoder's q, 16 chains × 300 distributions, sigmoid schedule, pilot-tuned step sizes.
+    Certify that AIS setting on the model with `certify`; summarise with `summary`.
+
+    Columns: as the pipeline's gaps Parquet (`vaegaps.tables.gap_frame`: index, ais, log_px,
+    elbo_qstar, elbo_amortized, iwae_amortized, approximation_gap, amortization_gap, inference_gap,
+    their standard errors, log_px_source, ais_below_iwae, negative-gap flags, elbo_local_{ffg,flow},
+    converged_local_*), plus approximation_gap_{ffg,flow}, steps_local_*, accept_rate,
+    encoder_family and qstar_family.
+    """
+    s = measure_settings(**settings)
+    ev = s["evaluation"]
+    index, x = load_data(data, ev["split"], ev["n_points"], s["shape"])
+    user = adapter(model, x, s)
+    x = user.prepare(x)
+    names = estimators(s)
+    chunks = range(0, len(index), ev["chunk_size"])
+    bar = _Progress(len(names) * len(chunks), progress)
+    frames: dict[str, list[pd.DataFrame]] = {n: [] for n in names}
+    with frozen(user), unvalidated_distributions():
+        for k, start in enumerate(chunks):
+            sl = slice(start, start + ev["chunk_size"])
+            for name in names:
+                flow = name.startswith("local_") and name != "local_ffg"
+                ffg = frames["local_ffg"][-1] if flow and frames.get("local_ffg") else None   # this chunk's q*_FFG
+                frames[name].append(estimate(name, user, index[sl], x[sl], s, seed, ffg))
+                bar.step(f"{name} (chunk {k + 1}/{len(chunks)})")
+    full = {n: pd.concat(f, ignore_index=True) for n, f in frames.items()}
+    local = {n.removeprefix("local_"): full[n] for n in names if n.startswith("local_")}
+    return gap_table(full["amortized"], local, full["ais"], user.encoder_family, user.qstar_family)
+
+
+def certify(model, data, *, seed: int = 0, progress: bool = True, **settings) -> pd.DataFrame:
+    """BDMC of the AIS setting `measure` uses (the same settings) on `bdmc_points` (default 100)
+    datapoints simulated from the model: z from its prior, x = decode(z).sample(). Forward AIS
+    bounds log p(x) from below and reverse AIS from the true z from above, so `gap` = upper −
+    lower bounds the error of that AIS setting on data like the model's own (docs/method.md §5).
+    `data`: the real data, for the protocol check only. One row per simulated datapoint: index,
+    lower, upper, gap."""
+    s = measure_settings(**settings)
+    _, x = load_data(data, s["evaluation"]["split"], N_PROBE, s["shape"])
+    user = adapter(model, x, s)
+    bar = _Progress(1, progress)
+    with frozen(user), unvalidated_distributions():
+        df = bdmc_validation(user, s["bdmc_points"], s["evaluation"]["ais"], seed, user.device)
+    bar.step(f"BDMC on {s['bdmc_points']} simulated datapoints")
+    return df
+
+
+# ------------------------------------------------------------------------------------------------
+# pipeline stages (workflow/rules/user.smk)
+# ------------------------------------------------------------------------------------------------
+
+def _stage_model(sm):
+    """The user model of a job ({name} wildcard), its evaluation set's index and data."""
+    from .user_model import load_model
+
+    s = sm.params.settings
+    ev = s["evaluation"]
+    index, x = load_data(sm.input.data, ev["split"], ev["n_points"], s["shape"])
+    user = adapter(load_model(s["model"], s["args"]), x, s)
+    return s, user, index, user.prepare(x)
+
+
+def _provenance(sm, s: dict, what: str) -> dict:
+    from .io import file_digest
+
+    return {"estimator": what, "settings": s, "seed": sm.config["seed"],
+            "data": file_digest(sm.input.data), "inputs": {p: file_digest(p) for p in s["inputs"]}}
+
+
+def stage_estimate(sm) -> None:
+    """Part {part} of {parts} of one estimator ({ustage}) on a user model, in resumable chunks."""
+    from .config import digest
+    from .io import write_parquet
+    from .scatter import part_bounds, run_in_chunks
+    from .stage import part_of
+
+    s, user, index, x = _stage_model(sm)
+    name, seed, part = sm.wildcards.ustage, sm.config["seed"], part_of(sm)
+    start, stop = part_bounds(len(index), *part)
+    ffg = pd.read_parquet(sm.input.ffg) if sm.input.get("ffg") else None
+    provenance = _provenance(sm, s, name)
+    with frozen(user), unvalidated_distributions():
+        df = run_in_chunks(lambda i, xx: estimate(name, user, i, xx, s, seed, ffg), index[start:stop],
+                           x[start:stop], s["evaluation"]["chunk_size"], sm.params.resume, digest(provenance))
+    write_parquet(df, sm.output[0], {**provenance, "encoder_family": user.encoder_family,
+                                     "qstar_family": user.qstar_family, "part": part[0], "parts": part[1]})
+
+
+def stage_bdmc(sm) -> None:
+    """Part {part} of {parts} of BDMC on data simulated from a user model."""
+    from .config import ais_procedure
+    from .io import write_parquet
+    from .stage import part_of
+
+    s, user, _, _ = _stage_model(sm)
+    part, ais = part_of(sm), s["evaluation"]["ais"]
+    with frozen(user), unvalidated_distributions():
+        df = bdmc_validation(user, s["bdmc_points"], ais, sm.config["seed"], user.device, part)
+    write_parquet(df, sm.output[0], {**_provenance(sm, s, "bdmc"), "ais": ais, "procedure": ais_procedure(ais),
+                                     "part": part[0], "parts": part[1]})
+
+
+__all__ = ["measure", "certify", "summary", "gap_table", "user_table", "stage_estimate", "stage_bdmc"]

@@ -1,0 +1,219 @@
+# Your own VAEs (config `user_models`, docs/method.md §11): each named model runs the same
+# estimators as the built-in ones (L[q], q* per family, AIS; `evaluation.parts` jobs each, resumable
+# chunks), BDMC certifies its AIS setting on data simulated from it, and its per-datapoint gaps,
+# results/user_table.csv and a figure come out. Settings resolved by vaegaps.user_config (torch-free).
+include: "user_common.smk"
+
+
+rule user_amortized:
+    """L[q] and IWAE of a user model's encoder q(z|x), on one part of its data."""
+    input:
+        data=user_data,
+        inputs=user_inputs,
+        code=script_code("user_estimate"),
+    output:
+        f"{UDIR}/parts/{{ustage}}/{PART}.parquet",
+    wildcard_constraints:
+        ustage="amortized",
+    params:
+        settings=user_settings,
+        resume=f"{RES}/resume/user/{{name}}/{{ustage}}",
+    log:
+        f"{RES}/logs/user/{{name}}/{{ustage}}/{PART}.log",
+    benchmark:
+        f"{RES}/benchmarks/user/{{name}}/{{ustage}}/{PART}.tsv"
+    threads: THREADS
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/user_estimate.py"
+
+
+rule user_local:
+    """L[q*] and IWAE of q* of one family per datapoint of a user model, on one part of its data
+    (a flow starts from q*_FFG of the same part)."""
+    input:
+        data=user_data,
+        inputs=user_inputs,
+        ffg=user_ffg_start,
+        code=script_code("user_estimate"),
+    output:
+        f"{UDIR}/parts/{{ustage}}/{PART}.parquet",
+    wildcard_constraints:
+        ustage="local_(ffg|flow|realnvp)",
+    params:
+        settings=user_settings,
+        resume=f"{RES}/resume/user/{{name}}/{{ustage}}",
+    log:
+        f"{RES}/logs/user/{{name}}/{{ustage}}/{PART}.log",
+    benchmark:
+        f"{RES}/benchmarks/user/{{name}}/{{ustage}}/{PART}.tsv"
+    threads: THREADS
+    resources:
+        mem_mb=8000,
+        runtime=24 * 60,
+        gpu=GPU,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/user_estimate.py"
+
+
+rule user_ais:
+    """AIS estimate of log p(x) of a user model, on one part of its data."""
+    input:
+        data=user_data,
+        inputs=user_inputs,
+        code=script_code("user_estimate"),
+    output:
+        f"{UDIR}/parts/{{ustage}}/{PART}.parquet",
+    wildcard_constraints:
+        ustage="ais",
+    params:
+        settings=user_settings,
+        resume=f"{RES}/resume/user/{{name}}/{{ustage}}",
+    log:
+        f"{RES}/logs/user/{{name}}/{{ustage}}/{PART}.log",
+    benchmark:
+        f"{RES}/benchmarks/user/{{name}}/{{ustage}}/{PART}.tsv"
+    threads: THREADS
+    resources:
+        mem_mb=8000,
+        runtime=24 * 60,
+        gpu=GPU,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/user_estimate.py"
+
+
+rule user_bdmc:
+    """Forward and reverse AIS (the model's AIS setting) on one part of the data simulated from a
+    user model: z from its prior, x = decode(z).sample()."""
+    input:
+        data=user_data,
+        inputs=user_inputs,
+        code=script_code("user_bdmc"),
+    output:
+        f"{UDIR}/parts/{{ustage}}/{PART}.parquet",
+    wildcard_constraints:
+        ustage="bdmc",
+    params:
+        settings=user_settings,
+    log:
+        f"{RES}/logs/user/{{name}}/{{ustage}}/{PART}.log",
+    benchmark:
+        f"{RES}/benchmarks/user/{{name}}/{{ustage}}/{PART}.tsv"
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=24 * 60,
+        gpu=GPU,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/user_bdmc.py"
+
+
+rule user_gather_bdmc:
+    """The BDMC parts of a user model, joined in datapoint order."""
+    input:
+        parts=lambda w: parts_of(f"{RES}/user/{w.name}/parts/bdmc", USER[w.name]["evaluation"]["parts"]),
+        code=script_code("gather_parts"),
+    output:
+        f"{UDIR}/bdmc.parquet",
+    log:
+        f"{RES}/logs/user/{{name}}/gather_bdmc.log",
+    benchmark:
+        f"{RES}/benchmarks/user/{{name}}/gather_bdmc.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/gather_parts.py"
+
+
+rule user_gaps:
+    """Per-datapoint log p̂, bounds and gaps of a user model, from the parts of its estimates (no
+    amortization gap where its encoder's family is unknown)."""
+    input:
+        amortized=lambda w: user_parts(w, "amortized"),
+        local=lambda w: [p for e in user_estimators(USER[w.name]) if e.startswith("local_") for p in user_parts(w, e)],
+        ais=lambda w: user_parts(w, "ais"),
+        code=script_code("user_gaps"),
+    output:
+        f"{UDIR}/gaps.parquet",
+    params:
+        settings=user_settings,
+    log:
+        f"{RES}/logs/user/{{name}}/gaps.log",
+    benchmark:
+        f"{RES}/benchmarks/user/{{name}}/gaps.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/user_gaps.py"
+
+
+rule user_table:
+    """One row per user model: every bound and gap (mean, standard error), trust figures, the BDMC
+    gap of its AIS setting, and why an amortization gap is absent."""
+    input:
+        gaps=[f"{RES}/user/{n}/gaps.parquet" for n in USER],
+        bdmc=[f"{RES}/user/{n}/bdmc.parquet" for n in USER],
+        code=script_code("user_table"),
+    output:
+        csv=report(f"{RES}/user_table.csv", caption="../report/user_table.rst", category="Tables"),
+    params:
+        names=list(USER),
+    log:
+        f"{RES}/logs/user_table.log",
+    benchmark:
+        f"{RES}/benchmarks/user_table.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/user_table.py"
+
+
+rule user_figure:
+    """Per-datapoint gaps of a user model, datapoints sorted by inference gap."""
+    input:
+        gaps=f"{UDIR}/gaps.parquet",
+        code=script_code("user_figure"),
+    output:
+        png=report(f"{UDIR}/gaps.png", caption="../report/user_figure.rst", category="Figures"),
+        pdf=f"{UDIR}/gaps.pdf",
+    log:
+        f"{RES}/logs/user/{{name}}/figure.log",
+    benchmark:
+        f"{RES}/benchmarks/user/{{name}}/figure.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/user_figure.py"
+
+
+localrules:
+    user_gather_bdmc,
+    user_gaps,
+    user_table,
+    user_figure,

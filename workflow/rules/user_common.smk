@@ -1,0 +1,42 @@
+# Settings and input functions of the user-model rules (workflow/rules/user.smk): the study's
+# `user_models`, each resolved by vaegaps.user_config (torch-free, as the Snakefile needs).
+from vaegaps.user_config import estimators as user_estimators, user_models  # noqa: E402 (torch-free)
+
+USER = user_models(config)
+UDIR = f"{RES}/user/{{name}}"
+USER_OUTPUTS = [f"{RES}/user_table.csv"] + [f"{RES}/user/{n}/gaps.{ext}" for n in USER for ext in ("png", "pdf")]
+if USER:
+    if not config["datasets"]:  # a study of user models alone: no built-in dataset to run
+        ALL_OUTPUTS.clear()
+    ALL_OUTPUTS.extend(USER_OUTPUTS)
+
+
+wildcard_constraints:
+    name="[A-Za-z0-9_]+",
+    ustage="amortized|local_(ffg|flow|realnvp)|ais|bdmc",
+
+
+def user_settings(wildcards):
+    return USER[wildcards.name]
+
+
+def user_data(wildcards):
+    return USER[wildcards.name]["data"]
+
+
+def user_inputs(wildcards):
+    """The files the model reads (weights, code), declared in its `inputs`."""
+    return USER[wildcards.name]["inputs"]
+
+
+def user_ffg_start(wildcards):
+    """q*_FFG of the same part: a flow family's q* starts from it."""
+    s = USER[wildcards.name]
+    if wildcards.ustage == "local_ffg" or s["evaluation"]["local"]["init"] == "prior":
+        return []
+    return f"{RES}/user/{wildcards.name}/parts/local_ffg/part_{wildcards.part}_of_{wildcards.parts}.parquet"
+
+
+def user_parts(wildcards, stage):
+    """The part files of one estimator of a user model."""
+    return parts_of(f"{RES}/user/{wildcards.name}/parts/{stage}", USER[wildcards.name]["evaluation"]["parts"])
