@@ -91,6 +91,8 @@ def test_pipeline_rows_equal_measure_and_the_table_certifies(tmp_path):
     meta = read_metadata(res / "user" / "lg" / "gaps.parquet")
     assert meta["settings"]["model"] == "umodel:build" and meta["encoder_family"] == "ffg"
     assert meta["settings"]["evaluation"]["ais"]["n_chains"] == 4
+    resolved = yaml.safe_load((res / "config.resolved.yaml").read_text())["user_models"]["lg"]
+    assert resolved["evaluation"]["local"]["restarts"] == 2 and resolved["local"]["flow"]["lr"] == 3.0e-3
     table = pd.read_csv(res / "user_table.csv")
     assert len(table) == 1 and table["name"].iloc[0] == "lg" and table["n_points"].iloc[0] == 10
     for col in ("log_px", "elbo_local_flow", "elbo_local_ffg", "elbo_amortized", "approximation_gap",

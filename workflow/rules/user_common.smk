@@ -3,6 +3,8 @@
 from vaegaps.user_config import estimators as user_estimators, user_models  # noqa: E402 (torch-free)
 
 USER = user_models(config)
+if USER:  # results/config.resolved.yaml records each user model's settings, defaults filled
+    RESOLVED["user_models"] = USER
 UDIR = f"{RES}/user/{{name}}"
 USER_OUTPUTS = [f"{RES}/user_table.csv"] + [f"{RES}/user/{n}/gaps.{ext}" for n in USER for ext in ("png", "pdf")]
 if USER:
