@@ -117,7 +117,7 @@ def _rerun_by(dry_run: str, path: str) -> set[str]:
 
 def test_code_edit_reruns_exactly_the_importing_stages(tiny_run, repo_copy):
     """Touching a package module makes `snakemake -n` rerun exactly the stages whose scripts
-    import it (directly or through other modules), and no other stage. The tiny run's own
+    import it (directly or through other modules), and others only downstream of them. The tiny run's own
     repository is edited (another copy would change every code input's path), then restored with
     its old modification times."""
     from vaegaps.codedeps import script_modules
@@ -135,7 +135,11 @@ def test_code_edit_reruns_exactly_the_importing_stages(tiny_run, repo_copy):
                         if r in in_dag and module in script_modules(REPO / "workflow" / "scripts" / s)}
             assert expected and expected != in_dag
             jobs = snakemake(tiny_run.parent, "-n", "all", repo=repo_copy).stdout
-            assert _rerun_by(jobs, str(path)) == expected, module
+            named = _rerun_by(jobs, str(path))   # jobs whose own code input changed
+            # every importing stage reruns (its reason may instead name an upstream job's output);
+            # a stage that does not import it reruns only downstream of one that does
+            assert named and named <= expected <= set(RULE.findall(jobs)), module
+            assert "train_vae" not in RULE.findall(jobs), module
         finally:
             path.write_text(text)
             os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
