@@ -86,6 +86,16 @@ def measure(model, data, *, seed: int = 0, progress: bool = True, **settings) ->
     their standard errors, log_px_source, ais_below_iwae, negative-gap flags, elbo_local_{ffg,flow},
     converged_local_*), plus approximation_gap_{ffg,flow}, steps_local_*, accept_rate,
     encoder_family and qstar_family.
+
+    Args:
+        model: your VAE (encode, decode, optional prior).
+        data: the datapoints (tensor, array or file), one per row.
+        seed: root of every random draw (keyed with the datapoint index).
+        progress: show a progress bar on stderr.
+        **settings: evaluation and user-model settings, as above.
+
+    Returns:
+        pandas.DataFrame, one row per datapoint, with the columns above.
     """
     s = measure_settings(**settings)
     ev = s["evaluation"]
