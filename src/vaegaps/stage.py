@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import sys
+import time
 from typing import Iterator
 
 from .errors import VaegapsError
@@ -31,14 +33,25 @@ def stage(snakemake) -> Iterator[None]:
     _pin_threads(snakemake.threads)
     io.STUDY.clear()
     io.STUDY.update(dict(snakemake.config))
+    start = time.monotonic()
     try:
         yield
+        _log_cost(start)
     except VaegapsError as exc:
         logging.getLogger("vaegaps").error("%s", exc)
         sys.exit(f"error: {exc}")
     except OSError as exc:  # a write outside vaegaps.io (e.g. copying files): same one line
         _exit_on_write_error(exc)
         raise
+
+
+def _log_cost(start: float) -> None:
+    """One log line with the job's wall time and its process CPU time since start-up (imports
+    included), so a run's CPU can be broken down by job from its logs."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    logging.getLogger("vaegaps").info("stage done: %.1f s wall, %.1f CPU-s (%.1f user, %.1f system)",
+                                      time.monotonic() - start, use.ru_utime + use.ru_stime,
+                                      use.ru_utime, use.ru_stime)
 
 
 def _exit_on_write_error(exc: OSError) -> None:
