@@ -177,6 +177,12 @@ def local_config(local: dict, family: str) -> dict:
     return deep_merge(shared, local.get(family, {}))
 
 
+def starts_from_qstar_ffg(local: dict, family: str) -> bool:
+    """Whether q*_{family} starts (also) from q*_FFG: every flow family, unless the local
+    optimisation starts from the prior (docs/method.md §4)."""
+    return family != "ffg" and local["init"] != "prior"
+
+
 def over_training_evaluation(config: dict) -> dict:
     """The gaps-over-training settings: its dataset's evaluation settings with the experiment's
     changes (only the keys it names)."""

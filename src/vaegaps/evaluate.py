@@ -17,7 +17,7 @@ import torch
 from . import rng
 from .ais import ais, bdmc
 from .bounds import monte_carlo_bounds
-from .config import digest, local_config
+from .config import digest, local_config, starts_from_qstar_ffg
 from .data import load_split
 from .errors import VaegapsError
 from .io import file_digest, write_parquet
@@ -113,7 +113,7 @@ def local_starts(model: VAE, x: torch.Tensor, index, family: str, local: dict, s
     if local["init"] == "prior":
         return None
     starts = [encoder_start(model, x, family, index, seed)]
-    if family != "ffg":
+    if starts_from_qstar_ffg(local, family):
         if ffg is None:
             params = fit_qstar(model, x, index, "ffg", local, seed).params
             ffg = params["mean"], params["logvar"]

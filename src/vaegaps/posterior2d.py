@@ -25,9 +25,10 @@ from .nets import BatchedLinear
 
 log = logging.getLogger(__name__)
 
-# Elements (rows × width) of the largest intermediate tensor per grid chunk: bounds memory
-# (≈ 256 MB in float32) while keeping every chunk one batched tensor op.
-_BUDGET = 1 << 26
+# Elements (rows × width) of the largest intermediate tensor per grid chunk (≈ 4 MB in float32):
+# chunks that stay in cache. 64× larger chunks gave the same numbers at 3× the time, most of it
+# in the kernel paging fresh allocations in and out (measured on Figure 2's flow densities).
+_BUDGET = 1 << 20
 DISTRIBUTIONS = ("true", "amortized_ffg", "optimal_ffg", "optimal_flow")
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .config import starts_from_qstar_ffg
 from .evaluate import ais_estimate, amortized_bounds, bdmc_validation, local_optimum
 from .user_config import estimators, measure_settings
 from .user_model import N_PROBE, UserVAE, frozen, load_data, unvalidated_distributions
@@ -42,7 +43,7 @@ def estimate(name: str, model: UserVAE, index: np.ndarray, x: torch.Tensor, sett
     if name == "ais":
         return ais_estimate(model, x, index, ev["ais"], seed)
     family = name.removeprefix("local_")
-    start = ffg if family != "ffg" and ev["local"]["init"] != "prior" else None
+    start = ffg if starts_from_qstar_ffg(ev["local"], family) else None
     return local_optimum(model, x, index, family, ev["local"], seed, start)
 
 
@@ -154,8 +155,11 @@ def _stage_model(sm):
 def _provenance(sm, s: dict, what: str) -> dict:
     from .io import file_digest
 
-    return {"estimator": what, "settings": s, "seed": sm.config["seed"],
+    prov = {"estimator": what, "settings": s, "seed": sm.config["seed"],
             "data": file_digest(sm.input.data), "inputs": {p: file_digest(p) for p in s["inputs"]}}
+    if sm.input.get("ffg"):   # a flow's start: new q*_FFG results invalidate resumed chunks
+        prov["ffg_start"] = file_digest(sm.input.ffg)
+    return prov
 
 
 def stage_estimate(sm) -> None:

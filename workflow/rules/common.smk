@@ -6,7 +6,8 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 import copy  # noqa: E402
 from vaegaps.config import (  # noqa: E402 (torch-free)
     check_parts, evaluation_config, figure2_config, local_config, model_config, model_path,
-    over_training_evaluation, resolved_config, split_ref, validate, write_resolved)
+    over_training_evaluation, resolved_config, split_ref, starts_from_qstar_ffg, validate,
+    write_resolved)
 from vaegaps.preflight import preflight  # noqa: E402 (torch-free)
 from vaegaps.errors import VaegapsError  # noqa: E402
 from vaegaps.codedeps import script_code as code_of  # noqa: E402 (reads sources, imports nothing)
@@ -64,7 +65,7 @@ def script_code(script):
 def ffg_start(w):
     """q*_FFG of the same model and part: a flow family's q* starts from it (none for FFG itself,
     nor from the prior)."""
-    if w.qfamily == "ffg" or eval_cfg(w)["local"]["init"] == "prior":
+    if not starts_from_qstar_ffg(eval_cfg(w)["local"], w.qfamily):
         return []
     return f"{RES}/eval/{w.dataset}/{w.variant}/{w.family}/parts/local_ffg/part_{w.part}_of_{w.parts}.parquet"
 

@@ -5,7 +5,7 @@
 rule table3:
     """Table 3: Table 2's quantities for the variant models (larger encoder, no annealing)."""
     input:
-        [ref_path(d, f"{v}/{f}", "gaps") for d, v, f in variant_keys()],
+        gaps=[ref_path(d, f"{v}/{f}", "gaps") for d, v, f in variant_keys()],
         code=script_code("table3"),
     output:
         csv=report(f"{RES}/table3.csv", caption="../report/table3.rst", category="Tables"),
@@ -55,7 +55,7 @@ rule flows_amortization:
 rule decoder_capacity:
     """Gaps of FFG models with decoders of 0, 2 and 4 hidden layers, with local FFG and Flow."""
     input:
-        [ref_path(DC["dataset"], r, "gaps") for r in DC.get("models", {}).values()],
+        gaps=[ref_path(DC["dataset"], r, "gaps") for r in DC.get("models", {}).values()],
         code=script_code("decoder_capacity"),
     output:
         csv=report(f"{RES}/decoder_capacity.csv", caption="../report/decoder_capacity.rst", category="Tables"),
@@ -106,7 +106,7 @@ rule over_training_point:
 rule gaps_over_training:
     """The gaps at every snapshot of the over-training models, summarised per split."""
     input:
-        [f"{RES}/over_training/{OT['dataset']}/{r}/epoch_{e}.parquet" for _, r, e in over_training_keys()],
+        points=[f"{RES}/over_training/{OT['dataset']}/{r}/epoch_{e}.parquet" for _, r, e in over_training_keys()],
         code=script_code("gaps_over_training"),
     output:
         csv=report(f"{RES}/gaps_over_training.csv", caption="../report/gaps_over_training.rst", category="Tables"),
@@ -258,7 +258,7 @@ rule gather_bdmc:
 rule bdmc_table:
     """BDMC lower and upper bounds and their gap, per model and AIS setting."""
     input:
-        [f"{RES}/bdmc/{d}/{v}/{f}/{s}.parquet" for d, v, f, s in bdmc_keys()],
+        bdmc=[f"{RES}/bdmc/{d}/{v}/{f}/{s}.parquet" for d, v, f, s in bdmc_keys()],
         code=script_code("bdmc_table"),
     output:
         csv=report(f"{RES}/bdmc.csv", caption="../report/bdmc.rst", category="Tables"),

@@ -34,7 +34,7 @@ def user_inputs(wildcards):
 def user_ffg_start(wildcards):
     """q*_FFG of the same part: a flow family's q* starts from it."""
     s = USER[wildcards.name]
-    if wildcards.ustage == "local_ffg" or s["evaluation"]["local"]["init"] == "prior":
+    if not starts_from_qstar_ffg(s["evaluation"]["local"], wildcards.ustage.removeprefix("local_")):
         return []
     return f"{RES}/user/{wildcards.name}/parts/local_ffg/part_{wildcards.part}_of_{wildcards.parts}.parquet"
 

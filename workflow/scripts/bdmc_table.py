@@ -9,7 +9,7 @@ from vaegaps.tables import summary_table
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
-    frames = {tuple(key): pd.read_parquet(path) for key, path in zip(sm.params.models, sm.input)}
+    frames = {tuple(key): pd.read_parquet(path) for key, path in zip(sm.params.models, sm.input.bdmc, strict=True)}
     table = summary_table(frames, ("dataset", "variant", "family", "setting"), ["lower", "upper", "gap"])
     settings = [sm.params.settings[f"{d}/{s}"] for d, s in zip(table["dataset"], table["setting"])]
     table.insert(5, "procedure", [ais_procedure(a) for a in settings])

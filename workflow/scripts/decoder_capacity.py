@@ -8,6 +8,6 @@ from vaegaps.tables import DECODER_COLUMNS, summary_table, with_flow_approximati
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
     frames = {(sm.params.dataset, layers): with_flow_approximation(pd.read_parquet(path))
-              for layers, path in zip(sm.params.layers, sm.input)}
+              for layers, path in zip(sm.params.layers, sm.input.gaps, strict=True)}
     table = summary_table(frames, ("dataset", "decoder_layers"), DECODER_COLUMNS)
     write_csv(table, sm.output.csv)

@@ -9,7 +9,8 @@ from vaegaps.tables import AMORTIZATION_COLUMNS, amortization_frame, long_frame,
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
     frames = {}
-    for (name, ref), amortized, local in zip(sm.params.encoders.items(), sm.input.amortized, sm.input.local):
+    for (name, ref), amortized, local in zip(sm.params.encoders.items(), sm.input.amortized, sm.input.local,
+                                          strict=True):
         key = (sm.params.dataset, name, split_ref(ref)[1])
         frames[key] = amortization_frame(pd.read_parquet(amortized), pd.read_parquet(local))
     write_parquet(long_frame(frames, ("dataset", "encoder", "family")), sm.output.per_datapoint,

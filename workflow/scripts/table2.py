@@ -8,8 +8,8 @@ from vaegaps.tables import paired_flow_minus_ffg, table2, to_markdown
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
-    frames = {tuple(key): pd.read_parquet(path) for key, path in zip(sm.params.models, sm.input.gaps)}
-    bdmc = {tuple(key): pd.read_parquet(path) for key, path in zip(sm.params.models, sm.input.bdmc)}
+    frames = {tuple(key): pd.read_parquet(path) for key, path in zip(sm.params.models, sm.input.gaps, strict=True)}
+    bdmc = {tuple(key): pd.read_parquet(path) for key, path in zip(sm.params.models, sm.input.bdmc, strict=True)}
     table = table2(frames, bdmc)
     write_csv(table, sm.output.csv)
     write_text(to_markdown(table), sm.output.md)

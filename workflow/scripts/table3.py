@@ -7,6 +7,6 @@ from vaegaps.tables import summary_table
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
-    frames = {tuple(key): pd.read_parquet(path) for key, path in zip(sm.params.models, sm.input)}
+    frames = {tuple(key): pd.read_parquet(path) for key, path in zip(sm.params.models, sm.input.gaps, strict=True)}
     table = summary_table(frames, ("dataset", "variant", "trained_family"))
     write_csv(table, sm.output.csv)

@@ -8,6 +8,6 @@ from vaegaps.user_tables import user_table
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
-    gaps = {n: pd.read_parquet(p) for n, p in zip(sm.params.names, sm.input.gaps)}
-    bdmc = {n: pd.read_parquet(p) for n, p in zip(sm.params.names, sm.input.bdmc)}
+    gaps = {n: pd.read_parquet(p) for n, p in zip(sm.params.names, sm.input.gaps, strict=True)}
+    bdmc = {n: pd.read_parquet(p) for n, p in zip(sm.params.names, sm.input.bdmc, strict=True)}
     write_csv(user_table(gaps, bdmc), sm.output.csv)
