@@ -234,12 +234,12 @@ class BernoulliDecoder2D:
             return self.log_lik(x, z.to(self.dtype))
         return fn
 
-    def log_lik_on_points(self, x: torch.Tensor, pts: torch.Tensor, chunk: int = 65536):
+    def log_lik_on_points(self, x: torch.Tensor, pts: torch.Tensor, batch: int = 65536):
         """x (N, P), pts (G, 2) -> (N, G) by matrix products (no N x G x P tensor)."""
         out = []
         xd = x.to(pts.dtype)
-        for i in range(0, pts.shape[0], chunk):
-            l = self.logits(pts[i:i + chunk])  # (g, P)
+        for i in range(0, pts.shape[0], batch):
+            l = self.logits(pts[i:i + batch])  # (g, P)
             out.append(xd @ (-F.softplus(-l)).T + (1.0 - xd) @ (-F.softplus(l)).T)
         return torch.cat(out, 1)
 

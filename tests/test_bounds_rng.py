@@ -52,8 +52,8 @@ def test_rng_is_keyed_by_datapoint_not_batch():
     full = rng.normal(7, "s", idx, 3, (16, 5))
     alone = rng.normal(7, "s", torch.tensor([42]), 3, (16, 5))
     assert torch.equal(full[42], alone[0])
-    chunked = torch.cat([rng.normal(7, "s", idx, 3, (6, 5)), rng.normal(7, "s", idx, 3, (10, 5), offset=6)], 1)
-    assert torch.equal(full, chunked)
+    batched = torch.cat([rng.normal(7, "s", idx, 3, (6, 5)), rng.normal(7, "s", idx, 3, (10, 5), offset=6)], 1)
+    assert torch.equal(full, batched)
     # different step, stream and seed give different numbers
     assert not torch.equal(full, rng.normal(7, "s", idx, 4, (16, 5)))
     assert not torch.equal(full, rng.normal(7, "t", idx, 3, (16, 5)))

@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vaegaps import data
-from vaegaps.data import (DATASETS, image_shape, load_split, prepare_dataset, read_amat, read_cifar_binary,
-                          read_idx)
+from vaegaps import datasets, fetch
+from vaegaps.data import image_shape, load_split, prepare_dataset
+from vaegaps.datasets import DATASETS
 from vaegaps.errors import VaegapsError
 from vaegaps.io import read_metadata
+from vaegaps.parsers import read_amat, read_cifar_binary, read_idx
 
 SHA = lambda b: hashlib.sha256(b).hexdigest()  # noqa: E731
 
@@ -128,7 +129,7 @@ def server(tmp_path):
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch):
-    monkeypatch.setattr(data, "_BACKOFF_S", 0.0)
+    monkeypatch.setattr(fetch, "_BACKOFF_S", 0.0)
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -268,7 +269,7 @@ def test_cifar_rejects_link_members(tmp_path):
 # ----------------------------------------------------------------------------- downloads
 
 def test_download_mnist_then_reuse_cache(tmp_path, server, caplog):
-    caplog.set_level(logging.INFO, logger="vaegaps.data")
+    caplog.set_level(logging.INFO, logger="vaegaps.fetch")  # the progress report
     www, url = server
     arrays, sums = make_mnist(www)
     out, cache = tmp_path / "out" / "m.parquet", tmp_path / "cache"
@@ -392,8 +393,8 @@ def test_digits_real(tmp_path):
     np.testing.assert_array_equal(yt, d.target[perm[1547:]])
 
 
-@pytest.mark.skipif(not Path(data.DEBIAN_FASHION_MNIST_DIR).is_dir(),
-                    reason=f"Debian package dataset-fashion-mnist not installed ({data.DEBIAN_FASHION_MNIST_DIR})")
+@pytest.mark.skipif(not Path(datasets.DEBIAN_FASHION_MNIST_DIR).is_dir(),
+                    reason=f"Debian package dataset-fashion-mnist not installed ({datasets.DEBIAN_FASHION_MNIST_DIR})")
 def test_fashion_mnist_from_debian_package_offline(tmp_path):
     out = tmp_path / "fm.parquet"
     prepare_dataset("fashion_mnist", out, download=False)
@@ -401,4 +402,4 @@ def test_fashion_mnist_from_debian_package_offline(tmp_path):
         index, x, y = load_split(out, split)
         assert x.shape == (n, 784) and len(y) == n and set(np.unique(x)) == {0.0, 1.0}
         assert set(np.unique(y)) == set(range(10))
-    assert set(read_metadata(out)["source"].values()) == {data.DEBIAN_FASHION_MNIST_DIR}
+    assert set(read_metadata(out)["source"].values()) == {datasets.DEBIAN_FASHION_MNIST_DIR}

@@ -47,18 +47,19 @@ def test_main_install_has_what_snakemake_report_imports():
 def test_dataset_file_opens_in_plain_pandas(tmp_path):
     """The prepared dataset opens with pd.read_parquet's defaults (an ArrowDtype recorded in the
     file's pandas metadata used to need dtype_backend="pyarrow"), and load_split reads it back."""
-    from vaegaps.data import SPLITS, _frame, load_split
+    from vaegaps.data import _frame, load_split
+    from vaegaps.datasets import SPLITS
     from vaegaps.io import write_parquet
 
     rng = np.random.default_rng(0)
-    parts = {s: (rng.integers(0, 2, (k, 6), dtype=np.uint8), np.arange(k)) for s, k in zip(SPLITS, (5, 3, 2))}
+    splits = {s: (rng.integers(0, 2, (k, 6), dtype=np.uint8), np.arange(k)) for s, k in zip(SPLITS, (5, 3, 2))}
     path = tmp_path / "d.parquet"
-    write_parquet(_frame(parts), path)
+    write_parquet(_frame(splits), path)
     df = pd.read_parquet(path)
     assert len(df) == 10 and list(df.columns) == ["split", "index", "label", "pixels"]
-    np.testing.assert_array_equal(np.stack(df.loc[df["split"] == "valid", "pixels"].to_numpy()), parts["valid"][0])
+    np.testing.assert_array_equal(np.stack(df.loc[df["split"] == "valid", "pixels"].to_numpy()), splits["valid"][0])
     index, x, labels = load_split(path, "valid")
-    np.testing.assert_array_equal(x, parts["valid"][0].astype(np.float32))
+    np.testing.assert_array_equal(x, splits["valid"][0].astype(np.float32))
     np.testing.assert_array_equal(index, np.arange(3))
 
 

@@ -192,7 +192,7 @@ BAD = {
     "ais step_size=0": (_ais, dict(step_size=0.0), "step_size"),
     "ais target_accept=1.5": (_ais, dict(target_accept=1.5), "target_accept"),
     "ais step_size_bounds": (_ais, dict(step_size_bounds=(0.5, 0.1)), "step_size_bounds"),
-    "ais chunk_size=0": (_ais, dict(chunk_size=0), "chunk_size"),
+    "ais batch_size=0": (_ais, dict(batch_size=0), "batch_size"),
     "ais z_dim=0": (_ais, dict(z_dim=0), "z_dim"),
     "ais wrong z_dim": (_ais, dict(z_dim=3), "z_dim"),
     "ais n_points=-1": (_ais, dict(n_points=-1), "n_points"),

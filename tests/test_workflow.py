@@ -19,7 +19,7 @@ def test_table2_has_every_quantity_for_both_families(tiny_run):
     assert list(t.columns[:len(TABLE2_COLUMNS)]) == TABLE2_COLUMNS
     trust = ["ais_start", "frac_converged_local_ffg", "frac_converged_local_flow", "frac_qstar_converged",
              "frac_log_px_from_ais", "frac_ais_below_iwae", "approximation_gap_is_lower_bound",
-             "n_negative_amortization_gap", "n_negative_approximation_gap",
+             "ais_minus_iwae", "ais_minus_iwae_se", "n_negative_amortization_gap", "n_negative_approximation_gap",
              "bdmc_gap", "bdmc_gap_se", "bdmc_n_points"]
     assert list(t.columns[len(TABLE2_COLUMNS):]) == trust
     assert (t[trust[1:6]].ge(0) & t[trust[1:6]].le(1)).all().all()

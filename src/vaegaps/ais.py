@@ -24,7 +24,7 @@ import torch
 from . import rng
 from .bounds import log_mean_exp
 from .likelihood import (LogLikelihood, check_index, check_int, check_likelihood, check_number,
-                         check_optional_int, chunks, ll_and_grad, restrict)
+                         check_optional_int, batches, ll_and_grad, restrict)
 
 log = logging.getLogger(__name__)
 
@@ -166,14 +166,14 @@ def ais(log_likelihood: LogLikelihood, z_dim: int, n_points: int, n_chains: int 
         generator: torch.Generator | int | None = None, *, index: torch.Tensor | None = None,
         step_size: float = 0.01, target_accept: float = 0.65, adapt_factor: float = 0.02,
         step_size_bounds: tuple[float, float] = (1e-4, 0.5), step_sizes: torch.Tensor | None = None,
-        chunk_size: int | None = None, dtype: torch.dtype | None = None, device=None,
+        batch_size: int | None = None, dtype: torch.dtype | None = None, device=None,
         stream: str = "ais", init: tuple[torch.Tensor, torch.Tensor] | None = None) -> AISResult:
     """AIS estimate of log p(x) for N datapoints with S chains each.
 
     `init` = (mean, scale): start from N(mean, std²) per datapoint (scale = std, (N, D), e.g. the
     encoder's q(z|x)) or from N(mean, L Lᵀ) (scale = lower-triangular L, (N, D, D)) instead of
     the prior. Random numbers are keyed by (seed, datapoint `index`, distribution), so a
-    datapoint's result does not depend on which others share its batch or chunk. `step_sizes`
+    datapoint's result does not depend on which others share its batch. `step_sizes`
     (T-2, N), e.g. the `step_sizes` of a pilot run, freezes the step size of each transition
     instead of adapting.
 
@@ -192,7 +192,7 @@ def ais(log_likelihood: LogLikelihood, z_dim: int, n_points: int, n_chains: int 
         step_size: initial leapfrog step (> 0), adapted towards `target_accept` unless `step_sizes`.
         target_accept, adapt_factor, step_size_bounds: the step-size adaptation.
         step_sizes: (T-2, N) frozen step sizes, e.g. a pilot run's `step_sizes`.
-        chunk_size: datapoints per batch (memory only; results do not depend on it).
+        batch_size: datapoints per batch (memory only; results do not depend on it).
         dtype, device: of the chains (default: the likelihood's).
         stream: name of the random stream (separates independent runs with one seed).
         init: (mean, scale) of a Gaussian start; None for the prior N(0, I).
@@ -211,7 +211,7 @@ def ais(log_likelihood: LogLikelihood, z_dim: int, n_points: int, n_chains: int 
         raise ValueError(f"step_size_bounds must be a pair (low, high), got {step_size_bounds!r}")
     check_number("step_size_bounds[0]", step_size_bounds[0], 0.0, closed="low")
     check_number("step_size_bounds[1]", step_size_bounds[1], step_size_bounds[0], closed="low")
-    check_optional_int("chunk_size", chunk_size)
+    check_optional_int("batch_size", batch_size)
     dtype, device = check_likelihood(log_likelihood, z_dim, n_points, dtype, device)
     if step_sizes is not None:
         step_sizes = torch.as_tensor(step_sizes)
@@ -222,7 +222,7 @@ def ais(log_likelihood: LogLikelihood, z_dim: int, n_points: int, n_chains: int 
     index = check_index(index, n_points).to(device=device, dtype=torch.int64)
     parts = []
     with torch.no_grad():
-        for sl in chunks(n_points, chunk_size):
+        for sl in batches(n_points, batch_size):
             z0 = rng.normal(seed, f"{stream}/init", index[sl], 0, (n_chains, z_dim), dtype=dtype)
             frozen = None if step_sizes is None else step_sizes[:, sl]
             target = _target(log_likelihood, sl, n_points, init)
@@ -259,7 +259,7 @@ def _log_mean_exp_se(log_w: torch.Tensor) -> torch.Tensor:
 def bdmc(log_likelihood: LogLikelihood, z_true: torch.Tensor, n_chains: int = 16,
          n_intermediate: int = 1000, schedule: str = "sigmoid", leapfrog_steps: int = 10,
          generator: torch.Generator | int | None = None, *, index: torch.Tensor | None = None,
-         step_size: float = 0.01, target_accept: float = 0.65, chunk_size: int | None = None,
+         step_size: float = 0.01, target_accept: float = 0.65, batch_size: int | None = None,
          init: tuple[torch.Tensor, torch.Tensor] | None = None, **kwargs) -> BDMCResult:
     """Forward AIS (lower bound) and reverse AIS from the exact z (upper bound) on data simulated
     from the model (Grosse et al.). The reverse chains reuse the forward run's per-distribution
@@ -270,7 +270,7 @@ def bdmc(log_likelihood: LogLikelihood, z_true: torch.Tensor, n_chains: int = 16
         log_likelihood: z (N, S, D) -> log p(x_n | z_ns) (N, S) for the simulated x.
         z_true: (N, D) the latents each x was simulated from (an exact posterior sample).
         n_chains, n_intermediate, schedule, leapfrog_steps, generator, index, step_size,
-        target_accept, chunk_size, init, **kwargs: as in `ais` (the same AIS procedure).
+        target_accept, batch_size, init, **kwargs: as in `ais` (the same AIS procedure).
 
     Returns:
         BDMCResult: lower (N,) forward AIS, upper (N,) reverse AIS; upper − lower bounds the
@@ -286,14 +286,14 @@ def bdmc(log_likelihood: LogLikelihood, z_true: torch.Tensor, n_chains: int = 16
     check_likelihood(log_likelihood, d, n, z_true.dtype, z_true.device, names=("z_true.shape[1]", "z_true.shape[0]"))
     seed = rng.seed_from(generator)
     fwd = ais(log_likelihood, d, n, n_chains, n_intermediate, schedule, leapfrog_steps, seed,
-              index=index, step_size=step_size, target_accept=target_accept, chunk_size=chunk_size,
+              index=index, step_size=step_size, target_accept=target_accept, batch_size=batch_size,
               dtype=z_true.dtype, device=z_true.device, init=init, **kwargs)
     index = check_index(index, n).to(z_true.device, torch.int64)
     betas = schedule_betas(n_intermediate, schedule).flip(0)
     frozen = fwd.step_sizes.flip(0)
     parts = []
     with torch.no_grad():
-        for sl in chunks(n, chunk_size):
+        for sl in batches(n, batch_size):
             target = _target(log_likelihood, sl, n, init)
             z = target.eps(z_true[sl].unsqueeze(1).expand(-1, n_chains, d)).contiguous()
             parts.append(_anneal(target, z, betas, seed, "bdmc_reverse",

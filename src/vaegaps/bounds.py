@@ -62,21 +62,21 @@ def annealed_objective(log_px_z: torch.Tensor, log_pz: torch.Tensor, log_q: torc
     return (log_px_z + log_pz - lam * log_q).mean(-1)
 
 
-def monte_carlo_bounds(sample_q, log_likelihood, n_samples: int, noise_fn, sample_chunk: int = 500,
+def monte_carlo_bounds(sample_q, log_likelihood, n_samples: int, noise_fn, sample_batch: int = 500,
                        with_iwae_se: bool = False):
-    """ELBO, IWAE-n_samples and the ELBO's standard error for every datapoint, in sample chunks
+    """ELBO, IWAE-n_samples and the ELBO's standard error for every datapoint, in sample batches
     (and, with `with_iwae_se`, the IWAE's delta-method standard error as a fourth value).
 
     sample_q(noise) -> (z (N, s, D), log q (N, s)); noise_fn(offset, s) -> noise (N, s, k, D)
-    must give the same numbers whether drawn at once or in chunks (vaegaps.rng does), so the
-    chunk size changes memory, not results.
+    must give the same numbers whether drawn at once or in batches (vaegaps.rng does), so the
+    batch size changes memory, not results.
     """
     check_int("n_samples", n_samples)
-    check_int("sample_chunk", sample_chunk)
+    check_int("sample_batch", sample_batch)
     total = total_sq = None
     lse_parts, lse2_parts = [], []
-    for start in range(0, n_samples, sample_chunk):
-        s = min(sample_chunk, n_samples - start)
+    for start in range(0, n_samples, sample_batch):
+        s = min(sample_batch, n_samples - start)
         z, log_q = sample_q(noise_fn(start, s))
         w = (log_likelihood(z) + log_normal_std(z) - log_q).double()
         total = w.sum(-1) if total is None else total + w.sum(-1)

@@ -51,7 +51,7 @@ def _frozen(model: VAE) -> VAE:
 
 
 def amortized_bounds(model: VAE, x: torch.Tensor, index: np.ndarray, n_samples: int, seed: int,
-                     sample_chunk: int = 500) -> pd.DataFrame:
+                     sample_batch: int = 500) -> pd.DataFrame:
     """L[q] and IWAE-n_samples of the encoder's q(z|x)."""
     model = _frozen(model)
     idx = torch.as_tensor(index, device=x.device)
@@ -64,7 +64,7 @@ def amortized_bounds(model: VAE, x: torch.Tensor, index: np.ndarray, n_samples: 
 
         elbo, iwae, se, iwae_se = monte_carlo_bounds(lambda e: model.family(mean, logvar, e, h),
                                                      model.log_likelihood(x), n_samples, noise_fn,
-                                                     sample_chunk, with_iwae_se=True)
+                                                     sample_batch, with_iwae_se=True)
     return pd.DataFrame({"index": index, "elbo": elbo.cpu().numpy(), "iwae": iwae.cpu().numpy(),
                          "elbo_se": se.cpu().numpy(), "iwae_se": iwae_se.cpu().numpy()})
 

@@ -152,7 +152,7 @@ def restrict(log_likelihood: LogLikelihood, rows: slice | torch.Tensor, n: int) 
     return padded
 
 
-def chunks(n: int, chunk_size: int | None) -> list[slice]:
-    """Consecutive slices of at most chunk_size datapoints (all at once when None)."""
-    size = chunk_size or n
+def batches(n: int, batch_size: int | None) -> list[slice]:
+    """Consecutive slices of at most batch_size datapoints (all at once when None)."""
+    size = batch_size or n
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]

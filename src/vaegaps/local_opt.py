@@ -22,7 +22,7 @@ from torch.func import functional_call
 
 from . import rng
 from .likelihood import (LogLikelihood, check_index, check_int, check_likelihood, check_number,
-                         check_optional_int, chunks, restrict)
+                         check_optional_int, batches, restrict)
 from .bounds import log_normal_std, monte_carlo_bounds
 from .families import FAMILIES, LocalPosterior
 
@@ -93,7 +93,7 @@ class _Run:
                 d[k] = d[k][keep]
 
 
-def _optimize_chunk(q, params, log_likelihood, index, seed, stream, n_samples, lr, check_every,
+def _optimize_batch(q, params, log_likelihood, index, seed, stream, n_samples, lr, check_every,
                     patience, max_steps) -> _Run:
     """Optimise the per-datapoint `params` of q (functional form) from where they are."""
     run = _Run(params, max_steps)
@@ -150,7 +150,7 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
                    generator: torch.Generator | int | None = None, *, index: torch.Tensor | None = None,
                    init: tuple[torch.Tensor, torch.Tensor] | dict | list[dict] | None = None,
                    hidden: int | None = None, flow_steps: int = 2, restarts: int = 2,
-                   select_samples: int = 1000, chunk_size: int | None = None, sample_chunk: int = 500,
+                   select_samples: int = 1000, batch_size: int | None = None, sample_batch: int = 500,
                    dtype: torch.dtype | None = None, device=None, stream: str = "local") -> LocalResult:
     """Fit one q of `family` ('ffg', 'flow', 'realnvp') per datapoint and score it with fresh samples.
 
@@ -179,7 +179,8 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
         init: the start(s), as above; None for the prior.
         restarts: restarts at lr × 0.1 after a non-finite loss (≥ 0).
         select_samples: samples for choosing between starts and between start and optimum.
-        chunk_size, sample_chunk: batching (memory only; results do not depend on it).
+        batch_size, sample_batch: datapoints per batch and samples per batch (memory only;
+            results do not depend on them).
         dtype, device: of the parameters (default: the likelihood's).
 
     Returns:
@@ -190,10 +191,10 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
     for name, value in (("n_samples", n_samples), ("check_every", check_every), ("patience", patience),
                         ("max_steps", max_steps), ("final_samples", final_samples), ("flow_steps", flow_steps),
-                        ("select_samples", select_samples), ("sample_chunk", sample_chunk)):
+                        ("select_samples", select_samples), ("sample_batch", sample_batch)):
         check_int(name, value)
     check_int("restarts", restarts, 0)
-    check_optional_int("chunk_size", chunk_size)
+    check_optional_int("batch_size", batch_size)
     check_optional_int("hidden", hidden)
     check_number("lr", lr)
     dtype, device = check_likelihood(log_likelihood, z_dim, n_points, dtype, device)
@@ -203,7 +204,7 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
         init = {"mean": init[0], "logvar": init[1]}
     candidates = init if isinstance(init, list) else [init or {}]
     results = []
-    for sl in chunks(n_points, chunk_size):
+    for sl in batches(n_points, batch_size):
         q = LocalPosterior(family, sl.stop - sl.start, z_dim, hidden, flow_steps)
         q = q.to(device=device, dtype=dtype).init_keyed(seed, stream, index[sl])
         loglik = restrict(log_likelihood, sl, n_points)
@@ -214,7 +215,7 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
                                   offset=offset, dtype=dtype)
             with torch.no_grad():
                 out = monte_carlo_bounds(lambda e: functional_call(q, params, (e,)), loglik, samples,
-                                         noise_fn, sample_chunk, with_iwae_se=with_se)
+                                         noise_fn, sample_batch, with_iwae_se=with_se)
             return out if with_se else out[0]
 
         starts = [_overlay(q, c, sl) for c in candidates]
@@ -255,9 +256,9 @@ def _pick(candidates: list[dict], scores: list[torch.Tensor]) -> dict:
 
 def _optimize_with_restarts(q, start, loglik, index, seed, stream, n_samples, lr, check_every, patience,
                             max_steps, restarts):
-    """_optimize_chunk, then again from the start at lr × LR_BACKOFF for the rows that diverged."""
+    """_optimize_batch, then again from the start at lr × LR_BACKOFF for the rows that diverged."""
     n = index.shape[0]
-    run = _optimize_chunk(q, start, loglik, index, seed, stream, n_samples, lr, check_every, patience,
+    run = _optimize_batch(q, start, loglik, index, seed, stream, n_samples, lr, check_every, patience,
                           max_steps)
     params, steps, converged, diverged = run.full, run.steps, run.converged, run.diverged
     n_restarts = torch.zeros(n, dtype=torch.int64)
@@ -269,7 +270,7 @@ def _optimize_with_restarts(q, start, loglik, index, seed, stream, n_samples, lr
         log.warning("%s: %d of %d datapoints diverged; restarting them at lr %.3g", stream, rows.numel(),
                     n, lr_now)
         dev_rows = rows.to(index.device)
-        sub = _optimize_chunk(q, {k: v[dev_rows] for k, v in start.items()}, restrict(loglik, dev_rows, n),
+        sub = _optimize_batch(q, {k: v[dev_rows] for k, v in start.items()}, restrict(loglik, dev_rows, n),
                               index[dev_rows], seed, f"{stream}/restart{attempt}", n_samples, lr_now,
                               check_every, patience, max_steps)
         for k in params:

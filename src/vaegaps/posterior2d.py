@@ -25,8 +25,8 @@ from .nets import BatchedLinear
 
 log = logging.getLogger(__name__)
 
-# Elements (rows × width) of the largest intermediate tensor per grid chunk (≈ 4 MB in float32):
-# chunks that stay in cache. 64× larger chunks gave the same numbers at 3× the time, most of it
+# Elements (rows × width) of the largest intermediate tensor per grid batch (≈ 4 MB in float32):
+# batches that stay in cache. 64× larger batches gave the same numbers at 3× the time, most of it
 # in the kernel paging fresh allocations in and out (measured on Figure 2's flow densities).
 _BUDGET = 1 << 20
 DISTRIBUTIONS = ("true", "amortized_ffg", "optimal_ffg", "optimal_flow")
@@ -41,8 +41,8 @@ def make_grid(grid_limit: float, grid_size: int, dtype=torch.float32, device=Non
     return z, (2.0 * grid_limit / (grid_size - 1)) ** 2
 
 
-def _grid_chunks(n_grid: int, per_node: int) -> list[slice]:
-    """Slices of grid nodes so that a chunk's biggest tensor has at most _BUDGET elements."""
+def _grid_batches(n_grid: int, per_node: int) -> list[slice]:
+    """Slices of grid nodes so that a batch's biggest tensor has at most _BUDGET elements."""
     size = max(1, _BUDGET // max(1, per_node))
     return [slice(s, min(s + size, n_grid)) for s in range(0, n_grid, size)]
 
@@ -57,7 +57,7 @@ def grid_posterior(model, x: torch.Tensor, grid_limit: float = 4.0, grid_size: i
     n = x.shape[0]
     with torch.no_grad():
         parts = [lik(z[sl].unsqueeze(0).expand(n, -1, -1)) + log_normal_std(z[sl])
-                 for sl in _grid_chunks(len(z), n * x.shape[1])]
+                 for sl in _grid_batches(len(z), n * x.shape[1])]
     # float64 for the normalisation: Σ over ~10⁴ nodes
     log_joint = torch.cat(parts, -1).double()
     log_px = torch.logsumexp(log_joint, -1) + math.log(area)
@@ -116,10 +116,10 @@ def family_log_density(family, mean, logvar, z, context=None, *, seed=0, index=N
     if isinstance(family, AuxFlow):
         hidden = max(m.weight.shape[-1] for m in family.modules() if isinstance(m, BatchedLinear))
         width = n * n_v * hidden
-        # independent draws per node (keyed by node, so chunking changes nothing): common draws
+        # independent draws per node (keyed by node, so batching changes nothing): common draws
         # would give smoother contours but a systematically wrong shape and mass
         parts = []
-        for sl in _grid_chunks(len(z), width):
+        for sl in _grid_batches(len(z), width):
             noise = rng.normal(seed, stream, index, 0, (sl.stop - sl.start, n_v, z.shape[-1]),
                                offset=sl.start, dtype=z.dtype)
             parts.append(aux_flow_log_marginal(family, mean, logvar, zn[:, sl], noise, context))

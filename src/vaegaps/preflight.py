@@ -60,7 +60,7 @@ def split_sizes(results, dataset: str) -> dict[str, int] | None:
             return dict(json.loads(pq.read_schema(path).metadata[b"vaegaps"])["splits"])
         except (KeyError, TypeError, ValueError):
             pass
-    from .data import DATASETS
+    from .datasets import DATASETS
 
     spec = DATASETS.get(dataset)
     return dict(spec.splits) if spec else None

@@ -73,7 +73,7 @@ def normal(seed: int, stream: str, index: torch.Tensor, step: int, shape: tuple[
            offset: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """N(0, 1) of shape (N, *shape) by Box-Muller on two counters per element.
 
-    `offset` skips that many leading rows of shape[0], so drawing samples in chunks gives the
+    `offset` skips that many leading rows of shape[0], so drawing samples in batches gives the
     same numbers as drawing them at once.
     """
     n = math.prod(shape)

@@ -88,6 +88,11 @@ def diagnostics(frame: pd.DataFrame) -> dict:
     if "ais_below_iwae" in frame:
         out["frac_ais_below_iwae"] = float(frame["ais_below_iwae"].mean())
         out["approximation_gap_is_lower_bound"] = out["frac_ais_below_iwae"] > AIS_BELOW_MAX
+    if "ais" in frame and "iwae_qstar" in frame:
+        # the paired comparison of the two bounds: AIS should not fall below IWAE(q*) on average
+        d = frame["ais"] - frame["iwae_qstar"]
+        out["ais_minus_iwae"] = float(d.mean())
+        out["ais_minus_iwae_se"] = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
     for col in ("negative_amortization_gap", "negative_approximation_gap"):
         if col in frame:
             out[f"n_{col}"] = int(frame[col].sum())
@@ -202,6 +207,9 @@ def to_markdown(table: pd.DataFrame, id_columns=("dataset", "trained_family"), l
     for key, label in TRUST_LABELS.items():
         if key in table:
             lines.append(f"| {label} | " + " | ".join(f"{v:.0%}" for v in table[key]) + " |")
+    if "ais_minus_iwae" in table:
+        cells = [f"{r['ais_minus_iwae']:.2f} ± {r['ais_minus_iwae_se']:.2f}" for _, r in table.iterrows()]
+        lines.append("| AIS − IWAE(q*), paired | " + " | ".join(cells) + " |")
     if "bdmc_gap" in table:
         cells = [f"{r['bdmc_gap']:.2f} ± {r['bdmc_gap_se']:.2f} (n = {int(r['bdmc_n_points'])})" for _, r in table.iterrows()]
         lines.append("| BDMC gap of this AIS, simulated data | " + " | ".join(cells) + " |")

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 BURDA_STAGES = 8
 BURDA_EPOCHS = sum(3**i for i in range(BURDA_STAGES))  # 3280
-VALID_CHUNK = 1000  # fixed, so the validation noise (hence the number) never depends on batch_size
+VALID_BATCH = 1000  # fixed, so the validation noise (hence the number) never depends on train.batch_size
 HISTORY_COLUMNS = ["epoch", "train_elbo", "valid_elbo", "lam", "lr", "seconds"]
 # Settings that cannot change the trained weights stay out of the checkpoint's config hash.
 _HASH_EXEMPT = ("checkpoint_every",)
@@ -173,8 +173,8 @@ def valid_elbo(model: VAE, x: torch.Tensor, seed: int) -> float:
         return math.nan
     model.eval()
     gen = torch.Generator(device=x.device).manual_seed(_derived_seed(seed, "valid"))
-    total = sum(model.objective(x[i:i + VALID_CHUNK], 1.0, 1, generator=gen)[1].double().sum()
-                for i in range(0, len(x), VALID_CHUNK))
+    total = sum(model.objective(x[i:i + VALID_BATCH], 1.0, 1, generator=gen)[1].double().sum()
+                for i in range(0, len(x), VALID_BATCH))
     return float(total) / len(x)
 
 

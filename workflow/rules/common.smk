@@ -42,6 +42,26 @@ THREADS = config["threads"]
 # a site without GPUs sets them to 0 in its own profile (README, "Running on a cluster").
 GPU = 0 if config["device"] == "cpu" else 1
 PART = "part_{part}_of_{parts}"
+MODEL_ID = "{dataset}/{variant}/{family}"  # a model's wildcards, as folders
+
+
+def log_path(name, *segments):
+    """A job's log, results/logs/NAME/S1/…/Sn.log: NAME is its rule's name (or a folder rules
+    share), `segments` the folders and file name its wildcards make, e.g. log_path("ais",
+    MODEL_ID, PART); a rule without wildcards logs to results/logs/NAME.log."""
+    return f"{RES}/logs/{'/'.join((name, *segments))}.log"
+
+
+def bench_path(name, *segments):
+    """A job's benchmark, named as its log (log_path): results/benchmarks/NAME/S1/…/Sn.tsv."""
+    return f"{RES}/benchmarks/{'/'.join((name, *segments))}.tsv"
+
+
+# `resources: **LOCAL_JOB`: the jobs that take seconds (gathering parts, gaps, tables, figures of a
+# summary), each a `localrule` run on the submitting host. `resources: **GPU_DAY_JOB`: the jobs a GPU
+# speeds up that may take a day (training, local optimisation, AIS).
+LOCAL_JOB = {"mem_mb": 2000, "runtime": 10}
+GPU_DAY_JOB = {"mem_mb": 8000, "runtime": 24 * 60, "gpu": GPU}
 
 
 wildcard_constraints:

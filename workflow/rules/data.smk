@@ -1,5 +1,6 @@
 rule prepare_dataset:
     """Find (local folder, Debian's package, cache) or download and verify a dataset; binarize and split."""
+    localrule: True
     input:
         code=script_code("prepare_dataset"),
     output:
@@ -7,9 +8,9 @@ rule prepare_dataset:
     params:
         data=config["data"],
     log:
-        f"{RES}/logs/prepare_dataset/{{dataset}}.log",
+        log_path("prepare_dataset", "{dataset}"),
     benchmark:
-        f"{RES}/benchmarks/prepare_dataset/{{dataset}}.tsv"
+        bench_path("prepare_dataset", "{dataset}")
     threads: 1
     resources:
         mem_mb=6000,

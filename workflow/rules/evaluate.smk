@@ -1,6 +1,8 @@
 # Per-datapoint estimates on the evaluation set. Each stage runs as `evaluation.parts` jobs, one
 # per consecutive part of the datapoints (one cluster job each), each resuming from its finished
 # chunks; gather_parts joins them into the stage's Parquet (identical for any number of parts).
+# BDMC certifies an AIS setting on data simulated from a model (same parts, gather_bdmc), and
+# over_training_point estimates at one snapshot of an over-training model.
 # The data file is ancient() here and in every rule that reads it (see train.smk).
 
 
@@ -14,11 +16,11 @@ rule amortized_bounds:
         f"{EVAL}/parts/amortized/{PART}.parquet",
     params:
         evaluation=eval_cfg,
-        resume=f"{RES}/resume/{{dataset}}/{{variant}}/{{family}}/amortized",
+        resume=f"{RES}/resume/{MODEL_ID}/amortized",
     log:
-        f"{RES}/logs/amortized_bounds/{{dataset}}/{{variant}}/{{family}}/{PART}.log",
+        log_path("amortized_bounds", MODEL_ID, PART),
     benchmark:
-        f"{RES}/benchmarks/amortized_bounds/{{dataset}}/{{variant}}/{{family}}/{PART}.tsv"
+        bench_path("amortized_bounds", MODEL_ID, PART)
     threads: THREADS
     resources:
         mem_mb=8000,
@@ -42,16 +44,14 @@ rule local_optimum:
     params:
         evaluation=eval_cfg,
         local=local_cfg,
-        resume=f"{RES}/resume/{{dataset}}/{{variant}}/{{family}}/local_{{qfamily}}",
+        resume=f"{RES}/resume/{MODEL_ID}/local_{{qfamily}}",
     log:
-        f"{RES}/logs/local_optimum/{{dataset}}/{{variant}}/{{family}}_{{qfamily}}/{PART}.log",
+        log_path("local_optimum", f"{MODEL_ID}_{{qfamily}}", PART),
     benchmark:
-        f"{RES}/benchmarks/local_optimum/{{dataset}}/{{variant}}/{{family}}_{{qfamily}}/{PART}.tsv"
+        bench_path("local_optimum", f"{MODEL_ID}_{{qfamily}}", PART)
     threads: THREADS
     resources:
-        mem_mb=8000,
-        runtime=24 * 60,
-        gpu=GPU,
+        **GPU_DAY_JOB,
     conda:
         "../../envs/vaegaps.yaml"
     script:
@@ -68,16 +68,14 @@ rule ais:
         f"{EVAL}/parts/ais/{PART}.parquet",
     params:
         evaluation=eval_cfg,
-        resume=f"{RES}/resume/{{dataset}}/{{variant}}/{{family}}/ais",
+        resume=f"{RES}/resume/{MODEL_ID}/ais",
     log:
-        f"{RES}/logs/ais/{{dataset}}/{{variant}}/{{family}}/{PART}.log",
+        log_path("ais", MODEL_ID, PART),
     benchmark:
-        f"{RES}/benchmarks/ais/{{dataset}}/{{variant}}/{{family}}/{PART}.tsv"
+        bench_path("ais", MODEL_ID, PART)
     threads: THREADS
     resources:
-        mem_mb=8000,
-        runtime=24 * 60,
-        gpu=GPU,
+        **GPU_DAY_JOB,
     conda:
         "../../envs/vaegaps.yaml"
     script:
@@ -86,6 +84,7 @@ rule ais:
 
 rule gather_parts:
     """One evaluation stage's parts, joined in datapoint order into its per-datapoint Parquet."""
+    localrule: True
     input:
         parts=lambda w: parts_of(f"{RES}/eval/{w.dataset}/{w.variant}/{w.family}/parts/{w.estimator}",
                                  eval_cfg(w)["parts"]),
@@ -93,14 +92,88 @@ rule gather_parts:
     output:
         f"{EVAL}/{{estimator}}.parquet",
     log:
-        f"{RES}/logs/gather_parts/{{dataset}}/{{variant}}/{{family}}/{{estimator}}.log",
+        log_path("gather_parts", MODEL_ID, "{estimator}"),
     benchmark:
-        f"{RES}/benchmarks/gather_parts/{{dataset}}/{{variant}}/{{family}}/{{estimator}}.tsv"
+        bench_path("gather_parts", MODEL_ID, "{estimator}")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **LOCAL_JOB,
     conda:
         "../../envs/vaegaps.yaml"
     script:
         "../scripts/gather_parts.py"
+
+
+rule bdmc:
+    """Forward and reverse AIS on data simulated from a model, at one AIS setting (main or over_training)."""
+    input:
+        model=f"{MODEL}/model.pt",
+        code=script_code("bdmc"),
+    output:
+        f"{RES}/bdmc/{MODEL_ID}/{{setting}}/{PART}.parquet",
+    params:
+        ais=lambda w: ais_setting(w.dataset, w.setting),
+        n_points=BD["n_points"],
+        seed=config["seed"],
+    log:
+        log_path("bdmc", MODEL_ID, "{setting}", PART),
+    benchmark:
+        bench_path("bdmc", MODEL_ID, "{setting}", PART)
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=24 * 60,
+        gpu=GPU,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/bdmc.py"
+
+
+rule gather_bdmc:
+    """The BDMC parts of one model and AIS setting, joined in datapoint order."""
+    localrule: True
+    input:
+        parts=lambda w: parts_of(f"{RES}/bdmc/{w.dataset}/{w.variant}/{w.family}/{w.setting}",
+                                 eval_cfg(w)["parts"]),
+        code=script_code("gather_parts"),
+    output:
+        f"{RES}/bdmc/{MODEL_ID}/{{setting}}.parquet",
+    log:
+        log_path("gather_bdmc", MODEL_ID, "{setting}"),
+    benchmark:
+        bench_path("gather_bdmc", MODEL_ID, "{setting}")
+    threads: 1
+    resources:
+        **LOCAL_JOB,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/gather_parts.py"
+
+
+rule over_training_point:
+    """One model snapshot: log p̂, L[q*], L[q] on n training and n validation points."""
+    input:
+        snapshots=f"{MODEL}/snapshots",
+        data=ancient(f"{RES}/data/{{dataset}}.parquet"),
+        code=script_code("over_training_point"),
+    output:
+        f"{RES}/over_training/{MODEL_ID}/epoch_{{epoch}}.parquet",
+    params:
+        settings=OT.get("evaluation", {}),
+        n_points=OT.get("n_points"),
+        seed=config["seed"],
+    log:
+        log_path("over_training", MODEL_ID, "epoch_{epoch}"),
+    benchmark:
+        bench_path("over_training", MODEL_ID, "epoch_{epoch}")
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=6 * 60,
+        gpu=GPU,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/over_training_point.py"

@@ -12,6 +12,7 @@ if workflow.is_main_process:
 
 rule gaps:
     """Per-datapoint log p̂ = max(AIS, IWAE of q*), the bounds and the three gaps of one model."""
+    localrule: True
     input:
         amortized=f"{EVAL}/amortized.parquet",
         local_ffg=f"{EVAL}/local_ffg.parquet",
@@ -19,19 +20,18 @@ rule gaps:
         ais=f"{EVAL}/ais.parquet",
         code=script_code("gaps"),
     output:
-        f"{RES}/gaps/{{dataset}}/{{variant}}/{{family}}.parquet",
+        f"{RES}/gaps/{MODEL_ID}.parquet",
     params:
         cfg=model_cfg,
         evaluation=eval_cfg,
         local=lambda w: {f: local_config(eval_cfg(w)["local"], f) for f in ("ffg", "flow")},
     log:
-        f"{RES}/logs/gaps/{{dataset}}/{{variant}}/{{family}}.log",
+        log_path("gaps", MODEL_ID),
     benchmark:
-        f"{RES}/benchmarks/gaps/{{dataset}}/{{variant}}/{{family}}.tsv"
+        bench_path("gaps", MODEL_ID)
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **LOCAL_JOB,
     conda:
         "../../envs/vaegaps.yaml"
     script:
@@ -40,6 +40,7 @@ rule gaps:
 
 rule table2:
     """Table 2: every quantity per (dataset, trained family), mean and standard error."""
+    localrule: True
     input:
         gaps=[f"{RES}/gaps/{d}/standard/{f}.parquet" for d, f in table2_keys()],
         bdmc=[f"{RES}/bdmc/{d}/standard/{f}/main.parquet" for d, f in table2_keys()],
@@ -51,13 +52,12 @@ rule table2:
     params:
         models=table2_keys(),
     log:
-        f"{RES}/logs/table2.log",
+        log_path("table2"),
     benchmark:
-        f"{RES}/benchmarks/table2.tsv"
+        bench_path("table2")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **LOCAL_JOB,
     conda:
         "../../envs/vaegaps.yaml"
     script:

@@ -2,7 +2,7 @@ rule train_vae:
     """Train one VAE (dataset x variant x encoder family) with entropy annealing; resumable."""
     input:
         # ancient: a rebuilt data file (after damage; same settings, same content) must never
-        # retrain, nor delete the trained model first; edits of data.py rerun through `code`
+        # retrain, nor delete the trained model first; edits of the data code rerun through `code`
         data=ancient(f"{RES}/data/{{dataset}}.parquet"),
         base=base_decoder,
         code=script_code("train_vae"),
@@ -12,16 +12,14 @@ rule train_vae:
         snapshots=directory(f"{MODEL}/snapshots"),
     params:
         cfg=model_cfg,
-        checkpoint=f"{RES}/resume/{{dataset}}/{{variant}}/{{family}}/train.ckpt",
+        checkpoint=f"{RES}/resume/{MODEL_ID}/train.ckpt",
     log:
-        f"{RES}/logs/train_vae/{{dataset}}/{{variant}}/{{family}}.log",
+        log_path("train_vae", MODEL_ID),
     benchmark:
-        f"{RES}/benchmarks/train_vae/{{dataset}}/{{variant}}/{{family}}.tsv"
+        bench_path("train_vae", MODEL_ID)
     threads: THREADS
     resources:
-        mem_mb=8000,
-        runtime=24 * 60,
-        gpu=GPU,
+        **GPU_DAY_JOB,
     conda:
         "../../envs/vaegaps.yaml"
     script:

@@ -19,9 +19,9 @@ rule user_amortized:
         settings=user_settings,
         resume=f"{RES}/resume/user/{{name}}/{{ustage}}",
     log:
-        f"{RES}/logs/user/{{name}}/{{ustage}}/{PART}.log",
+        log_path("user", "{name}", "{ustage}", PART),
     benchmark:
-        f"{RES}/benchmarks/user/{{name}}/{{ustage}}/{PART}.tsv"
+        bench_path("user", "{name}", "{ustage}", PART)
     threads: THREADS
     resources:
         mem_mb=8000,
@@ -48,14 +48,12 @@ rule user_local:
         settings=user_settings,
         resume=f"{RES}/resume/user/{{name}}/{{ustage}}",
     log:
-        f"{RES}/logs/user/{{name}}/{{ustage}}/{PART}.log",
+        log_path("user", "{name}", "{ustage}", PART),
     benchmark:
-        f"{RES}/benchmarks/user/{{name}}/{{ustage}}/{PART}.tsv"
+        bench_path("user", "{name}", "{ustage}", PART)
     threads: THREADS
     resources:
-        mem_mb=8000,
-        runtime=24 * 60,
-        gpu=GPU,
+        **GPU_DAY_JOB,
     conda:
         "../../envs/vaegaps.yaml"
     script:
@@ -76,14 +74,12 @@ rule user_ais:
         settings=user_settings,
         resume=f"{RES}/resume/user/{{name}}/{{ustage}}",
     log:
-        f"{RES}/logs/user/{{name}}/{{ustage}}/{PART}.log",
+        log_path("user", "{name}", "{ustage}", PART),
     benchmark:
-        f"{RES}/benchmarks/user/{{name}}/{{ustage}}/{PART}.tsv"
+        bench_path("user", "{name}", "{ustage}", PART)
     threads: THREADS
     resources:
-        mem_mb=8000,
-        runtime=24 * 60,
-        gpu=GPU,
+        **GPU_DAY_JOB,
     conda:
         "../../envs/vaegaps.yaml"
     script:
@@ -104,9 +100,9 @@ rule user_bdmc:
     params:
         settings=user_settings,
     log:
-        f"{RES}/logs/user/{{name}}/{{ustage}}/{PART}.log",
+        log_path("user", "{name}", "{ustage}", PART),
     benchmark:
-        f"{RES}/benchmarks/user/{{name}}/{{ustage}}/{PART}.tsv"
+        bench_path("user", "{name}", "{ustage}", PART)
     threads: THREADS
     resources:
         mem_mb=4000,
@@ -120,19 +116,19 @@ rule user_bdmc:
 
 rule user_gather_bdmc:
     """The BDMC parts of a user model, joined in datapoint order."""
+    localrule: True
     input:
         parts=lambda w: parts_of(f"{RES}/user/{w.name}/parts/bdmc", USER[w.name]["evaluation"]["parts"]),
         code=script_code("gather_parts"),
     output:
         f"{UDIR}/bdmc.parquet",
     log:
-        f"{RES}/logs/user/{{name}}/gather_bdmc.log",
+        log_path("user", "{name}", "gather_bdmc"),
     benchmark:
-        f"{RES}/benchmarks/user/{{name}}/gather_bdmc.tsv"
+        bench_path("user", "{name}", "gather_bdmc")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **LOCAL_JOB,
     conda:
         "../../envs/vaegaps.yaml"
     script:
@@ -142,6 +138,7 @@ rule user_gather_bdmc:
 rule user_gaps:
     """Per-datapoint log p̂, bounds and gaps of a user model, from the parts of its estimates (no
     amortization gap where its encoder's family is unknown)."""
+    localrule: True
     input:
         amortized=lambda w: user_parts(w, "amortized"),
         local=lambda w: [p for e in user_estimators(USER[w.name]) if e.startswith("local_") for p in user_parts(w, e)],
@@ -152,13 +149,12 @@ rule user_gaps:
     params:
         settings=user_settings,
     log:
-        f"{RES}/logs/user/{{name}}/gaps.log",
+        log_path("user", "{name}", "gaps"),
     benchmark:
-        f"{RES}/benchmarks/user/{{name}}/gaps.tsv"
+        bench_path("user", "{name}", "gaps")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **LOCAL_JOB,
     conda:
         "../../envs/vaegaps.yaml"
     script:
@@ -168,6 +164,7 @@ rule user_gaps:
 rule user_table:
     """One row per user model: every bound and gap (mean, standard error), trust figures, the BDMC
     gap of its AIS setting, and why an amortization gap is absent."""
+    localrule: True
     input:
         gaps=[f"{RES}/user/{n}/gaps.parquet" for n in USER],
         bdmc=[f"{RES}/user/{n}/bdmc.parquet" for n in USER],
@@ -177,13 +174,12 @@ rule user_table:
     params:
         names=list(USER),
     log:
-        f"{RES}/logs/user_table.log",
+        log_path("user_table"),
     benchmark:
-        f"{RES}/benchmarks/user_table.tsv"
+        bench_path("user_table")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **LOCAL_JOB,
     conda:
         "../../envs/vaegaps.yaml"
     script:
@@ -192,6 +188,7 @@ rule user_table:
 
 rule user_figure:
     """Per-datapoint gaps of a user model, datapoints sorted by inference gap."""
+    localrule: True
     input:
         gaps=f"{UDIR}/gaps.parquet",
         code=script_code("user_figure"),
@@ -199,21 +196,14 @@ rule user_figure:
         png=report(f"{UDIR}/gaps.png", caption="../report/user_figure.rst", category="Figures"),
         pdf=f"{UDIR}/gaps.pdf",
     log:
-        f"{RES}/logs/user/{{name}}/figure.log",
+        log_path("user", "{name}", "figure"),
     benchmark:
-        f"{RES}/benchmarks/user/{{name}}/figure.tsv"
+        bench_path("user", "{name}", "figure")
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **LOCAL_JOB,
     conda:
         "../../envs/vaegaps.yaml"
     script:
         "../scripts/user_figure.py"
 
-
-localrules:
-    user_gather_bdmc,
-    user_gaps,
-    user_table,
-    user_figure,

@@ -1,0 +1,26 @@
+# Decoder capacity (docs/method.md §6): FFG models with larger decoders, each trained and
+# evaluated by the same rules as Table 2 through its variant wildcard.
+
+
+rule decoder_capacity:
+    """Gaps of FFG models with decoders of 0, 2 and 4 hidden layers, with local FFG and Flow."""
+    localrule: True
+    input:
+        gaps=[ref_path(DC["dataset"], r, "gaps") for r in DC.get("models", {}).values()],
+        code=script_code("decoder_capacity"),
+    output:
+        csv=report(f"{RES}/decoder_capacity.csv", caption="../report/decoder_capacity.rst", category="Tables"),
+    params:
+        dataset=DC.get("dataset"),
+        layers=[int(k) for k in DC.get("models", {})],
+    log:
+        log_path("decoder_capacity"),
+    benchmark:
+        bench_path("decoder_capacity")
+    threads: 1
+    resources:
+        **LOCAL_JOB,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/decoder_capacity.py"
