@@ -77,3 +77,27 @@ def test_resume_reuses_a_chunk_only_under_the_same_key(tmp_path):
 ])
 def test_slurm_job_without_gpu_stays_on_cpu(env, withheld):
     assert slurm_withholds_gpu(env) is withheld
+
+
+def test_chunks_are_keyed_by_the_start_a_part_read(tmp_path, monkeypatch):
+    """A q*_Flow part resumes only from chunks fitted on the same q*_FFG start (`key_files`),
+    while the start stays out of the part's metadata (which every part of a stage shares)."""
+    import vaegaps.evaluate as ev
+
+    keys = []
+    monkeypatch.setattr(ev, "load_vae", lambda path, device: None)
+    monkeypatch.setattr(ev, "evaluation_set", lambda *a, **k: (np.arange(4), torch.zeros(4, 2)))
+    monkeypatch.setattr(ev, "run_in_chunks", lambda fn, index, x, size, resume, key: keys.append(key))
+    model, data, start = (tmp_path / n for n in ("model.pt", "data.parquet", "ffg.parquet"))
+    for f in (model, data, start):
+        f.write_bytes(b"v1")
+    evaluation = {"split": "train", "n_points": 4, "chunk_size": 2}
+
+    def run():
+        ev.evaluate_set(model, data, evaluation, "cpu", tmp_path, None, {"estimator": "local_flow"},
+                        key_files={"ffg_start": start})
+
+    run(), run()
+    start.write_bytes(b"v2")   # q*_FFG refitted
+    run()
+    assert keys[0] == keys[1] != keys[2]

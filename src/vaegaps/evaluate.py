@@ -252,31 +252,36 @@ def bdmc_validation(model: VAE, n: int, cfg: dict, seed: int, device,
 
 def evaluate_set(model_path, data_path, evaluation: dict, device_name: str, resume_dir,
                  estimate: Callable[[VAE, np.ndarray, torch.Tensor], pd.DataFrame],
-                 provenance: dict, part: tuple[int, int] = (0, 1)) -> pd.DataFrame:
+                 provenance: dict, part: tuple[int, int] = (0, 1),
+                 key_files: dict | None = None) -> pd.DataFrame:
     """What every evaluation stage does: load the model on its device, take part `part` = (p, k)
     of the evaluation set, and run estimate(model, index, x) over it in resumable chunks.
     `provenance` (estimator and settings), with the model's and data's digests, keys the chunks,
-    so a rerun after any change recomputes instead of reusing stale ones."""
+    so a rerun after any change recomputes instead of reusing stale ones; so do the digests of
+    `key_files` (name -> path), other inputs a part's results depend on (e.g. its q*_FFG start)."""
     device = resolve_device(device_name)
     model = load_vae(model_path, device)
     index, x = evaluation_set(data_path, evaluation["split"], evaluation["n_points"], device)
     start, stop = part_bounds(len(index), *part)
     key = digest({**provenance, "split": evaluation["split"], "model": file_digest(model_path),
-                  "data": file_digest(data_path)})
+                  "data": file_digest(data_path),
+                  **{name: file_digest(path) for name, path in (key_files or {}).items()}})
     return run_in_chunks(lambda i, xx: estimate(model, i, xx), index[start:stop], x[start:stop],
                          evaluation["chunk_size"], resume_dir, key)
 
 
-def evaluation_stage(snakemake, estimator: str, settings: dict, estimate) -> None:
+def evaluation_stage(snakemake, estimator: str, settings: dict, estimate, key_files: dict | None = None) -> None:
     """The body of every per-datapoint evaluation stage: part {part} of {parts} of the evaluation
-    set through estimate(model, index, x), written with its provenance (gathered later)."""
+    set through estimate(model, index, x), written with its provenance (gathered later).
+    `key_files`: as in `evaluate_set` (they key the resumable chunks, not the metadata, which
+    must be the same for every part)."""
     sm = snakemake
     ev = sm.params.evaluation
     part = part_of(sm)
     provenance = {"estimator": estimator, "split": ev["split"], "settings": settings,
                   "seed": sm.config["seed"]}
     df = evaluate_set(sm.input.model, sm.input.data, ev, sm.config["device"], sm.params.resume,
-                      estimate, provenance, part)
+                      estimate, provenance, part, key_files)
     write_parquet(df, sm.output[0], {**provenance, "part": part[0], "parts": part[1]})
 
 

@@ -155,17 +155,14 @@ def _stage_model(sm):
 def _provenance(sm, s: dict, what: str) -> dict:
     from .io import file_digest
 
-    prov = {"estimator": what, "settings": s, "seed": sm.config["seed"],
+    return {"estimator": what, "settings": s, "seed": sm.config["seed"],
             "data": file_digest(sm.input.data), "inputs": {p: file_digest(p) for p in s["inputs"]}}
-    if sm.input.get("ffg"):   # a flow's start: new q*_FFG results invalidate resumed chunks
-        prov["ffg_start"] = file_digest(sm.input.ffg)
-    return prov
 
 
 def stage_estimate(sm) -> None:
     """Part {part} of {parts} of one estimator ({ustage}) on a user model, in resumable chunks."""
     from .config import digest
-    from .io import write_parquet
+    from .io import file_digest, write_parquet
     from .scatter import part_bounds, run_in_chunks
     from .stage import part_of
 
@@ -174,9 +171,11 @@ def stage_estimate(sm) -> None:
     start, stop = part_bounds(len(index), *part)
     ffg = pd.read_parquet(sm.input.ffg) if sm.input.get("ffg") else None
     provenance = _provenance(sm, s, name)
+    # a flow's start keys the chunks (new q*_FFG results invalidate them), not the part's metadata
+    key = digest({**provenance, "ffg_start": file_digest(sm.input.ffg) if ffg is not None else None})
     with frozen(user), unvalidated_distributions():
         df = run_in_chunks(lambda i, xx: estimate(name, user, i, xx, s, seed, ffg), index[start:stop],
-                           x[start:stop], s["evaluation"]["chunk_size"], sm.params.resume, digest(provenance))
+                           x[start:stop], s["evaluation"]["chunk_size"], sm.params.resume, key)
     write_parquet(df, sm.output[0], {**provenance, "encoder_family": user.encoder_family,
                                      "qstar_family": user.qstar_family, "part": part[0], "parts": part[1]})
 

@@ -3,15 +3,13 @@ A flow family starts from q*_FFG of the same part (input `ffg`) instead of fitti
 import pandas as pd
 
 from vaegaps.evaluate import evaluation_stage, local_optimum
-from vaegaps.io import file_digest
 from vaegaps.stage import stage
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
     cfg, seed, family = sm.params.evaluation["local"], sm.config["seed"], sm.wildcards.qfamily
     ffg = pd.read_parquet(sm.input.ffg) if sm.input.get("ffg") else None
-    settings = dict(sm.params.local)
-    if ffg is not None:   # new q*_FFG results must not resume from chunks fitted on the old ones
-        settings["ffg_start"] = file_digest(sm.input.ffg)
-    evaluation_stage(sm, f"local_{family}", settings,
-                     lambda model, i, x: local_optimum(model, x, i, family, cfg, seed, ffg))
+    # new q*_FFG results must not resume from chunks fitted on the old ones
+    starts = {"ffg_start": sm.input.ffg} if ffg is not None else None
+    evaluation_stage(sm, f"local_{family}", sm.params.local,
+                     lambda model, i, x: local_optimum(model, x, i, family, cfg, seed, ffg), starts)
