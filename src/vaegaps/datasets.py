@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import yaml
 
 from .errors import VaegapsError
 from .parsers import _cifar_members, read_amat, read_cifar_binary, read_idx
@@ -51,61 +53,17 @@ class DatasetSpec:
         return int(np.prod(self.image_shape))
 
 
-DATASETS: dict[str, DatasetSpec] = {
-    "digits": DatasetSpec(
-        name="digits",
-        image_shape=(1, 8, 8),
-        splits={"train": 1297, "valid": 250, "test": 250},
-        preprocessing="sklearn load_digits; value >= 8 (of 16) -> 1; "
-        "permutation numpy.random.default_rng(0) of the 1797 images, then train/valid/test in order",
-    ),
-    "mnist": DatasetSpec(
-        name="mnist",
-        image_shape=(1, 28, 28),
-        splits={"train": 50000, "valid": 10000, "test": 10000},
-        preprocessing="fixed binarization of Larochelle & Murray (2011), used as is; no labels (-1)",
-        files=(
-            RawFile("binarized_mnist_train.amat", 78_400_000,
-                    "ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d"),
-            RawFile("binarized_mnist_valid.amat", 15_680_000,
-                    "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2"),
-            RawFile("binarized_mnist_test.amat", 15_680_000,
-                    "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c"),
-        ),
-        base_url="https://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/",
-    ),
-    "fashion_mnist": DatasetSpec(
-        name="fashion_mnist",
-        image_shape=(1, 28, 28),
-        splits={"train": 50000, "valid": 10000, "test": 10000},
-        preprocessing="pixel/255 >= 0.5 -> 1 (static); train = first 50,000 of the train file, "
-        "valid = last 10,000 of the train file, test = t10k",
-        files=(
-            RawFile("train-images-idx3-ubyte", 47_040_016,
-                    "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888", gzip=True),
-            RawFile("train-labels-idx1-ubyte", 60_008,
-                    "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9", gzip=True),
-            RawFile("t10k-images-idx3-ubyte", 7_840_016,
-                    "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b", gzip=True),
-            RawFile("t10k-labels-idx1-ubyte", 10_008,
-                    "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34", gzip=True),
-        ),
-        base_url="https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
-        system_dirs=(DEBIAN_FASHION_MNIST_DIR,),
-    ),
-    "cifar10": DatasetSpec(
-        name="cifar10",
-        image_shape=(3, 32, 32),
-        splits={"train": 45000, "valid": 5000, "test": 10000},
-        preprocessing="binary version; per channel pixel/255 >= 0.5 -> 1, kept 3x32x32 (C,H,W); "
-        "valid = first 5,000 training records, train = the remaining 45,000, test = test_batch",
-        files=(
-            RawFile("cifar-10-binary.tar.gz", 170_052_171,
-                    "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd"),
-        ),
-        base_url="https://www.cs.toronto.edu/~kriz/",
-    ),
-}
+def _load_registry(path: Path = Path(__file__).with_name("datasets.yaml")) -> dict[str, DatasetSpec]:
+    """The registry's entries (datasets.yaml: data, kept out of the code) as DatasetSpecs."""
+    entries = yaml.safe_load(path.read_text())
+    return {name: DatasetSpec(name=name, image_shape=tuple(e["image_shape"]), splits=dict(e["splits"]),
+                              preprocessing=e["preprocessing"],
+                              files=tuple(RawFile(**f) for f in e.get("files", ())),
+                              base_url=e.get("base_url"), system_dirs=tuple(e.get("system_dirs", ())))
+            for name, e in entries.items()}
+
+
+DATASETS: dict[str, DatasetSpec] = _load_registry()
 
 
 # ----------------------------------------------------------------------------- builders
