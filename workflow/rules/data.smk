@@ -3,6 +3,7 @@ rule prepare_dataset:
     localrule: True
     input:
         code=script_code("prepare_dataset"),
+        registry=Path(workflow.basedir) / "src" / "vaegaps" / "datasets.yaml",  # data read by datasets.py
     output:
         f"{RES}/data/{{dataset}}.parquet",
     params:
