@@ -30,6 +30,16 @@ def ll_and_grad(log_likelihood: LogLikelihood, z: torch.Tensor, value: bool = Tr
     skips the pass that only the value needs. A NaN likelihood is read as −inf (zero density,
     zero gradient), with a warning: such a chain gets zero weight instead of turning the estimate
     into NaN. +inf is a ValueError. One check per call (the same cost as a NaN check alone).
+
+    Args:
+        log_likelihood: z (N, S, D) -> log p(x_n | z_ns) (N, S), the protocol of this module;
+            with a `value_and_grad(z, value)` method its hand-derived gradient is used.
+        z: latent points (N, S, D); detached first, so no graph of the caller's is touched.
+        value: whether the caller needs log p(x|z) too (AIS's last leapfrog step does).
+
+    Returns:
+        (ll, grad): ll (N, S) or None when `value` is False and the likelihood is fused;
+        grad (N, S, D), both without a graph.
     """
     fast = getattr(log_likelihood, "value_and_grad", None)
     if fast is not None:  # a hand-derived backward pass (vaegaps.decoder_grad)
