@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AISResult:
+    """What `ais` returns, per datapoint (N) and chain (S)."""
+
     log_px: torch.Tensor        # (N,) log-mean-exp of the chains' log-weights
     log_weights: torch.Tensor   # (N, S)
     accept_rate: torch.Tensor   # (N,) mean HMC acceptance over chains and transitions
@@ -40,6 +42,8 @@ class AISResult:
 
 @dataclass
 class BDMCResult:
+    """What `bdmc` returns: the two bounds on log p(x) of each simulated datapoint."""
+
     lower: torch.Tensor         # (N,) forward AIS: stochastic lower bound on log p(x)
     upper: torch.Tensor         # (N,) reverse AIS from the true z: stochastic upper bound
     forward: AISResult

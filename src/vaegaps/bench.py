@@ -180,6 +180,8 @@ def bench_accuracy(model_path, data_path, qstar_path=None, n_real=20, n_sim=10, 
 
 
 def bench_local(n_points=200, steps=100, sequential_subset=10, device="cpu"):
+    """Benchmark (d): `steps` FFG local-optimisation steps on n_points batched vs one datapoint at
+    a time (timed on `sequential_subset` points, scaled). Returns (speed-up, batched s, one-at-a-time s)."""
     dec = _decoder(device=device)
     x = (torch.rand(n_points, 784, generator=torch.Generator().manual_seed(2)) > 0.5).float().to(device)
     kw = dict(z_dim=50, family="ffg", n_samples=100, lr=1e-3, check_every=steps, patience=10**9,
@@ -195,6 +197,7 @@ def bench_local(n_points=200, steps=100, sequential_subset=10, device="cpu"):
 
 
 def main(argv=None):
+    """`python -m vaegaps.bench`: every benchmark, each figure printed with its target."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")

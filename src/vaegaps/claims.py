@@ -105,6 +105,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Check:
+    """One claim of docs/method.md §7 and how it is tested on a run's results."""
+
     id: str
     statement: str
     input: str

@@ -43,6 +43,7 @@ SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.
 
 
 def load_schema(schema_path: str | Path = SCHEMA) -> dict:
+    """The config schema (workflow/schemas/config.schema.yaml) as a dict."""
     return yaml.safe_load(Path(schema_path).read_text())
 
 

@@ -40,6 +40,8 @@ class RawFile:
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """One dataset of the registry (datasets.yaml): its raw files and what is made of them."""
+
     name: str
     image_shape: tuple[int, int, int]  # (C, H, W)
     splits: dict[str, int]

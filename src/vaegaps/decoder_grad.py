@@ -36,6 +36,8 @@ _ACTIVATIONS: dict[type, tuple[Callable, Callable]] = {
 
 
 class Layer(NamedTuple):
+    """One Linear layer of a fused MLP decoder and the activation after it."""
+
     weight: torch.Tensor          # (out, in), as nn.Linear stores it
     bias: torch.Tensor | None
     act: type | None              # activation after this layer (None for the output layer)

@@ -33,6 +33,8 @@ LR_BACKOFF = 0.1   # learning-rate factor for each restart of a diverged datapoi
 
 @dataclass
 class LocalResult:
+    """What `optimize_local` returns, per datapoint (N)."""
+
     elbo: torch.Tensor       # (N,) L[q*] with `final_samples` fresh samples
     iwae: torch.Tensor       # (N,) IWAE-`final_samples` of q*
     steps: torch.Tensor      # (N,) optimisation steps taken (of the last attempt)

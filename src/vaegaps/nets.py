@@ -13,6 +13,7 @@ ACTIVATIONS = {"elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh, "softplus": nn.S
 
 
 def activation(name: str) -> nn.Module:
+    """A fresh activation module by its config name (model.activation)."""
     try:
         return ACTIVATIONS[name]()
     except KeyError:

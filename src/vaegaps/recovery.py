@@ -107,6 +107,7 @@ def snakemake_command() -> str:
 
 
 def command_line(configfiles=()) -> str:
+    """The `snakemake` command, with these --configfile options, that a rebuild hint names."""
     return " ".join(["snakemake --cores 1", *(f"--configfile {shlex.quote(str(c))}" for c in configfiles)])
 
 
