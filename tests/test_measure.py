@@ -309,6 +309,52 @@ def test_rows_do_not_depend_on_chunking():
     np.testing.assert_allclose(one[num].to_numpy(float), three[num].to_numpy(float), rtol=1e-5, atol=1e-5)
 
 
+class MLPDecoderVAE(Toy):
+    """A user VAE whose decoder is a plain nn.Sequential MLP giving Bernoulli logits; `twist`
+    makes decode(z) something else that the fused pass must not be used for."""
+
+    def __init__(self, twist=None):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, 8), nn.ELU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 5))
+        self.twist = twist
+
+    def decode(self, z):
+        logits = self.net(z)
+        if self.twist == "shifted":
+            return D.Bernoulli(logits=logits + 0.5)
+        if self.twist == "probs":
+            return D.Bernoulli(probs=torch.sigmoid(logits))
+        return D.Independent(D.Bernoulli(logits=logits), 1)
+
+
+def test_mlp_bernoulli_decoder_takes_the_fused_gradient(monkeypatch):
+    """decode(z) = Bernoulli(logits=net(z)) with an MLP net is recognised and differentiated by
+    the fused pass (equal to autograd); anything else, or unfrozen weights, stays on autograd; and
+    measure's rows agree with the autograd path's."""
+    user = UserVAE(MLPDecoderVAE(), X)
+    assert user.mlp_layers is not None
+    assert UserVAE(MLPDecoderVAE("shifted"), X).mlp_layers is None
+    assert UserVAE(MLPDecoderVAE("probs"), X).mlp_layers is None
+    assert UserVAE(Toy(), X).mlp_layers is None           # its decoder is a bare Linear: not recognised
+    assert user.log_likelihood(X).fused is None            # weights still trainable: autograd
+    for p in user.parameters():
+        p.requires_grad_(False)
+    lik = user.log_likelihood(X)
+    z = torch.randn(6, 4, 2, generator=torch.Generator().manual_seed(3))
+    value, grad = lik.value_and_grad(z)
+    zz = z.clone().requires_grad_(True)
+    ref = lik.plain(zz)
+    (ref_grad,) = torch.autograd.grad(ref.sum(), zz)
+    torch.testing.assert_close(value, ref.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-5)
+
+    fused = vaegaps.measure(MLPDecoderVAE(), X, **TINY)
+    monkeypatch.setattr(UserVAE, "_find_mlp_decoder", lambda self: None)
+    plain = vaegaps.measure(MLPDecoderVAE(), X, **TINY)
+    for col in ("elbo_amortized", "elbo_local_ffg", "elbo_local_flow", "ais"):
+        np.testing.assert_allclose(fused[col], plain[col], atol=1e-4, err_msg=col)
+
+
 class WithBatchNorm(Toy):
     def __init__(self):
         super().__init__()

@@ -6,9 +6,10 @@ pass keeps only each layer's output, and the backward pass is the chain rule wri
 GEMM per layer for the input gradient (no weight gradients) and an activation derivative read
 off the layer's output. Bernoulli likelihood: ∂/∂logits [x·l − softplus(l)] = x − sigmoid(l).
 
-`fused_decoder(decoder)` returns the layers when the fast path applies (an `nets.MLP` of Linear
-layers and ELU / ReLU / Tanh / Softplus with default settings), else None, and callers fall back
-to autograd. tests/test_decoder_grad.py checks both against autograd to float32 tolerance.
+`fused_decoder(decoder)` returns the layers when the fast path applies (an nn.Sequential such as
+`nets.MLP` of Linear layers and ELU / ReLU / Tanh / Softplus with default settings, frozen), else
+None, and callers fall back to autograd; `FusedOrAutograd` is that dispatch, shared by the
+built-in decoders (vaegaps.vae) and user models whose decoder is such an MLP (vaegaps.user_model). tests/test_decoder_grad.py checks both against autograd to float32 tolerance.
 """
 
 from __future__ import annotations
@@ -51,12 +52,12 @@ def _default_activation(module: nn.Module) -> bool:
     return type(module) in _ACTIVATIONS
 
 
-def fused_decoder(decoder: nn.Module) -> list[Layer] | None:
-    """The decoder's layers if it is Linear (activation Linear)* with supported activations and
-    frozen weights (the gradient is in z only), else None."""
-    if not isinstance(decoder, nn.Sequential) or any(p.requires_grad for p in decoder.parameters()):
+def mlp_layers(module: nn.Module) -> list[Layer] | None:
+    """The layers of an nn.Sequential of Linear (activation Linear)* with supported activations,
+    whatever its requires_grad flags, else None."""
+    if not isinstance(module, nn.Sequential):
         return None
-    modules = list(decoder)
+    modules = list(module)
     linears, acts = modules[0::2], modules[1::2]
     if not linears or len(linears) != len(acts) + 1:
         return None
@@ -64,6 +65,14 @@ def fused_decoder(decoder: nn.Module) -> list[Layer] | None:
         return None
     kinds = [type(a) for a in acts] + [None]
     return [Layer(m.weight, m.bias, k) for m, k in zip(linears, kinds)]
+
+
+def fused_decoder(decoder: nn.Module) -> list[Layer] | None:
+    """The decoder's layers if it is such an MLP with frozen weights (the gradient is in z only),
+    else None."""
+    if any(p.requires_grad for p in decoder.parameters()):
+        return None
+    return mlp_layers(decoder)
 
 
 def _linear(h: torch.Tensor, layer: Layer) -> torch.Tensor:
@@ -128,3 +137,32 @@ class _FusedLogLikelihood(torch.autograd.Function):
 def fused_log_likelihood(fn: BernoulliMLP, z: torch.Tensor) -> torch.Tensor:
     """log p(x|z) (N, S) differentiable in z through the fused backward pass of `fn`."""
     return _FusedLogLikelihood.apply(z, fn)
+
+
+class FusedOrAutograd:
+    """A likelihood z (N, S, D) -> log p(x|z) (N, S) that takes the fused pass when it has one.
+
+    Subclasses call `_set_fused(layers, x)` (layers from `fused_decoder`, or None) and define
+    `plain(z)`, the autograd-differentiable value. With a fused pass, `value_and_grad` is what
+    `vaegaps.likelihood.ll_and_grad` uses and a call with z requiring grad (local optimisation)
+    differentiates through it; without one, `value_and_grad` is None and autograd does it all.
+    """
+
+    fused: BernoulliMLP | None = None
+
+    def _set_fused(self, layers: list[Layer] | None, x: torch.Tensor) -> None:
+        self.fused = BernoulliMLP(layers, x) if layers is not None else None
+        if self.fused is None:  # ll_and_grad looks for this attribute to skip autograd
+            self.value_and_grad = None
+
+    def plain(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None and z.requires_grad and z.dim() == 3:
+            return fused_log_likelihood(self.fused, z)
+        return self.plain(z)
+
+    def value_and_grad(self, z: torch.Tensor, value: bool = True):
+        """log p(x|z) (N, S) (None if not `value`) and its gradient in z (N, S, D); no graph."""
+        return self.fused(z, value)

@@ -25,14 +25,18 @@ The protocol. A model is any object with
 shape. It then exposes the interface `vaegaps.evaluate`'s estimators use (``encode`` -> mean,
 log-variance, features; ``family``; ``log_likelihood(x)``; ``z_dim``; ``family_name``;
 ``family_hidden``; ``flow_steps``; ``simulate``), so the same code runs on it, batched over
-datapoints × samples exactly as for the built-in VAE. The likelihood is differentiated by autograd
-(the fused decoder gradient is for vaegaps' own MLP decoders only).
+datapoints × samples exactly as for the built-in VAE. The likelihood is differentiated by autograd,
+except where decode(z) is Bernoulli(logits=net(z)) for an nn.Sequential MLP `net` of the model's
+that vaegaps.decoder_grad differentiates by hand (Linear layers, ELU / ReLU / Tanh / Softplus):
+that is recognised once, by evaluating both on random z, and the estimators then take the same
+fused gradient as for the built-in decoders.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +45,7 @@ from torch import distributions as D
 from torch import nn
 
 from .bounds import bernoulli_log_likelihood, log_normal_std
+from .decoder_grad import FusedOrAutograd, Layer, mlp_layers
 from .errors import VaegapsError
 from .families import FFG
 
@@ -184,16 +189,22 @@ def _is_standard_normal(prior, z_dim: int) -> bool:
     return False
 
 
-class UserLikelihood:
+class UserLikelihood(FusedOrAutograd):
     """log p(x_n | z_ns) of a user model for a fixed batch x (N, ...): z (N, S, D) -> (N, S).
-    `.subset(rows)` restricts it to some datapoints (the local optimisation's working batch)."""
+    `.subset(rows)` restricts it to some datapoints (the local optimisation's working batch).
+    The fused gradient is used where the model's decoder was recognised as a fusable MLP and its
+    weights are frozen (as the estimators freeze them)."""
 
     def __init__(self, model: "UserVAE", x: torch.Tensor):
         self.model, self.x = model, x
         self.xb = x.unsqueeze(1)
         self.dtype, self.device = model.dtype, x.device
+        layers = model.mlp_layers
+        if layers is not None and any(t.requires_grad for l in layers for t in (l.weight, l.bias) if t is not None):
+            layers = None
+        self._set_fused(layers, x.reshape(len(x), -1).to(model.dtype) if layers is not None else x)
 
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+    def plain(self, z: torch.Tensor) -> torch.Tensor:
         return self.model.log_px_given_z(z, self.xb)
 
     def subset(self, rows) -> "UserLikelihood":
@@ -260,6 +271,7 @@ class UserVAE(nn.Module):
             self.flow_steps = flow_steps
             self.prior = self._check_prior(getattr(model, "prior", None))
             self._check_decoder(x)
+            self.mlp_layers = self._find_mlp_decoder()
 
     # -- protocol checks (once) ---------------------------------------------------------------
     @staticmethod
@@ -386,6 +398,30 @@ class UserVAE(nn.Module):
             raise ProtocolError(f"decode(z).log_prob(x) is not differentiable in z{why}; the estimators need its "
                                 "gradient: build decode from torch operations on z")
 
+    def _find_mlp_decoder(self) -> list[Layer] | None:
+        """The layers of the model's decoder network when decode(z) is Bernoulli(logits=net(z))
+        for an MLP `net` (a submodule, or one held by an attribute) that the fused pass can
+        differentiate, checked on random z; None otherwise, and autograd is used."""
+        if self.prior is not None or self.likelihood_name not in (None, "bernoulli"):
+            return None
+        n_out, user = math.prod(self.x_shape), self.user
+        roots = [user] if isinstance(user, nn.Module) else [
+            v for v in getattr(user, "__dict__", {}).values() if isinstance(v, nn.Module)]
+        nets = [(m, layers) for root in roots for m in root.modules() if (layers := mlp_layers(m)) is not None
+                and layers[0].weight.shape[1] == self.z_dim and layers[-1].weight.shape[0] == n_out]
+        if not nets:
+            return None
+        z = torch.randn(2, 3, self.z_dim, generator=torch.Generator().manual_seed(0)).to(self.device, self.dtype)
+        with torch.no_grad():
+            logits = _bernoulli_logits(self.user.decode(z), self.likelihood_name)
+            if logits is None or logits.numel() != 6 * n_out:
+                return None
+            logits = logits.reshape(2, 3, n_out)
+            for net, layers in nets:
+                if torch.allclose(net(z), logits, rtol=1e-5, atol=1e-5):
+                    return layers
+        return None
+
     # -- what the estimators call --------------------------------------------------------------
     def _as_distribution(self, p) -> D.Distribution:
         name = self.likelihood_name
@@ -445,6 +481,17 @@ class UserVAE(nn.Module):
             raise ProtocolError(f"decode(z).sample() has shape {tuple(x.shape)} for z of shape {(n, 1, self.z_dim)}; "
                                 f"it must be (N, 1, *datapoint shape) = {(n, 1, *self.x_shape)}")
         return z, x[:, 0].to(self.dtype)
+
+
+def _bernoulli_logits(p, likelihood: str | None) -> torch.Tensor | None:
+    """The logits a decode(z) output holds if it is a Bernoulli given by logits (a tensor named
+    'bernoulli', or a Bernoulli built with logits=, possibly Independent), else None."""
+    if likelihood == "bernoulli":
+        return p
+    base = p.base_dist if isinstance(p, D.Independent) else p
+    if type(base) is not D.Bernoulli or "logits" not in vars(base):   # built from probs: not the same arithmetic
+        return None
+    return base.logits
 
 
 def _bernoulli_sum(p, xb: torch.Tensor) -> torch.Tensor | None:

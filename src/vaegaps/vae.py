@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from .bounds import annealed_objective, bernoulli_log_likelihood, log_normal_std
-from .decoder_grad import BernoulliMLP, fused_decoder, fused_log_likelihood
+from .decoder_grad import FusedOrAutograd, fused_decoder
 from .families import make_family
 from .nets import MLP, ConvDecoder, activation, conv_encoder
 
 
-class DecoderLikelihood:
+class DecoderLikelihood(FusedOrAutograd):
     """log p(x_n | z_ns) for a fixed batch x (N, P); `.subset(rows)` restricts to some datapoints.
 
     A frozen MLP decoder takes the fused path of `vaegaps.decoder_grad` (value and z-gradient in
@@ -25,19 +25,10 @@ class DecoderLikelihood:
     def __init__(self, decoder: nn.Module, x: torch.Tensor, fused: bool = True):
         self.decoder, self.x = decoder, x
         self.dtype, self.device = x.dtype, x.device
-        layers = fused_decoder(decoder) if fused else None
-        self.fused = BernoulliMLP(layers, x) if layers is not None else None
-        if self.fused is None:  # ll_and_grad looks for this attribute to skip autograd
-            self.value_and_grad = None
+        self._set_fused(fused_decoder(decoder) if fused else None, x)
 
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        if self.fused is not None and z.requires_grad and z.dim() == 3:
-            return fused_log_likelihood(self.fused, z)
+    def plain(self, z: torch.Tensor) -> torch.Tensor:
         return bernoulli_log_likelihood(self.decoder(z), self.x)
-
-    def value_and_grad(self, z: torch.Tensor, value: bool = True):
-        """log p(x|z) (N, S) (None if not `value`) and its gradient in z (N, S, D); no graph."""
-        return self.fused(z, value)
 
     def subset(self, rows) -> "DecoderLikelihood":
         return DecoderLikelihood(self.decoder, self.x[rows], fused=self.fused is not None)
