@@ -296,6 +296,25 @@ def test_full_disk_and_read_only_folder_are_one_line_and_leave_nothing(small_tmp
     assert list(out.iterdir()) == []
 
 
+def test_outputs_get_the_umask_mode_not_the_temporary_files(tmp_path):
+    """An atomically written output is readable as any new file would be (0644 under umask 022),
+    not private like the temporary file it was written as."""
+    import os
+
+    import pandas as pd
+
+    from vaegaps.io import _file_mode, write_parquet
+
+    old = os.umask(0o022)
+    _file_mode.cache_clear()        # the mode is read once per process
+    try:
+        write_parquet(pd.DataFrame({"a": [1]}), tmp_path / "out.parquet")
+    finally:
+        os.umask(old)
+        _file_mode.cache_clear()
+    assert (tmp_path / "out.parquet").stat().st_mode & 0o777 == 0o644
+
+
 def test_write_errors_map_to_one_line_anywhere(tmp_path, monkeypatch):
     """Without a small disk: pyarrow's and any stage's OSError of a full disk or read-only folder."""
     def full(*args, **kwargs):

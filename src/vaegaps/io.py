@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -60,6 +61,15 @@ def write_error(path, exc: OSError) -> VaegapsError | None:
     return VaegapsError(f"cannot write {path}: {fix}") if fix else None
 
 
+@functools.cache
+def _file_mode() -> int:
+    """The mode a newly created file gets under this process's umask (mkstemp's 0600 would hide
+    results from the rest of a group on a shared cluster)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
@@ -78,6 +88,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except OSError as exc:
         # The block only writes tmp (pyarrow's OSError carries the errno but no file name).

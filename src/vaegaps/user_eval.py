@@ -111,8 +111,8 @@ def measure(model, data, *, seed: int = 0, progress: bool = True, **settings) ->
         for k, start in enumerate(chunks):
             sl = slice(start, start + ev["chunk_size"])
             for name in names:
-                flow = name.startswith("local_") and name != "local_ffg"
-                ffg = frames["local_ffg"][-1] if flow and frames.get("local_ffg") else None   # this chunk's q*_FFG
+                done = frames.get("local_ffg", [])
+                ffg = done[k] if len(done) > k else None   # this chunk's q*_FFG, once fitted; estimate decides its use
                 frames[name].append(estimate(name, user, index[sl], x[sl], s, seed, ffg))
                 bar.step(f"{name} (chunk {k + 1}/{len(chunks)})")
     full = {n: pd.concat(f, ignore_index=True) for n, f in frames.items()}
