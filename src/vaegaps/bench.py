@@ -294,7 +294,8 @@ def main(argv=None):
     if "d" not in skip:
         speedup, t_b, t_s = bench_local(device=args.device)
         print(f"(d) local optimisation, batched 200 vs one at a time: {speedup:.1f}x faster  "
-              f"[{t_b:.2f} s batched, {t_s:.1f} s sequential (scaled); target >= 20x]")
+              f"[{t_b:.2f} s batched, {t_s:.1f} s sequential (scaled); target >= 20x: "
+              f"{'met' if speedup >= 20 else 'NOT met'}]")
     if "e" not in skip:
         from .user_bench import bench_user
 
