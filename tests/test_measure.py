@@ -349,7 +349,7 @@ def test_mlp_bernoulli_decoder_takes_the_fused_gradient(monkeypatch):
     torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-5)
 
     fused = vaegaps.measure(MLPDecoderVAE(), X, **TINY)
-    monkeypatch.setattr(UserVAE, "_find_mlp_decoder", lambda self: None)
+    monkeypatch.setattr(UserVAE, "_find_mlp_decoder", lambda self, n: None)
     plain = vaegaps.measure(MLPDecoderVAE(), X, **TINY)
     for col in ("elbo_amortized", "elbo_local_ffg", "elbo_local_flow", "ais"):
         np.testing.assert_allclose(fused[col], plain[col], atol=1e-4, err_msg=col)

@@ -271,7 +271,7 @@ class UserVAE(nn.Module):
             self.flow_steps = flow_steps
             self.prior = self._check_prior(getattr(model, "prior", None))
             self._check_decoder(x)
-            self.mlp_layers = self._find_mlp_decoder()
+            self.mlp_layers = self._find_mlp_decoder(len(x))
 
     # -- protocol checks (once) ---------------------------------------------------------------
     @staticmethod
@@ -398,10 +398,11 @@ class UserVAE(nn.Module):
             raise ProtocolError(f"decode(z).log_prob(x) is not differentiable in z{why}; the estimators need its "
                                 "gradient: build decode from torch operations on z")
 
-    def _find_mlp_decoder(self) -> list[Layer] | None:
+    def _find_mlp_decoder(self, n: int) -> list[Layer] | None:
         """The layers of the model's decoder network when decode(z) is Bernoulli(logits=net(z))
         for an MLP `net` (a submodule, or one held by an attribute) that the fused pass can
-        differentiate, checked on random z; None otherwise, and autograd is used."""
+        differentiate, checked on random z of shape (n, 3, D); None otherwise (also if decode
+        fails on that z), and autograd is used."""
         if self.prior is not None or self.likelihood_name not in (None, "bernoulli"):
             return None
         n_out, user = math.prod(self.x_shape), self.user
@@ -411,16 +412,17 @@ class UserVAE(nn.Module):
                 and layers[0].weight.shape[1] == self.z_dim and layers[-1].weight.shape[0] == n_out]
         if not nets:
             return None
-        z = torch.randn(2, 3, self.z_dim, generator=torch.Generator().manual_seed(0)).to(self.device, self.dtype)
+        z = torch.randn(n, 3, self.z_dim, generator=torch.Generator().manual_seed(0)).to(self.device, self.dtype)
         with torch.no_grad():
-            logits = _bernoulli_logits(self.user.decode(z), self.likelihood_name)
-            if logits is None or logits.numel() != 6 * n_out:
+            try:
+                logits = _bernoulli_logits(self.user.decode(z), self.likelihood_name)
+                if logits is None or logits.numel() != n * 3 * n_out:
+                    return None
+                logits = logits.reshape(n, 3, n_out)
+                return next((layers for net, layers in nets
+                             if torch.allclose(net(z), logits, rtol=1e-5, atol=1e-5)), None)
+            except Exception:  # noqa: BLE001 (a decode checked on other shapes only: autograd)
                 return None
-            logits = logits.reshape(2, 3, n_out)
-            for net, layers in nets:
-                if torch.allclose(net(z), logits, rtol=1e-5, atol=1e-5):
-                    return layers
-        return None
 
     # -- what the estimators call --------------------------------------------------------------
     def _as_distribution(self, p) -> D.Distribution:
