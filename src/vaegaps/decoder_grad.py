@@ -9,7 +9,9 @@ off the layer's output. Bernoulli likelihood: ∂/∂logits [x·l − softplus(l
 `fused_decoder(decoder)` returns the layers when the fast path applies (an nn.Sequential such as
 `nets.MLP` of Linear layers and ELU / ReLU / Tanh / Softplus with default settings, frozen), else
 None, and callers fall back to autograd; `FusedOrAutograd` is that dispatch, shared by the
-built-in decoders (vaegaps.vae) and user models whose decoder is such an MLP (vaegaps.user_model). tests/test_decoder_grad.py checks both against autograd to float32 tolerance.
+built-in decoders (vaegaps.vae) and user models whose decoder is such an MLP
+(vaegaps.user_model). tests/test_decoder_grad.py checks both against autograd to float32
+tolerance.
 """
 
 from __future__ import annotations
@@ -67,12 +69,17 @@ def mlp_layers(module: nn.Module) -> list[Layer] | None:
     return [Layer(m.weight, m.bias, k) for m, k in zip(linears, kinds)]
 
 
-def fused_decoder(decoder: nn.Module) -> list[Layer] | None:
-    """The decoder's layers if it is such an MLP with frozen weights (the gradient is in z only),
-    else None."""
-    if any(p.requires_grad for p in decoder.parameters()):
+def frozen_only(layers: list[Layer] | None) -> list[Layer] | None:
+    """`layers` if none of their weights or biases requires grad (the fused gradient is in z
+    only), else None."""
+    if layers is None or any(t.requires_grad for l in layers for t in (l.weight, l.bias) if t is not None):
         return None
-    return mlp_layers(decoder)
+    return layers
+
+
+def fused_decoder(decoder: nn.Module) -> list[Layer] | None:
+    """The decoder's layers if it is such an MLP with frozen weights, else None."""
+    return frozen_only(mlp_layers(decoder))
 
 
 def _linear(h: torch.Tensor, layer: Layer) -> torch.Tensor:

@@ -250,6 +250,12 @@ def bdmc_validation(model: VAE, n: int, cfg: dict, seed: int, device,
                          "upper": b.upper.cpu().numpy(), "gap": (b.upper - b.lower).cpu().numpy()})
 
 
+def chunk_key(provenance: dict, files: dict) -> str:
+    """The digest that keys a stage's resumable chunks: its provenance and the digests of the
+    files (name -> path) its results depend on, so any change recomputes them."""
+    return digest({**provenance, **{name: file_digest(path) for name, path in files.items()}})
+
+
 def evaluate_set(model_path, data_path, evaluation: dict, device_name: str, resume_dir,
                  estimate: Callable[[VAE, np.ndarray, torch.Tensor], pd.DataFrame],
                  provenance: dict, part: tuple[int, int] = (0, 1),
@@ -263,9 +269,8 @@ def evaluate_set(model_path, data_path, evaluation: dict, device_name: str, resu
     model = load_vae(model_path, device)
     index, x = evaluation_set(data_path, evaluation["split"], evaluation["n_points"], device)
     start, stop = part_bounds(len(index), *part)
-    key = digest({**provenance, "split": evaluation["split"], "model": file_digest(model_path),
-                  "data": file_digest(data_path),
-                  **{name: file_digest(path) for name, path in (key_files or {}).items()}})
+    key = chunk_key({**provenance, "split": evaluation["split"]},
+                    {"model": model_path, "data": data_path, **(key_files or {})})
     return run_in_chunks(lambda i, xx: estimate(model, i, xx), index[start:stop], x[start:stop],
                          evaluation["chunk_size"], resume_dir, key)
 

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from .config import starts_from_qstar_ffg
-from .evaluate import ais_estimate, amortized_bounds, bdmc_validation, local_optimum
+from .evaluate import ais_estimate, amortized_bounds, bdmc_validation, chunk_key, local_optimum
 from .user_config import estimators, measure_settings
 from .user_model import N_PROBE, UserVAE, frozen, load_data, unvalidated_distributions
 from .user_tables import gap_table, summary, user_table  # noqa: F401 (the Python API)
@@ -161,8 +161,7 @@ def _provenance(sm, s: dict, what: str) -> dict:
 
 def stage_estimate(sm) -> None:
     """Part {part} of {parts} of one estimator ({ustage}) on a user model, in resumable chunks."""
-    from .config import digest
-    from .io import file_digest, write_parquet
+    from .io import write_parquet
     from .scatter import part_bounds, run_in_chunks
     from .stage import part_of
 
@@ -172,7 +171,7 @@ def stage_estimate(sm) -> None:
     ffg = pd.read_parquet(sm.input.ffg) if sm.input.get("ffg") else None
     provenance = _provenance(sm, s, name)
     # a flow's start keys the chunks (new q*_FFG results invalidate them), not the part's metadata
-    key = digest({**provenance, "ffg_start": file_digest(sm.input.ffg) if ffg is not None else None})
+    key = chunk_key(provenance, {"ffg_start": sm.input.ffg} if ffg is not None else {})
     with frozen(user), unvalidated_distributions():
         df = run_in_chunks(lambda i, xx: estimate(name, user, i, xx, s, seed, ffg), index[start:stop],
                            x[start:stop], s["evaluation"]["chunk_size"], sm.params.resume, key)

@@ -45,7 +45,7 @@ from torch import distributions as D
 from torch import nn
 
 from .bounds import bernoulli_log_likelihood, log_normal_std
-from .decoder_grad import FusedOrAutograd, Layer, mlp_layers
+from .decoder_grad import FusedOrAutograd, Layer, frozen_only, mlp_layers
 from .errors import VaegapsError
 from .families import FFG
 
@@ -199,10 +199,7 @@ class UserLikelihood(FusedOrAutograd):
         self.model, self.x = model, x
         self.xb = x.unsqueeze(1)
         self.dtype, self.device = model.dtype, x.device
-        layers = model.mlp_layers
-        if layers is not None and any(t.requires_grad for l in layers for t in (l.weight, l.bias) if t is not None):
-            layers = None
-        self._set_fused(layers, x.reshape(len(x), -1).to(model.dtype) if layers is not None else x)
+        self._set_fused(frozen_only(model.mlp_layers), x.reshape(len(x), -1).to(model.dtype))
 
     def plain(self, z: torch.Tensor) -> torch.Tensor:
         return self.model.log_px_given_z(z, self.xb)
@@ -490,10 +487,16 @@ def _bernoulli_logits(p, likelihood: str | None) -> torch.Tensor | None:
     'bernoulli', or a Bernoulli built with logits=, possibly Independent), else None."""
     if likelihood == "bernoulli":
         return p
-    base = p.base_dist if isinstance(p, D.Independent) else p
-    if type(base) is not D.Bernoulli or "logits" not in vars(base):   # built from probs: not the same arithmetic
+    base = _bernoulli(p)
+    if base is None or "logits" not in vars(base):   # built from probs: not the same arithmetic
         return None
     return base.logits
+
+
+def _bernoulli(p) -> D.Bernoulli | None:
+    """The Bernoulli a decode(z) output is (possibly inside an Independent), else None."""
+    base = p.base_dist if isinstance(p, D.Independent) else p
+    return base if type(base) is D.Bernoulli else None
 
 
 def _bernoulli_sum(p, xb: torch.Tensor) -> torch.Tensor | None:
@@ -501,8 +504,8 @@ def _bernoulli_sum(p, xb: torch.Tensor) -> torch.Tensor | None:
     datapoint (vaegaps.bounds.bernoulli_log_likelihood, the built-in models' arithmetic): the same
     value as Bernoulli.log_prob summed, at half its cost (its broadcast cross-entropy took as long
     as the decoder's layers at S = 500 samples). None for any other distribution or shape."""
-    base = p.base_dist if isinstance(p, D.Independent) else p
-    if type(base) is not D.Bernoulli:
+    base = _bernoulli(p)
+    if base is None:
         return None
     logits = base.logits
     if logits.dim() < 3 or logits.shape[0] != xb.shape[0] or logits.shape[2:] != xb.shape[2:]:
