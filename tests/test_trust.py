@@ -19,7 +19,7 @@ from vaegaps.local_opt import optimize_local
 from vaegaps.vae import VAE
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = REPO / "src" / "vaegaps" / "config.schema.yaml"
 
 
 def _model(family, seed=0):

@@ -39,11 +39,12 @@ def fill_defaults(instance: dict, schema: dict, root: dict) -> dict:
     return instance
 
 
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# package data (pyproject.toml), so an installed wheel finds it as the Snakefile does
+SCHEMA = Path(__file__).with_name("config.schema.yaml")
 
 
 def load_schema(schema_path: str | Path = SCHEMA) -> dict:
-    """The config schema (workflow/schemas/config.schema.yaml) as a dict."""
+    """The config schema (src/vaegaps/config.schema.yaml) as a dict."""
     return yaml.safe_load(Path(schema_path).read_text())
 
 

@@ -1,7 +1,7 @@
 """Settings of a user model (docs/method.md §11), resolved in one place for `vaegaps.measure` and
 for the pipeline's `user_models` section. No torch here: the Snakefile imports it.
 
-A user model's settings are the keys of `$defs/user_model` in workflow/schemas/config.schema.yaml
+A user model's settings are the keys of `$defs/user_model` in src/vaegaps/config.schema.yaml
 (model, data, likelihood, family, ...) and its `evaluation` changes. Keys left out take the
 schema's defaults: for the evaluation, first the user-model defaults written there (the estimator
 settings of workflow/presets/fashion_cpu.yaml), then the `evaluation` section's own. The study's

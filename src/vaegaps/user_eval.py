@@ -76,7 +76,7 @@ def measure(model, data, *, seed: int = 0, progress: bool = True, **settings) ->
     amortized, local, ais; `parts` is accepted and changes nothing) and of a `user_models` entry
     (likelihood, noise_std, family, local_families, flow_hidden, realnvp_hidden, flow_steps,
     shape); nested ones change only the keys they name, e.g. ais={"n_intermediate": 1000}. Defaults
-    (workflow/schemas/config.schema.yaml, `$defs.user_model`): the first 1000 datapoints; L[q] and
+    (src/vaegaps/config.schema.yaml, `$defs.user_model`): the first 1000 datapoints; L[q] and
     IWAE from 5000 draws; q* by local optimisation (50 draws per step, lr 3e-3, Flow 1e-3,
     patience 5, at most 10,000 steps, scored on 5000 draws) for FFG and Flow; AIS from the
     encoder's q, 16 chains × 300 distributions, sigmoid schedule, pilot-tuned step sizes.

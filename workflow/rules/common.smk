@@ -5,7 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 import copy  # noqa: E402
 from vaegaps.config import (  # noqa: E402 (torch-free)
-    check_parts, evaluation_config, figure2_config, local_config, model_config, model_path,
+    SCHEMA, check_parts, evaluation_config, figure2_config, local_config, model_config, model_path,
     over_training_evaluation, resolved_config, split_ref, starts_from_qstar_ffg, validate,
     write_resolved)
 from vaegaps.preflight import preflight  # noqa: E402 (torch-free)
@@ -18,7 +18,7 @@ if workflow.config_settings.configfiles:
     config.clear()
     config.update(copy.deepcopy(dict(workflow.config_settings.overwrite_config)))
 try:
-    validate(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+    validate(config, SCHEMA)   # src/vaegaps/config.schema.yaml, package data
 except VaegapsError as exc:  # one line, not Snakemake's parse-time traceback
     sys.exit(f"error: {exc}")
 config.setdefault("datasets", [])  # a study of user models alone names none (workflow/rules/user.smk)
