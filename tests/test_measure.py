@@ -121,13 +121,13 @@ def test_prior_other_than_standard_normal_is_exact():
 # ------------------------------------------------------------------------------------------------
 
 class Toy(nn.Module):
-    """A small valid model: z_dim 2, 5 binary pixels, Bernoulli decoder."""
+    """A small valid model: z_dim 2 (or `z_dim`), 5 binary pixels, Bernoulli decoder."""
 
-    def __init__(self):
+    def __init__(self, z_dim=2):
         super().__init__()
         torch.manual_seed(0)
-        self.enc = nn.Linear(5, 4)
-        self.dec = nn.Linear(2, 5)
+        self.enc = nn.Linear(5, 2 * z_dim)
+        self.dec = nn.Linear(z_dim, 5)
 
     def encode(self, x):
         mean, logvar = self.enc(x).chunk(2, -1)
@@ -137,9 +137,9 @@ class Toy(nn.Module):
         return D.Bernoulli(logits=self.dec(z))
 
 
-def _broken(**methods):
+def _broken(z_dim=2, **methods):
     """A Toy whose methods are replaced by `methods` (functions of self and one argument)."""
-    model = Toy()
+    model = Toy(z_dim)
     for name, fn in methods.items():
         setattr(model, name, types.MethodType(fn, model))
     return model
@@ -157,6 +157,12 @@ def _no(name):
 
 X = (torch.rand(6, 5, generator=torch.Generator().manual_seed(0)) > 0.5).float()
 
+
+def _no_grad(fn):
+    with torch.no_grad():
+        return fn()
+
+
 BROKEN = {
     "no encode": (lambda: _no("encode"), "has no encode() method"),
     "no decode": (lambda: _no("decode"), "has no decode() method"),
@@ -165,6 +171,9 @@ BROKEN = {
                                "log-variance of shape"),
     "encode transposed": (lambda: _broken(encode=lambda self, x: tuple(t.T for t in self.enc(x).chunk(2, -1))),
                           "both must be (N, D)"),
+    # D = 3, the protocol check's batch size: a (D, N) output is caught on a batch of another size
+    "encode transposed, D = N": (lambda: _broken(3, encode=lambda self, x: tuple(t.T for t in self.enc(x).chunk(2, -1))),
+                                 "both must be (N, D) = (4, D); it looks transposed"),
     "encode fails on the data": (lambda: _broken(encode=lambda self, x: self.enc(x.reshape(len(x), 5, 1))),
                                  "encode(x) fails"),
     "decode returns a tensor": (lambda: _broken(decode=lambda self, z: self.dec(z)), "not a torch.distributions.Distribution"),
@@ -174,6 +183,10 @@ BROKEN = {
                            "log_prob(x)"),
     "decode not differentiable": (lambda: _broken(decode=lambda self, z: D.Bernoulli(logits=self.dec(z).detach())),
                                   "not differentiable"),
+    "decode under torch.no_grad()": (lambda: _broken(decode=lambda self, z: _no_grad(lambda: D.Bernoulli(logits=self.dec(z)))),
+                                     "not differentiable"),
+    "data outside decode's support": (lambda: _broken(decode=lambda self, z: D.Uniform(
+        self.dec(z) + 5, self.dec(z) + 6, validate_args=False)), "-inf for every datapoint"),
     "decode returns something else": (lambda: _broken(decode=lambda self, z: [self.dec(z)]), "not a torch.distributions"),
 }
 

@@ -23,7 +23,7 @@ import torch
 
 from . import rng
 from .bounds import log_mean_exp
-from .likelihood import (LogLikelihood, check_index, check_int, check_likelihood, check_number,
+from .likelihood import (InputError, LogLikelihood, check_index, check_int, check_likelihood, check_number,
                          check_optional_int, batches, ll_and_grad, restrict)
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,10 @@ def ais(log_likelihood: LogLikelihood, z_dim: int, n_points: int, n_chains: int 
     check_number("step_size_bounds[0]", step_size_bounds[0], 0.0, closed="low")
     check_number("step_size_bounds[1]", step_size_bounds[1], step_size_bounds[0], closed="low")
     check_optional_int("batch_size", batch_size)
-    dtype, device = check_likelihood(log_likelihood, z_dim, n_points, dtype, device)
+    # a likelihood with its own value_and_grad (vaegaps.likelihood) needs no autograd here
+    dtype, device = check_likelihood(log_likelihood, z_dim, n_points, dtype, device,
+                                     autograd=getattr(log_likelihood, "value_and_grad", None) is None)
+    init = _check_init(init, n_points, z_dim)
     if step_sizes is not None:
         step_sizes = torch.as_tensor(step_sizes)
         if step_sizes.shape != (n_intermediate - 2, n_points) or not bool((step_sizes > 0).all()):
@@ -239,19 +242,31 @@ def ais(log_likelihood: LogLikelihood, z_dim: int, n_points: int, n_chains: int 
 
 def _target(log_likelihood, rows: slice, n: int, init) -> _Target:
     """The chains' target for datapoints `rows` (of n), from the prior or from init = (mean, scale)
-    with scale a std (N, D) or a Cholesky factor (N, D, D)."""
+    as `_check_init` returns it."""
     lik = restrict(log_likelihood, rows, n)
     if init is None:
         return _Target(lik)
-    mean, scale = (torch.as_tensor(t)[rows] for t in init)
-    full = scale.dim() == 3 and scale.shape[:2] == mean.shape and scale.shape[-1] == mean.shape[-1]
-    if mean.dim() != 2 or not (full or scale.shape == mean.shape):
-        raise ValueError(f"init must be (mean (N, D), std (N, D) or Cholesky factor (N, D, D)), "
-                         f"got shapes {tuple(mean.shape)} and {tuple(scale.shape)}")
-    diag = torch.diagonal(scale, dim1=-2, dim2=-1) if full else scale
+    mean, scale = (t[rows] for t in init)
+    return _Target(lik, mean, scale.tril() if scale.dim() == 3 else scale)
+
+
+def _check_init(init, n: int, d: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """init = (mean (N, D), scale): a std (N, D) or a Cholesky factor (N, D, D), as tensors;
+    checked against the N datapoints and D latent dimensions of the call."""
+    if init is None:
+        return None
+    if not (isinstance(init, (tuple, list)) and len(init) == 2):
+        raise InputError(f"init must be a pair (mean, scale), got {type(init).__name__}")
+    mean, scale = (torch.as_tensor(t) for t in init)
+    want = (n, d)
+    if tuple(mean.shape) != want or tuple(scale.shape) not in (want, (n, d, d)):
+        raise InputError(f"init must be (mean, scale) of shapes (N, D) = {want} and (N, D) = {want} (a std) or "
+                         f"(N, D, D) = {(n, d, d)} (a Cholesky factor); got shapes {tuple(mean.shape)} and "
+                         f"{tuple(scale.shape)}")
+    diag = torch.diagonal(scale, dim1=-2, dim2=-1) if scale.dim() == 3 else scale
     if not bool((diag > 0).all()) or not bool(torch.isfinite(mean).all()):
-        raise ValueError("init std (or the Cholesky factor's diagonal) must be positive and mean finite")
-    return _Target(lik, mean, scale.tril() if full else scale)
+        raise InputError("init std (or the Cholesky factor's diagonal) must be positive and mean finite")
+    return mean, scale
 
 
 def _log_mean_exp_se(log_w: torch.Tensor) -> torch.Tensor:
@@ -287,7 +302,9 @@ def bdmc(log_likelihood: LogLikelihood, z_true: torch.Tensor, n_chains: int = 16
     if not bool(torch.isfinite(z_true).all()):
         raise ValueError("z_true must be finite")
     n, d = z_true.shape
-    check_likelihood(log_likelihood, d, n, z_true.dtype, z_true.device, names=("z_true.shape[1]", "z_true.shape[0]"))
+    check_likelihood(log_likelihood, d, n, z_true.dtype, z_true.device, names=("z_true.shape[1]", "z_true.shape[0]"),
+                     autograd=getattr(log_likelihood, "value_and_grad", None) is None)
+    init = _check_init(init, n, d)
     seed = rng.seed_from(generator)
     fwd = ais(log_likelihood, d, n, n_chains, n_intermediate, schedule, leapfrog_steps, seed,
               index=index, step_size=step_size, target_accept=target_accept, batch_size=batch_size,

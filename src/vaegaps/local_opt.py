@@ -21,7 +21,7 @@ import torch
 from torch.func import functional_call
 
 from . import rng
-from .likelihood import (LogLikelihood, check_index, check_int, check_likelihood, check_number,
+from .likelihood import (InputError, LogLikelihood, check_index, check_int, check_likelihood, check_number,
                          check_optional_int, batches, restrict)
 from .bounds import log_normal_std, monte_carlo_bounds
 from .families import FAMILIES, LocalPosterior
@@ -204,7 +204,8 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
     index = check_index(index, n_points).to(device, torch.int64)
     if isinstance(init, tuple):
         init = {"mean": init[0], "logvar": init[1]}
-    candidates = init if isinstance(init, list) else [init or {}]
+    candidates = _check_init(init if isinstance(init, list) else [init or {}],
+                             LocalPosterior(family, 1, z_dim, hidden, flow_steps), n_points)
     results = []
     for sl in batches(n_points, batch_size):
         q = LocalPosterior(family, sl.stop - sl.start, z_dim, hidden, flow_steps)
@@ -236,6 +237,27 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
         torch.cat(x) for x in list(zip(*results))[:8])
     params = {k: torch.cat([r[8][k] for r in results]) for k in results[0][8]}
     return LocalResult(elbo, iwae, steps, converged, se, params, iwae_se, n_restarts, diverged)
+
+
+def _check_init(starts: list, q: LocalPosterior, n: int) -> list[dict]:
+    """The starts as dicts of tensors, each naming parameters of `q` (a local q of one datapoint)
+    with this call's n datapoints in front of that parameter's shape."""
+    shapes = {k: tuple(p.shape[1:]) for k, p in q.named_parameters()}
+    out = []
+    for i, start in enumerate(starts):
+        where = "init" if len(starts) == 1 else f"init[{i}]"
+        if not isinstance(start, dict):
+            raise InputError(f"{where} must be a (mean, logvar) pair or a dict of per-datapoint parameters, "
+                             f"got {type(start).__name__}")
+        start = {k: torch.as_tensor(v) for k, v in start.items()}
+        for k, v in start.items():
+            if k not in shapes:
+                raise InputError(f"{where} names {k!r}, not a parameter of this local q ({', '.join(shapes)})")
+            if tuple(v.shape) != (n, *shapes[k]):
+                raise InputError(f"{where} {k!r} must have shape (n_points, ...) = {(n, *shapes[k])}, "
+                                 f"got {tuple(v.shape)}")
+        out.append(start)
+    return out
 
 
 def _overlay(q: LocalPosterior, given: dict, sl: slice) -> dict:

@@ -258,6 +258,8 @@ class UserVAE(nn.Module):
             self.eval()
             with torch.no_grad():
                 mean, logvar, q = self._encode(x, check=True)
+                if mean.shape[-1] == len(x):   # a (D, N) output passes as (N, D): once more with N != D
+                    self._encode(x[torch.arange(len(x) + 1, device=x.device) % len(x)], check=True)
             self.z_dim = mean.shape[-1]
             gaussian = q is None
             self.family_name = "ffg" if gaussian else "user"
@@ -313,8 +315,9 @@ class UserVAE(nn.Module):
                                 "of shape (N, D), or a torch.distributions.Normal with batch shape (N, D)")
         if check and q is None:
             if mean.dim() != 2 or mean.shape[0] != n or logvar.shape != mean.shape:
+                flipped = "; it looks transposed, (D, N)" if mean.dim() == 2 and mean.shape[1] == n else ""
                 raise ProtocolError(f"encode(x) gave a mean of shape {_shape(mean)} and a log-variance of shape "
-                                    f"{_shape(logvar)} for {n} datapoints; both must be (N, D) = ({n}, D)")
+                                    f"{_shape(logvar)} for {n} datapoints; both must be (N, D) = ({n}, D){flipped}")
             if not (mean.is_floating_point() and bool(torch.isfinite(mean).all() & torch.isfinite(logvar).all())):
                 raise ProtocolError("encode(x) gave a non-finite or non-float mean or log-variance on the first datapoints")
         return mean, logvar, q
@@ -358,7 +361,8 @@ class UserVAE(nn.Module):
         return prior
 
     def _check_decoder(self, x: torch.Tensor) -> None:
-        n, s = len(x), 3 if len(x) == 2 else 2
+        n = len(x)
+        s = next(k for k in (2, 3, 4) if k not in (n, self.z_dim))   # S != N, D: no transposition passes
         z = torch.zeros(n, s, self.z_dim, dtype=self.dtype, device=self.device, requires_grad=True)
         where = f"for z of shape (N, S, D) = {(n, s, self.z_dim)}"
         try:
@@ -383,8 +387,12 @@ class UserVAE(nn.Module):
         if not isinstance(lp, torch.Tensor) or lp.dim() < 2 or tuple(lp.shape[:2]) != (n, s):
             raise ProtocolError(f"decode(z).log_prob(x) has shape {_shape(lp)} {where}; it must be log p(x|z) per "
                                 f"datapoint and sample: (N, S) = {(n, s)}, or (N, S, *data dims) (summed here)")
+        total = lp.flatten(2).sum(-1) if lp.dim() > 2 else lp
         if not lp.is_floating_point() or bool(torch.isnan(lp).any()) or bool((lp == torch.inf).any()):
             raise ProtocolError("decode(z).log_prob(x) is NaN, +inf or not a float at z = 0 on the first datapoints; "
+                                "are the data in the likelihood's support?")
+        if not bool(torch.isfinite(total).any()):
+            raise ProtocolError("decode(z).log_prob(x) is -inf for every datapoint at z = 0 (no finite log p(x|z)); "
                                 "are the data in the likelihood's support?")
         try:
             (grad,) = torch.autograd.grad(lp.sum(), z, allow_unused=True)
