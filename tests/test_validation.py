@@ -201,6 +201,7 @@ BAD = {
     "ais scalar likelihood": (_ais, dict(log_likelihood=_wrapped(lambda v: v.sum())), "likelihood"),
     "ais (N,S,1) likelihood": (_ais, dict(log_likelihood=_wrapped(lambda v: v.unsqueeze(-1))), "likelihood"),
     "ais (S,N) likelihood": (_ais, dict(log_likelihood=_wrapped(lambda v: v.T)), "likelihood"),
+    "ais likelihood summed over S, not D": (_ais, dict(log_likelihood=lambda z: -0.5 * (z ** 2).sum(1)), "likelihood"),
     "ais non-callable likelihood": (_ais, dict(log_likelihood=3.0), "log_likelihood"),
     # BDMC
     "bdmc 1-D z_true": (_bdmc, dict(z_true=torch.zeros(5, dtype=torch.float64)), "z_true"),
@@ -239,7 +240,8 @@ def test_bad_estimator_argument_is_a_value_error_naming_it(name):
 def test_likelihood_shape_message_says_what_came_back_and_what_was_expected():
     with pytest.raises(ValueError) as err:
         _ais(log_likelihood=_wrapped(lambda v: v.unsqueeze(-1)))
-    assert "returned shape (5, 2, 1)" in str(err.value) and "(N, S) = (5, 2)" in str(err.value)
+    # S = 3: neither N = 5 nor D = 2, so no transposed or wrongly summed output passes
+    assert "returned shape (5, 3, 1)" in str(err.value) and "(N, S) = (5, 3)" in str(err.value)
 
 
 def test_plus_inf_likelihood_is_an_error_and_nan_a_warning():
