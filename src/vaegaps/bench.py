@@ -210,7 +210,7 @@ def bench_accuracy(model_path, data_path, qstar_path=None, n_real=20, n_sim=10, 
     index, x = evaluation_set(data_path, "train", n_real, device)
     if qstar_path and Path(qstar_path).exists():
         ref = pd.read_parquet(qstar_path).set_index("index").loc[index]
-        ref_name = "IWAE-5000(q*_FFG)"
+        ref_name = f"IWAE-5000 of {qstar_path}"
     else:
         ref = amortized_bounds(model, x, index, 5000, 0).set_index("index")
         ref_name = "IWAE-5000(encoder q)"
@@ -258,7 +258,8 @@ def main(argv=None):
     ap.add_argument("--model", default="results/models/fashion_mnist/standard/ffg/model.pt",
                     help="trained Fashion-MNIST-sized model for (c)")
     ap.add_argument("--data", default="results/data/fashion_mnist.parquet")
-    ap.add_argument("--qstar", default="results/eval/fashion_mnist/standard/ffg/local_ffg.parquet")
+    ap.add_argument("--qstar", default="results/eval/fashion_mnist/standard/ffg/local_ffg.parquet",
+                    help="(c)'s reference: a local_*.parquet whose IWAE AIS is compared with; '' for the encoder's q")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip, e.g. c,d")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
