@@ -9,7 +9,7 @@ from vaegaps.config import estimator_settings, resolved_config, validate
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = REPO / "workflow" / "presets"
-SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = REPO / "src" / "vaegaps" / "config.schema.yaml"
 PAPER_LOCAL = {"init": "prior", "n_samples": 100, "lr": 1e-3, "check_every": 100, "patience": 10}
 PAPER_AIS = {"init": "prior", "n_chains": 100, "n_intermediate": 10000, "schedule": "linear",
              "leapfrog_steps": 10, "step_size": 0.01, "target_accept": 0.65, "tuning": "online"}
