@@ -29,7 +29,7 @@ from vaegaps.errors import VaegapsError
 from vaegaps.evaluate import evaluation_set
 from vaegaps.io import load_torch, save_torch, write_parquet
 from vaegaps.stage import stage
-from workflow_runner import REPO, TINY, snakemake
+from workflow_runner import REPO, TINY, assert_one_line_error, snakemake
 
 SRC = REPO / "src"
 FFG = "results/models/digits/standard/ffg"
@@ -294,6 +294,17 @@ def test_full_disk_and_read_only_folder_are_one_line_and_leave_nothing(small_tmp
     with pytest.raises(VaegapsError, match=r"^cannot write .*x\.parquet: read-only file system: set results: "):
         write_parquet(_frame(10), out / "x.parquet")
     assert list(out.iterdir()) == []
+
+
+def test_read_only_results_folder_stops_the_run_in_one_line(small_tmpfs, tmp_path):
+    """A user's `results:` on a read-only disk: the run stops with one line before any job (it
+    used to be Snakemake's report of the onstart hook's exception, with 4 `File "…"` lines)."""
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+    results = small_tmpfs / "results"
+    out = snakemake(tmp_path, f"{results}/data/digits.parquet", "--config", f"results={results}", check=False)
+    assert_one_line_error(out, f"cannot write {results}/config.resolved.yaml: read-only file system: set "
+                               "results: to a writable folder")
+    assert not (tmp_path / "results").exists() and not results.exists()
 
 
 def test_outputs_get_the_umask_mode_not_the_temporary_files(tmp_path):
