@@ -350,6 +350,19 @@ def test_write_errors_map_to_one_line_anywhere(tmp_path, monkeypatch):
             raise FileNotFoundError(errno.ENOENT, "No such file", "x")
 
 
+def test_a_job_error_shows_its_traceback_only_when_asked(tmp_path, monkeypatch, capsys):
+    """A stage's VaegapsError is the line `error: MSG`; VAEGAPS_TRACEBACK=1 adds the traceback above it."""
+    monkeypatch.chdir(tmp_path)
+    sm = SimpleNamespace(log=[str(tmp_path / "stage.log")], threads=1, config={})
+    for env, shown in (("0", False), ("1", True)):
+        monkeypatch.setenv("VAEGAPS_TRACEBACK", env)
+        with pytest.raises(SystemExit) as e:
+            with stage(sm):
+                raise VaegapsError("lower x")
+        assert e.value.code == "error: lower x"
+        assert ("Traceback" in capsys.readouterr().err) is shown
+
+
 # ----------------------------------------------------------------------------- evaluation size
 
 def _dataset(path, n_train: int) -> None:
