@@ -34,8 +34,10 @@ report: "workflow/report/workflow.rst"
 
 
 onstart:
-    # every setting this run uses, resolved in one place (docs/method.md §9)
-    write_resolved(RESOLVED, f"{RES}/config.resolved.yaml")
+    # every setting this run uses, resolved in one place (docs/method.md §9); a read-only or
+    # full results folder stops the run here with one line
+    with one_line(VERBOSE):
+        write_resolved(RESOLVED, f"{RES}/config.resolved.yaml")
 
 
 # On a cluster the rules marked `localrule: True` run on the submitting host, not as jobs: each

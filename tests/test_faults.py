@@ -29,7 +29,7 @@ from vaegaps.errors import VaegapsError
 from vaegaps.evaluate import evaluation_set
 from vaegaps.io import load_torch, save_torch, write_parquet
 from vaegaps.stage import stage
-from workflow_runner import REPO, TINY, snakemake
+from workflow_runner import REPO, TINY, assert_one_line_error, snakemake
 
 SRC = REPO / "src"
 FFG = "results/models/digits/standard/ffg"
@@ -296,6 +296,17 @@ def test_full_disk_and_read_only_folder_are_one_line_and_leave_nothing(small_tmp
     assert list(out.iterdir()) == []
 
 
+def test_read_only_results_folder_stops_the_run_in_one_line(small_tmpfs, tmp_path):
+    """A user's `results:` on a read-only disk: the run stops with one line before any job (it
+    used to be Snakemake's report of the onstart hook's exception, with 4 `File "…"` lines)."""
+    subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+    results = small_tmpfs / "results"
+    out = snakemake(tmp_path, f"{results}/data/digits.parquet", "--config", f"results={results}", check=False)
+    assert_one_line_error(out, f"cannot write {results}/config.resolved.yaml: read-only file system: set "
+                               "results: to a writable folder")
+    assert not (tmp_path / "results").exists() and not results.exists()
+
+
 def test_outputs_get_the_umask_mode_not_the_temporary_files(tmp_path):
     """An atomically written output is readable as any new file would be (0644 under umask 022),
     not private like the temporary file it was written as."""
@@ -337,6 +348,19 @@ def test_write_errors_map_to_one_line_anywhere(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError):  # any other OSError stays what it is
         with stage(sm):
             raise FileNotFoundError(errno.ENOENT, "No such file", "x")
+
+
+def test_a_job_error_shows_its_traceback_only_when_asked(tmp_path, monkeypatch, capsys):
+    """A stage's VaegapsError is the line `error: MSG`; VAEGAPS_TRACEBACK=1 adds the traceback above it."""
+    monkeypatch.chdir(tmp_path)
+    sm = SimpleNamespace(log=[str(tmp_path / "stage.log")], threads=1, config={})
+    for env, shown in (("0", False), ("1", True)):
+        monkeypatch.setenv("VAEGAPS_TRACEBACK", env)
+        with pytest.raises(SystemExit) as e:
+            with stage(sm):
+                raise VaegapsError("lower x")
+        assert e.value.code == "error: lower x"
+        assert ("Traceback" in capsys.readouterr().err) is shown
 
 
 # ----------------------------------------------------------------------------- evaluation size

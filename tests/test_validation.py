@@ -20,7 +20,7 @@ from vaegaps.data import prepare_dataset
 from vaegaps.errors import VaegapsError
 from vaegaps.local_opt import optimize_local
 from vaegaps.train import diverged_below, train_vae
-from workflow_runner import snakemake
+from workflow_runner import assert_one_line_error, snakemake
 
 # ----------------------------------------------------------------------------- config: strings as scalars
 
@@ -81,6 +81,48 @@ def test_bad_values_still_fail_in_one_line(text, where, message):
         validate(yaml.safe_load(f"datasets: [digits]\n{text}\n"), SCHEMA)
     msg = str(err.value)
     assert "\n" not in msg and f"config error at '{where}'" in msg and message in msg, msg
+
+
+# Every config error a user can meet at parse time, as a user sees it: `snakemake` on the tiny
+# config with one --config override, in a fresh folder (a real run of a cheap target, not -n).
+PARSE_TIME_ERRORS = [
+    ("evaluation={parts: 100}", "evaluation.parts (100) for digits is more than evaluation.n_points (24); lower parts"),
+    ("evaluation={parts: 5}", "evaluation.parts (5) for digits is more than experiments.bdmc.n_points (4)"),
+    ("evaluation={n_points: 100000}", "evaluation.n_points is 100000 but the train split of digits has 1297 "
+                                      "datapoints; lower evaluation.n_points to 1297 or less"),
+    ("experiments={over_training: {n_points: 251}}", "experiments.over_training.n_points is 251 but the valid split"),
+    ("evaluation={n_points: -1}", "config error at 'evaluation.n_points': -1 is less than the minimum of 1"),
+    ("datasets=[foo]", "config error at 'datasets.0': 'foo' is not one of"),
+    ("experiments={over_training: {models: {standard: bogus/ffg}}}",
+     "config error at 'experiments.over_training.models.standard': unknown variant 'bogus'"),
+    ("experiments={variant_tables: {variants: [bogus]}}",
+     "config error at 'experiments.variant_tables.variants.0': unknown variant 'bogus'"),
+]
+
+
+@pytest.mark.parametrize("override, phrase", PARSE_TIME_ERRORS)
+def test_parse_time_errors_are_one_line(tmp_path, override, phrase):
+    """README: a bad config stops the run with one error line, after Snakemake's own notes. Before,
+    Snakemake reported check_parts', preflight's and an experiment's unknown variant as
+    `VaegapsError in file …, line N:` with the message and 2-4 `File "…"` lines below it (and an
+    unknown variant of variant_tables only while building the DAG, with a traceback)."""
+    out = snakemake(tmp_path, "results/data/digits.parquet", "--config", override, check=False)
+    assert_one_line_error(out, phrase)
+    assert not (tmp_path / "results").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("how", ["--verbose", "VAEGAPS_TRACEBACK=1"])
+def test_traceback_when_asked_for(tmp_path, how):
+    """README "Troubleshooting": Snakemake's --verbose or VAEGAPS_TRACEBACK=1 show where the error came from."""
+    import os
+
+    env = {**os.environ, "VAEGAPS_TRACEBACK": "1"} if how.startswith("VAEGAPS") else None
+    args = ["--verbose"] if how == "--verbose" else []
+    out = snakemake(tmp_path, "-n", "results/data/digits.parquet", *args, "--config", "evaluation={parts: 100}",
+                    check=False, env=env)
+    text = out.stdout + out.stderr  # a dry run logs to stdout
+    assert out.returncode != 0
+    assert 'File "' in text and "in check_parts" in text, text[-3000:]
 
 
 # ----------------------------------------------------------------------------- training divergence

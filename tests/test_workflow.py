@@ -228,3 +228,99 @@ def test_default_profile_is_loaded_without_being_named(tmp_path):
     profile (rerun-incomplete after a kill, default resources) apply to every plain run."""
     out = snakemake(tmp_path, "-n", "results/table2.csv")
     assert "Using workflow specific profile" in out.stderr and "profiles/default" in out.stderr
+
+
+# ----------------------------------------------------------------------------- README schemas
+
+# README "Outputs and their schemas": in a row's last cell, a code span that is a list of names is
+# columns (`a, b_{x,y}, c[_se]` = a, b_x, b_y, c, c_se); quoted words are values, and a code span
+# with a dot, slash or space in a name (a config key, a path) is neither.
+_NAME = r"[a-z][a-z0-9_]*(?:\{[a-z0-9_,]+\}[a-z0-9_]*)*(?:\[_se\])?"
+_COLUMNS = re.compile(rf"{_NAME}(?:, {_NAME})*")
+
+
+def _expand(name: str) -> list[str]:
+    """`b_{x,y}` -> b_x, b_y; `c[_se]` -> c, c_se; a brace without a comma (`{dataset}`) stays."""
+    if name.endswith("[_se]"):
+        return [x for n in _expand(name[:-5]) for x in (n, f"{n}_se")]
+    m = re.search(r"\{([^{}]*,[^{}]*)\}", name)
+    if not m:
+        return [name]
+    return [x for alt in m.group(1).split(",") for x in _expand(name[:m.start()] + alt + name[m.end():])]
+
+
+def readme_schemas(text: str) -> list[tuple[list[str], set[str]]]:
+    """(file patterns under results/, documented columns) of every row of the README's output
+    tables (its "Outputs and their schemas" section) that names a CSV or Parquet file."""
+    section = text.split("\n## Outputs and their schemas\n", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for row in section.splitlines():
+        if not row.startswith("| `results/"):
+            continue
+        cells = [c.strip() for c in row.strip().strip("|").split(" | ")]
+        files = [f for span in re.findall(r"`([^`]+)`", cells[0]) for f in _expand(span)
+                 if f.endswith((".csv", ".parquet"))]
+        columns = {c for span in re.findall(r"`([^`]+)`", cells[-1]) if _COLUMNS.fullmatch(span)
+                   for name in span.split(", ") for c in _expand(name)}
+        for i in range(1, len(files)):  # `results/a/x.parquet`, `y.parquet`: y is in a/ too
+            if "/" not in files[i]:
+                files[i] = f"{files[i - 1].rsplit('/', 1)[0]}/{files[i]}"
+        if files:
+            rows.append(([f.removeprefix("results/") for f in files], columns))
+    return rows
+
+
+def _columns(path) -> set[str]:
+    if path.suffix == ".csv":
+        return set(pd.read_csv(path, nrows=0).columns)
+    import pyarrow.parquet as pq
+
+    return set(pq.read_schema(path).names) - {"__index_level_0__"}
+
+
+def _glob(pattern: str) -> str:
+    """A README path (`{dataset}`-style wildcards, `…` for folders, P and K of part_P_of_K) as a glob."""
+    return re.sub(r"\{[a-z_]+\}", "*", pattern).replace("…", "**").replace("part_P_of_K", "part_*_of_*")
+
+
+def _schema_problems(results, patterns: list[str], listed: set[str]) -> list[str]:
+    """What is wrong with one README row against the files of `results` it names."""
+    found = {p: sorted(results.glob(_glob(p))) for p in patterns}
+    problems = [f"{p}: no such file in the tiny run" for p, fs in found.items() if not fs]
+    files = [f for fs in found.values() for f in fs]
+    if not listed:  # "the same columns for part P of K": those of the gathered file
+        for f in files:  # (a q*_FFG part that a flow starts from may have no gathered file)
+            gathered = f.parents[2] / f"{f.parent.name}.parquet"
+            gathered = gathered if gathered.exists() else next(results.glob(f"eval/**/{gathered.name}"))
+            if _columns(f) != _columns(gathered):
+                problems.append(f"{f.relative_to(results)}: columns differ from {gathered.relative_to(results)}")
+        return problems
+    written = {}  # column: the first file that has it
+    for f in files:
+        for c in _columns(f):
+            written.setdefault(c, f.relative_to(results))
+    where = ", ".join(patterns)
+    if set(written) - listed:
+        problems.append(f"{where}: undocumented columns "
+                        + ", ".join(f"{c} (in {written[c]})" for c in sorted(set(written) - listed)))
+    if files and listed - set(written):
+        problems.append(f"{where}: stale columns, in no file: {sorted(listed - set(written))}")
+    return problems
+
+
+def test_readme_schemas_list_every_column_written(tiny_run):
+    """Every CSV and Parquet file the README's output tables describe, as the tiny run wrote it: a
+    column that a file has and its row does not list is undocumented; a listed column that no file
+    of its row has is stale; a row without a column list (the parts files) must have the columns
+    of its gathered file. Every CSV or Parquet file outside resume/ (the chunk cache) is in a row.
+    Before, table2.csv's ais_start and bdmc_* and bounds.parquet's grid_mass, among others, were
+    written but not listed."""
+    rows = readme_schemas((REPO / "README.md").read_text())
+    assert {"table2.csv", "figure2/bounds.parquet", "eval/…/ais.parquet", "bdmc.csv"} <= {
+        p for patterns, _ in rows for p in patterns}
+    problems = [x for patterns, listed in rows for x in _schema_problems(tiny_run, patterns, listed)]
+    matched = {f for patterns, _ in rows for p in patterns for f in tiny_run.glob(_glob(p))}
+    unlisted = {f for f in tiny_run.rglob("*") if f.suffix in (".csv", ".parquet")} - matched
+    problems += [f"{f.relative_to(tiny_run)}: in no row" for f in sorted(unlisted)
+                 if f.relative_to(tiny_run).parts[0] != "resume"]
+    assert not problems, "README schema tables vs the files written:\n" + "\n".join(problems)

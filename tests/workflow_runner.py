@@ -1,5 +1,6 @@
 """Running the real workflow from tests: the repository, the tiny config, one snakemake call."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,3 +18,19 @@ def snakemake(workdir, *args, check=True, repo=REPO, configfiles=(), env=None):
     if check and out.returncode:
         raise AssertionError(f"snakemake failed ({out.returncode}):\n{out.stderr[-4000:]}")
     return out
+
+
+def assert_one_line_error(out, phrase: str) -> str:
+    """A failed run whose error, as a user sees it, is one line: exactly one output line names the
+    problem (contains `phrase`), it starts with "error: " and ends stderr, and no traceback (no
+    "Traceback", no `File "…"` line, no Snakemake exception header `… in file "…", line N:`) is
+    printed. Snakemake's own notes before it ("Building DAG of jobs...") are allowed. The line."""
+    assert out.returncode != 0, out.stdout[-2000:] + out.stderr[-2000:]
+    lines = (out.stdout + out.stderr).splitlines()
+    ours = [ln for ln in lines if phrase in ln]
+    report = "\n".join(lines[-20:])
+    assert len(ours) == 1 and ours[0].startswith("error: "), report
+    assert out.stderr.rstrip("\n").splitlines()[-1] == ours[0], report
+    traceback = re.compile(r'Traceback|^\s*File "|in file ".*", line \d+|VaegapsError')
+    assert not [ln for ln in lines if traceback.search(ln)], report
+    return ours[0]

@@ -240,6 +240,29 @@ def check_parts(config: dict) -> None:
                                    f"than {what} ({n}); lower parts")
 
 
+def variant_refs(config: dict) -> list[tuple[str, str]]:
+    """(config key, variant) of every variant the study names outside `variants:`."""
+    exp = config.get("experiments", {})
+    refs = [(f"experiments.variant_tables.variants.{i}", v)
+            for i, v in enumerate(exp.get("variant_tables", {}).get("variants", []))]
+    for name, key in (("flows_amortization", "encoders"), ("decoder_capacity", "models"), ("over_training", "models")):
+        refs += [(f"experiments.{name}.{key}.{k}", split_ref(ref)[0])
+                 for k, ref in exp.get(name, {}).get(key, {}).items()]
+    for name, variant in config["variants"].items():
+        ref = (variant.get("train") or {}).get("init_decoder")
+        if ref and not ref.endswith(".pt"):
+            refs.append((f"variants.{name}.train.init_decoder", split_ref(ref)[0]))
+    return refs
+
+
+def check_variants(config: dict) -> None:
+    """Every variant an experiment or an init_decoder names is defined (before any rule reads it)."""
+    for key, variant in variant_refs(config):
+        if variant not in config["variants"]:
+            raise VaegapsError(f"config error at '{key}': unknown variant {variant!r}; define it under "
+                               f"variants: or use one of {sorted(config['variants'])}")
+
+
 def write_resolved(resolved: dict, path: str | Path) -> None:
     """The resolved settings as YAML, written atomically (unchanged files are left alone)."""
     from .io import atomic_path

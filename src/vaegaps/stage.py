@@ -8,9 +8,10 @@ import os
 import resource
 import sys
 import time
+import traceback
 from typing import Iterator
 
-from .errors import VaegapsError
+from .errors import VaegapsError, traceback_wanted
 
 
 @contextlib.contextmanager
@@ -39,7 +40,7 @@ def stage(snakemake) -> Iterator[None]:
         _log_cost(start)
     except VaegapsError as exc:
         logging.getLogger("vaegaps").error("%s", exc)
-        sys.exit(f"error: {exc}")
+        _exit(exc)
     except OSError as exc:  # a write outside vaegaps.io (e.g. copying files): same one line
         _exit_on_write_error(exc)
         raise
@@ -61,7 +62,14 @@ def _exit_on_write_error(exc: OSError) -> None:
     err = write_error(exc.filename or "results", exc)
     if err is not None:
         logging.getLogger("vaegaps").error("%s", err)
-        sys.exit(f"error: {err}")
+        _exit(err)
+
+
+def _exit(err: Exception) -> None:
+    """Exit with `error: MSG`, below the traceback when VAEGAPS_TRACEBACK asks for it."""
+    if traceback_wanted():
+        traceback.print_exc()
+    sys.exit(f"error: {err}")
 
 
 def _pin_threads(n: int) -> None:

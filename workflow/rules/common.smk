@@ -5,25 +5,27 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 import copy  # noqa: E402
 from vaegaps.config import (  # noqa: E402 (torch-free)
-    SCHEMA, check_parts, evaluation_config, figure2_config, local_config, model_config, model_path,
-    over_training_evaluation, resolved_config, split_ref, starts_from_qstar_ffg, validate,
-    write_resolved)
+    SCHEMA, check_parts, check_variants, evaluation_config, figure2_config, local_config,
+    model_config, model_path, over_training_evaluation, resolved_config, split_ref,
+    starts_from_qstar_ffg, validate, write_resolved)
 from vaegaps.preflight import preflight  # noqa: E402 (torch-free)
-from vaegaps.errors import VaegapsError  # noqa: E402
+from vaegaps.errors import one_line  # noqa: E402
 from vaegaps.codedeps import script_code as code_of  # noqa: E402 (reads sources, imports nothing)
 
 # A --configfile is a complete study (a preset): it does not inherit config.yaml's digits-scale
-# settings; what it leaves out takes the schema's defaults, the paper's protocol values.
+# settings; what it leaves out takes the schema's defaults (src/vaegaps/config.schema.yaml).
 if workflow.config_settings.configfiles:
     config.clear()
     config.update(copy.deepcopy(dict(workflow.config_settings.overwrite_config)))
-try:
+# A bad config is one line `error: …`, not Snakemake's report of an exception with its file and
+# traceback lines; those with --verbose or VAEGAPS_TRACEBACK=1 (vaegaps.errors.one_line).
+VERBOSE = bool(getattr(workflow.output_settings, "verbose", False))
+with one_line(VERBOSE):
     validate(config, SCHEMA)   # src/vaegaps/config.schema.yaml, package data
-except VaegapsError as exc:  # one line, not Snakemake's parse-time traceback
-    sys.exit(f"error: {exc}")
-config.setdefault("datasets", [])  # a study of user models alone names none (workflow/rules/user.smk)
-check_parts(config)
-RESOLVED = resolved_config(config)
+    config.setdefault("datasets", [])  # a study of user models alone names none (workflow/rules/user.smk)
+    check_parts(config)
+    check_variants(config)
+    RESOLVED = resolved_config(config)
 
 RES = config["results"]
 
@@ -32,8 +34,9 @@ RES = config["results"]
 # command that rebuilds it, and lock files left by a killed run are removed, never a live run's
 # (src/vaegaps/preflight.py). A dry run only reports.
 if workflow.is_main_process:
-    preflight(config, RES, configfiles=workflow.config_settings.configfiles,
-              dryrun=bool(getattr(workflow.output_settings, "dryrun", False)))
+    with one_line(VERBOSE):
+        preflight(config, RES, configfiles=workflow.config_settings.configfiles,
+                  dryrun=bool(getattr(workflow.output_settings, "dryrun", False)))
 
 MODEL = f"{RES}/models/{{dataset}}/{{variant}}/{{family}}"
 EVAL = f"{RES}/eval/{{dataset}}/{{variant}}/{{family}}"

@@ -2,7 +2,8 @@
 # `user_models`, each resolved by vaegaps.user_config (torch-free, as the Snakefile needs).
 from vaegaps.user_config import estimators as user_estimators, user_models  # noqa: E402 (torch-free)
 
-USER = user_models(config)
+with one_line(VERBOSE):  # a user model's bad entry or missing file: one line (common.smk)
+    USER = user_models(config)
 if USER:  # results/config.resolved.yaml records each user model's settings, defaults filled
     RESOLVED["user_models"] = USER
 UDIR = f"{RES}/user/{{name}}"
