@@ -104,7 +104,7 @@ class Used:
 class Outcome:
     """One evaluated row before the table's fixed fields are added; `used`: the models it read."""
     dataset: str
-    verdict: str = "not evaluated"
+    verdict: str = NOT_EVALUATED
     note: str = ""
     value_a: float = NAN
     se_a: float = NAN
