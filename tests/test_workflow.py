@@ -185,6 +185,14 @@ def test_every_experiment_table_has_its_schema(tiny_run):
     assert list(fa["encoder"]) == ["ffg_small", "realnvp_small", "flow_small", "ffg"]
     dc = pd.read_csv(tiny_run / "decoder_capacity.csv")
     assert list(dc["decoder_layers"]) == [0, 2, 4]
+    dcp = pd.read_parquet(tiny_run / "decoder_capacity.parquet")   # per datapoint, each model named
+    assert set(zip(dcp["decoder_layers"], dcp["variant"], dcp["family"])) == {
+        (0, "decoder_0", "ffg"), (2, "standard", "ffg"), (4, "decoder_4", "ffg")}
+    assert dcp.groupby("decoder_layers")["index"].apply(list).map(tuple).nunique() == 1  # same datapoints
+    otp = pd.read_parquet(tiny_run / "gaps_over_training.parquet")
+    assert dict(otp[["model", "variant", "family"]].drop_duplicates().set_index("model").apply(tuple, axis=1)) == {
+        "standard": ("standard", "ffg"), "flow": ("standard", "realnvp"),
+        "large_decoder": ("large_decoder", "ffg"), "large_encoder": ("large_encoder", "ffg")}
     ot = pd.read_csv(tiny_run / "gaps_over_training.csv")
     assert set(ot["model"]) == {"standard", "flow", "large_decoder", "large_encoder"}
     assert set(ot["split"]) == {"train", "valid"} and set(ot["epoch"]) == {1, 3}
@@ -208,11 +216,21 @@ def test_claims_table_structure(tiny_run):
     assert list(claims.columns) == ["claim", "dataset", "kind", "statement", "comparison", "value_a", "se_a",
                                     "value_b", "se_b", "diff", "diff_se", "paired", "verdict", "note"]
     assert {"1", "2a", "2b", "3a", "3b", "4a", "4b", "5a", "5b", "6a", "6b", "6c", "7a", "7b", "7c", "7d",
-            "bdmc"} <= set(claims["claim"].astype(str))
-    assert set(claims["verdict"]) <= {"holds", "does not hold", "inconclusive", "not evaluated"}
+            "8a", "8b", "8c", "bdmc"} <= set(claims["claim"].astype(str))
+    assert set(claims["verdict"]) <= {"supported", "contradicted", "inconclusive", "not evaluated"}
     # every input was built; 1b is stated for Fashion-MNIST and CIFAR-10 only
     assert set(claims.loc[claims["verdict"] == "not evaluated", "claim"].astype(str)) <= {"1b"}
-    assert claims.loc[claims["claim"].astype(str) == "1", "paired"].all()
+    assert claims.loc[claims["claim"].astype(str).isin(["1", "8a", "8b", "8c"]), "paired"].all()
+    # a verdict means evidence: every supported row lies beyond 2 se in its claimed direction (3b and
+    # 6c, equivalences: inside the tolerance; 7d has no se and decides on its point estimate)
+    sign = {"1": 1, "1b": 1, "2a": -1, "2b": 1, "3a": 1, "4a": -1, "4b": -1, "5a": -1, "5b": -1, "6a": -1,
+            "6b": 1, "7a": -1, "7b": -1, "7c": -1, "8a": -1, "8b": -1, "8c": -1, "bdmc": -1}
+    for _, r in claims[claims["verdict"] == "supported"].iterrows():
+        c = str(r["claim"])
+        if c in sign:
+            assert sign[c] * r["diff"] > 2 * r["diff_se"], r.to_dict()
+        elif c == "3b":
+            assert abs(r["diff"]) + 2 * r["diff_se"] <= 1.0, r.to_dict()
 
 
 def test_dry_run_lists_every_output(tmp_path):

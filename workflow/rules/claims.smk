@@ -7,6 +7,7 @@ rule claims:
     input:
         gaps=[ref_path(d, f"{v}/{f}", "gaps") for d, v, f in claim_gap_keys()],
         flows_amortization=f"{RES}/flows_amortization.parquet",
+        decoder_capacity=f"{RES}/decoder_capacity.parquet",
         over_training=f"{RES}/gaps_over_training.parquet",
         figure2_bounds=f"{RES}/figure2/bounds.parquet",
         figure2_grid=f"{RES}/figure2/grid.parquet",

@@ -10,9 +10,11 @@ rule decoder_capacity:
         code=script_code("decoder_capacity"),
     output:
         csv=report(f"{RES}/decoder_capacity.csv", caption="../report/decoder_capacity.rst", category="Tables"),
+        per_datapoint=f"{RES}/decoder_capacity.parquet",
     params:
         dataset=DC.get("dataset"),
         layers=[int(k) for k in DC.get("models", {})],
+        refs=list(DC.get("models", {}).values()),
     log:
         log_path("decoder_capacity"),
     benchmark:

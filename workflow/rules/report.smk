@@ -48,7 +48,6 @@ rule table2:
     output:
         csv=report(f"{RES}/table2.csv", caption="../report/table2.rst", category="Tables"),
         md=f"{RES}/table2.md",
-        paired=f"{RES}/table2_paired.csv",
     params:
         models=table2_keys(),
     log:

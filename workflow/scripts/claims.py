@@ -3,10 +3,11 @@
 Inputs:
   gaps                list of per-model gaps Parquets (one per model of Tables 2 and 3)
   flows_amortization  per-datapoint frozen-decoder experiment (optional)
+  decoder_capacity    per-datapoint decoder-capacity experiment (optional)
   over_training       per-datapoint gaps over training (optional)
   figure2_bounds      Figure 2 bounds Parquet (optional)
   figure2_grid        Figure 2 grid densities Parquet (optional)
-  bdmc                BDMC validation CSV (optional)
+  bdmc                BDMC validation CSV (optional; without it no log p̂ is certified)
 A check whose input is absent is reported as "not evaluated". Other inputs (e.g. code=...) are ignored.
 Params: gap_keys, one [dataset, variant, family] per gaps file, in the same order;
         figure2_dataset (optional), the label of Figure 2 frames that have no dataset column.

@@ -1,13 +1,16 @@
-"""Snakemake stage: gaps of FFG models with 0, 2 and 4 hidden decoder layers."""
+"""Snakemake stage: gaps of FFG models with 0, 2 and 4 hidden decoder layers, as means and per datapoint."""
 import pandas as pd
 
-from vaegaps.io import write_csv
+from vaegaps.config import split_ref
+from vaegaps.io import write_csv, write_parquet
 from vaegaps.stage import stage
-from vaegaps.tables import DECODER_COLUMNS, summary_table, with_flow_approximation
+from vaegaps.tables import DECODER_COLUMNS, long_frame, summary_table, with_flow_approximation
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
-    frames = {(sm.params.dataset, layers): with_flow_approximation(pd.read_parquet(path))
-              for layers, path in zip(sm.params.layers, sm.input.gaps, strict=True)}
-    table = summary_table(frames, ("dataset", "decoder_layers"), DECODER_COLUMNS)
-    write_csv(table, sm.output.csv)
+    frames = {(sm.params.dataset, layers, *split_ref(ref)): with_flow_approximation(pd.read_parquet(path))
+              for layers, ref, path in zip(sm.params.layers, sm.params.refs, sm.input.gaps, strict=True)}
+    # the per-datapoint rows name each model (variant, family), the key of its BDMC certificate
+    write_parquet(long_frame(frames, ("dataset", "decoder_layers", "variant", "family")), sm.output.per_datapoint)
+    means = {(d, layers): df for (d, layers, _, _), df in frames.items()}
+    write_csv(summary_table(means, ("dataset", "decoder_layers"), DECODER_COLUMNS), sm.output.csv)

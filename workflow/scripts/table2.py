@@ -4,7 +4,7 @@ import pandas as pd
 
 from vaegaps.io import write_csv, write_text
 from vaegaps.stage import stage
-from vaegaps.tables import paired_flow_minus_ffg, table2, to_markdown
+from vaegaps.tables import table2, to_markdown
 
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
@@ -13,4 +13,3 @@ with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     table = table2(frames, bdmc)
     write_csv(table, sm.output.csv)
     write_text(to_markdown(table), sm.output.md)
-    write_csv(paired_flow_minus_ffg(frames), sm.output.paired)
