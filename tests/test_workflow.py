@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from workflow_runner import REPO, snakemake
 
@@ -228,3 +229,12 @@ def test_default_profile_is_loaded_without_being_named(tmp_path):
     profile (rerun-incomplete after a kill, default resources) apply to every plain run."""
     out = snakemake(tmp_path, "-n", "results/table2.csv")
     assert "Using workflow specific profile" in out.stderr and "profiles/default" in out.stderr
+
+
+@pytest.mark.slow
+def test_the_usage_line_runs_without_cores(tmp_path):
+    """`snakemake TARGET` exactly as the README's usage line has it, without --cores: the default
+    profile gives it every core (Snakemake alone refuses: "cores have to be specified")."""
+    out = snakemake(tmp_path, "results/data/digits.parquet", cores=None)
+    assert (tmp_path / "results/data/digits.parquet").is_file()
+    assert re.search(r"Provided cores: \d+", out.stderr), out.stderr[-2000:]

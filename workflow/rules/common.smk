@@ -28,12 +28,16 @@ RESOLVED = resolved_config(config)
 RES = config["results"]
 
 # Before the DAG, in the main process only (cluster jobs parse this file too): an evaluation set
-# larger than its split is an error, a damaged data file, model or checkpoint is named with the
-# command that rebuilds it, and lock files left by a killed run are removed, never a live run's
-# (src/vaegaps/preflight.py). A dry run only reports.
+# larger than its split, a live run in this folder (its Snakemake or a job of a killed run), and a
+# damaged data file, model or checkpoint each stop the run with one line saying what to do; lock
+# files left by a killed run are removed, never a live run's (src/vaegaps/preflight.py). A dry run
+# only reports.
 if workflow.is_main_process:
-    preflight(config, RES, configfiles=workflow.config_settings.configfiles,
-              dryrun=bool(getattr(workflow.output_settings, "dryrun", False)))
+    try:
+        preflight(config, RES, configfiles=workflow.config_settings.configfiles,
+                  dryrun=bool(getattr(workflow.output_settings, "dryrun", False)))
+    except VaegapsError as exc:  # one line, not Snakemake's parse-time traceback
+        sys.exit(f"error: {exc}")
 
 MODEL = f"{RES}/models/{{dataset}}/{{variant}}/{{family}}"
 EVAL = f"{RES}/eval/{{dataset}}/{{variant}}/{{family}}"
