@@ -152,9 +152,9 @@ def _python(code: str, *args) -> subprocess.Popen:
                             stdout=subprocess.PIPE, text=True)
 
 
-CLAIM = ("import sys; from vaegaps.recovery import LiveRun, claim_run\n"
+CLAIM = ("import sys; from vaegaps.recovery import claim_run\n"
          "try: print(len(claim_run(sys.argv[1])))\n"
-         "except LiveRun as e: print('refused:', e)")
+         "except Exception as e: print('refused:', e)")
 JOB = ("import sys, time; from vaegaps.recovery import hold_run_lock; "
        "print(hold_run_lock(sys.argv[1]), flush=True); time.sleep(60)")
 
@@ -199,10 +199,15 @@ def test_a_job_not_yet_holding_the_run_lock_is_seen(tmp_path):
     assert _python(CLAIM, tmp_path).communicate()[0].strip() == "1"
 
 
-def _job_pids(work, rule=None) -> list[int]:
-    from vaegaps.recovery import job_processes
-
-    return sorted(pid for pid, r in job_processes(work).items() if rule in (None, r))
+def _job_pids(work, rule="") -> list[int]:
+    """PIDs of the processes running a job script of `work` (Snakemake names them tmpXXXX.RULE.py)."""
+    scripts, pids = f"{Path(work).resolve()}/.snakemake/scripts/", []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if any(a.startswith(scripts) and a.endswith(f"{rule}.py") for a in os.fsdecode(
+                    (proc / "cmdline").read_bytes()).split("\0")):
+                pids.append(int(proc.name))
+    return sorted(pids)
 
 
 def _errors(out) -> list[str]:
