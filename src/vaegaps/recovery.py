@@ -150,12 +150,12 @@ def lock_holders(workdir=".") -> list[int]:
         table = Path("/proc/locks").read_text()
     except OSError:
         return []
-    pids = []
+    pids, ours = [], (st.st_ino, os.major(st.st_dev), os.minor(st.st_dev))
     for line in table.splitlines():
         f = line.split()  # "1: FLOCK ADVISORY READ 4589 fe:00:2147745 0 EOF"; "->" marks a waiter
         if len(f) > 5 and f[1] == "FLOCK" and f[5].count(":") == 2:
             major, minor, inode = f[5].split(":")
-            if (int(inode), int(major, 16), int(minor, 16)) == (st.st_ino, os.major(st.st_dev), os.minor(st.st_dev)):
+            if (int(inode), int(major, 16), int(minor, 16)) == ours:
                 pids.append(int(f[4]))
     return sorted(set(pids) - {os.getpid()})
 
@@ -169,7 +169,8 @@ def live_run_message(workdir=".") -> str:
                 "cannot see, e.g. a cluster job): wait for it to finish, or end it, then run the "
                 "same command again")
     names = {p: "snakemake" if any("snakemake" in a for a in _cmdline(p)) else "process" for p in others}
-    listed = [f"{n} (PID {p})" for p, n in names.items()] + [f"job {r} (PID {p})" for p, r in sorted(jobs.items())]
+    listed = [f"{n} (PID {p})" for p, n in names.items()]
+    listed += [f"job {r} (PID {p})" for p, r in sorted(jobs.items())]
     pids = " ".join(map(str, [*others, *sorted(jobs)]))
     if "snakemake" in names.values():
         what, it = "a live run holds this folder", "it"
