@@ -5,6 +5,7 @@ its split. The workflow tests use narrow targets of the tiny config."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -112,9 +113,9 @@ def test_kill_9_then_the_same_command_finishes_as_if_uninterrupted(tmp_path):
         assert not (work / FFG / "model.pt").exists()  # frozen mid-training
         locks = _stale_locks(work)
         assert locks
-        # a live run (frozen, not dead) keeps its locks: a second run is refused as usual
+        # a live run (frozen, not dead) keeps its locks: a second run is refused
         second = snakemake(work, f"{FFG}/model.pt", configfiles=[long], check=False)
-        assert second.returncode != 0 and "Directory cannot be locked" in _output(second), _output(second)[-2000:]
+        assert second.returncode != 0 and "error: a live run holds this folder" in _output(second), _output(second)[-2000:]
         assert _stale_locks(work) == locks
     finally:
         _kill(run)
@@ -151,21 +152,25 @@ def _python(code: str, *args) -> subprocess.Popen:
                             stdout=subprocess.PIPE, text=True)
 
 
-CLAIM = "import sys; from vaegaps.recovery import claim_run; print(len(claim_run(sys.argv[1])))"
+CLAIM = ("import sys; from vaegaps.recovery import claim_run\n"
+         "try: print(len(claim_run(sys.argv[1])))\n"
+         "except Exception as e: print('refused:', e)")
 JOB = ("import sys, time; from vaegaps.recovery import hold_run_lock; "
        "print(hold_run_lock(sys.argv[1]), flush=True); time.sleep(60)")
 
 
 def test_locks_of_a_job_still_running_are_not_stale(tmp_path):
     """Snakemake killed but one of its jobs still writing: its locks are kept (the job holds the
-    run lock); once no process of the run lives, they are removed."""
+    run lock) and a new run is refused, naming the job; once no process of the run lives, they
+    are removed."""
     locks = tmp_path / ".snakemake" / "locks"
     locks.mkdir(parents=True)
     (locks / "0.output.lock").write_text("results/models/x/model.pt\n")
     job = _python(JOB, tmp_path)
     try:
         assert job.stdout.readline().strip() == "True"
-        assert _python(CLAIM, tmp_path).communicate()[0].strip() == "0"
+        said = _python(CLAIM, tmp_path).communicate()[0].strip()
+        assert said.startswith("refused: ") and f"(PID {job.pid})" in said and f"kill {job.pid}`" in said, said
         assert (locks / "0.output.lock").exists()
     finally:
         job.kill()
@@ -174,26 +179,108 @@ def test_locks_of_a_job_still_running_are_not_stale(tmp_path):
     assert not (locks / "0.output.lock").exists()
 
 
+def test_a_job_not_yet_holding_the_run_lock_is_seen(tmp_path):
+    """A job takes the run lock only after its imports: a job process of this folder that does not
+    hold it yet (here: never) still makes a new run stop, naming it, and keeps its locks."""
+    locks = tmp_path / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    (locks / "0.output.lock").write_text("results/models/x/model.pt\n")
+    script = tmp_path / ".snakemake" / "scripts" / "tmpab12cd.train_vae.py"  # Snakemake's naming
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(script)])
+    try:
+        said = _python(CLAIM, tmp_path).communicate()[0].strip()
+        assert said == (f"refused: jobs of a killed run are still running in this folder: job train_vae "
+                        f"(PID {job.pid}); wait for them to finish, or end them with `kill {job.pid}`, "
+                        "then run the same command again"), said
+        assert (locks / "0.output.lock").exists()
+    finally:
+        job.kill()
+        job.wait()
+    assert _python(CLAIM, tmp_path).communicate()[0].strip() == "1"
+
+
+def _job_pids(work, rule="") -> list[int]:
+    """PIDs of the processes running a job script of `work` (Snakemake names them tmpXXXX.RULE.py)."""
+    scripts, pids = f"{Path(work).resolve()}/.snakemake/scripts/", []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if any(a.startswith(scripts) and a.endswith(f"{rule}.py") for a in os.fsdecode(
+                    (proc / "cmdline").read_bytes()).split("\0")):
+                pids.append(int(proc.name))
+    return sorted(pids)
+
+
+def _errors(out) -> list[str]:
+    return [line for line in _output(out).splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.slow
+def test_a_live_run_or_a_killed_runs_job_stops_a_new_run_with_one_line(tmp_path):
+    """A second run while one is live, and the same command after kill -9 of Snakemake alone while
+    its job still runs: each stops before the DAG with one line of ours naming the processes and
+    what to do (never Snakemake's advice to --unlock, which would break the live run), and
+    leaves the locks; once the job is gone, the stale locks are removed."""
+    long = tmp_path / "long.yaml"
+    long.write_text("train: {epochs: 150}\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    run = _start(work, f"{FFG}/model.pt", configfiles=[long])
+    try:
+        deadline = time.monotonic() + 120
+        while not (jobs := _job_pids(work, "train_vae")):  # started: most likely still importing torch
+            assert run.poll() is None and time.monotonic() < deadline, "no job started"
+            time.sleep(0.005)
+        os.killpg(run.pid, signal.SIGSTOP)  # stays alive, and mid-way
+        locks = _stale_locks(work)
+
+        second = snakemake(work, f"{FFG}/model.pt", configfiles=[long], check=False)
+        text = _output(second)
+        assert second.returncode != 0 and _errors(second) == [
+            f"error: a live run holds this folder: snakemake (PID {run.pid}), job train_vae (PID {jobs[0]}); "
+            f"wait for it to finish, or end it with `kill {run.pid} {jobs[0]}`, then run the same command again"], text
+        assert "--unlock" not in text and "cannot be locked" not in text
+
+        os.kill(run.pid, signal.SIGKILL)  # Snakemake alone; its job lives on
+        run.wait(timeout=60)
+        third = snakemake(work, f"{FFG}/model.pt", configfiles=[long], check=False)
+        assert third.returncode != 0 and _errors(third) == [
+            f"error: jobs of a killed run are still running in this folder: job train_vae (PID {jobs[0]}); "
+            f"wait for them to finish, or end them with `kill {jobs[0]}`, then run the same command again"], _output(third)
+        assert "--unlock" not in _output(third) and _stale_locks(work) == locks
+    finally:
+        for pid in [run.pid, *_job_pids(work)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while _job_pids(work):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    out = snakemake(work, DATA, configfiles=[long])  # a cheap target: the locks were stale
+    assert f"removed {len(locks)} stale Snakemake lock file(s)" in _output(out)
+
+
 # ----------------------------------------------------------------------------- damaged files
 
 def test_damaged_data_file_keeps_models_and_names_its_rebuild(built, tmp_path):
-    """A truncated data Parquet: the models stay (no retraining, nothing deleted), one line names
-    the file and the command that rebuilds it, and that command restores a working state."""
+    """A truncated data Parquet: the run stops before any job with one line naming the file and
+    the command that rebuilds it (a dry run only warns); the models stay (no retraining, nothing
+    deleted), and that command restores a working state."""
     work = _copy(built, tmp_path / "work")
     model = work / FFG / "model.pt"
     sha, mtime = _sha(model), model.stat().st_mtime_ns
     _truncate(work / DATA)
+    rebuild = f"{COMMAND} --force {DATA}"
+
+    dry = snakemake(work, "-n", AMORTIZED)
+    warning = [line for line in _output(dry).splitlines() if line.startswith("vaegaps: warning:")]
+    assert len(warning) == 1 and DATA in warning[0] and warning[0].endswith(f"rebuild it: {rebuild}")
 
     out = snakemake(work, AMORTIZED, check=False)
     text = _output(out)
-    assert out.returncode != 0
-    assert "rule train_vae" not in text and _sha(model) == sha and model.stat().st_mtime_ns == mtime
-    rebuild = f"{COMMAND} --force {DATA}"
-    warning = [line for line in text.splitlines() if line.startswith("vaegaps: warning:")]
-    assert len(warning) == 1 and DATA in warning[0] and warning[0].endswith(f"rebuild it: {rebuild}")
-    error = [line for line in text.splitlines() if line.startswith("error: ")]
-    assert error and error[0].startswith(f"error: {DATA} is damaged") and error[0].endswith(rebuild)
-    assert "Traceback" not in text
+    assert out.returncode != 0 and "Building DAG" not in text and "rule " not in text
+    assert _sha(model) == sha and model.stat().st_mtime_ns == mtime
+    assert len(_errors(out)) == 1 and _errors(out)[0].startswith(f"error: {DATA} is damaged (")
+    assert _errors(out)[0].endswith(f"rebuild it: {rebuild}") and "Traceback" not in text
 
     snakemake(work, *rebuild.split()[len(COMMAND.split()):])  # the documented command
     out = snakemake(work, AMORTIZED)
@@ -202,18 +289,21 @@ def test_damaged_data_file_keeps_models_and_names_its_rebuild(built, tmp_path):
     assert len(pd.read_parquet(work / AMORTIZED)) == 24
 
 
-def test_damaged_model_names_the_command_that_rebuilds_it(built, tmp_path):
-    """A truncated model.pt: one line with the exact command, which rebuilds it from the final
-    training checkpoint (no epoch trained again)."""
+def test_damaged_model_stops_the_run_before_any_job_or_deletion(built, tmp_path):
+    """A truncated model.pt, newer than the results made from it: the run stops before any job
+    starts and before Snakemake deletes those results as out of date, with one line naming the
+    exact command; that command rebuilds it from the final training checkpoint (no epoch trained
+    again), and the finished results are kept."""
     work = _copy(built, tmp_path / "work")
-    model = work / FFG / "model.pt"
-    sha = _sha(model)
+    snakemake(work, AMORTIZED)
+    model, part = work / FFG / "model.pt", work / "results/eval/digits/standard/ffg/parts/amortized/part_0_of_1.parquet"
+    sha, done = _sha(model), {p: _sha(p) for p in (part, work / AMORTIZED)}
     _truncate(model)
     out = snakemake(work, AMORTIZED, check=False)
     rebuild = f"{COMMAND} --force {FFG}/model.pt"
-    error = [line for line in _output(out).splitlines() if line.startswith("error: ")]
-    assert out.returncode != 0 and error, _output(out)[-2000:]
-    assert error[0].startswith(f"error: cannot read {FFG}/model.pt") and error[0].endswith(f"rebuild it: {rebuild}")
+    assert out.returncode != 0 and _errors(out) == [
+        f"error: {FFG}/model.pt is damaged (not a whole torch file); rebuild it: {rebuild}"], _output(out)[-2000:]
+    assert "Building DAG" not in _output(out) and {p: _sha(p) for p in done} == done
 
     log = work / "results/logs/train_vae/digits/standard/ffg.log"
     log.unlink()
@@ -221,6 +311,41 @@ def test_damaged_model_names_the_command_that_rebuilds_it(built, tmp_path):
     assert "resuming from" in log.read_text() and "epoch 1/" not in log.read_text()
     assert _sha(model) == sha
     snakemake(work, AMORTIZED)
+    assert {p: _sha(p) for p in done} == done
+
+
+def test_which_runs_a_damaged_file_stops(tmp_path, monkeypatch, capsys):
+    """A damaged file stops a run of jobs, not one that forces that very file (the printed rebuild
+    command), runs no job, or only warns (a dry run); a damaged training checkpoint of a finished
+    model only warns, without the advice to retrain."""
+    from vaegaps.preflight import check_damage, cli_mode, damaged_files
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VAEGAPS_SNAKEMAKE", raising=False)
+    model, ckpt = Path(FFG) / "model.pt", Path("results/resume/digits/standard/ffg/train.ckpt")
+    for p in (model, ckpt):
+        save_torch({"w": torch.ones(1000)}, p)
+    _truncate(model)
+    damaged = damaged_files("results")
+    assert [f for f, _ in damaged] == [model]
+    with pytest.raises(VaegapsError, match=rf"^{model} is damaged \(not a whole torch file\); rebuild it: "
+                                           rf"snakemake --cores 1 --force {model}$"):
+        check_damage(damaged, cli_mode(["--cores", "2", "results/table2.csv", "--configfile", "c.yaml"]))
+    for runs in (["--force", str(model), "--configfile", "c.yaml"], ["-F", "results/table2.csv"],
+                 ["-R", str(model)], ["-n", "results/table2.csv"], ["--summary"], ["--lint"],
+                 ["--report", "r.html"], ["--unlock"], ["--touch", "all"]):
+        check_damage(damaged, cli_mode(runs))  # no error
+    assert cli_mode(["--nolock", "all"]).lock_free and not cli_mode(["--report", "r.html"]).lock_free
+    assert cli_mode(["--nolock", "all"]).runs_jobs and cli_mode(["-f", "all"]).rebuilds("all")
+
+    _truncate(ckpt)
+    model.unlink()  # training would resume from the damaged checkpoint: it stops the run
+    with pytest.raises(VaegapsError, match=f"^{ckpt} is damaged .*; delete it and retrain: rm {ckpt} && "):
+        check_damage(damaged_files("results"), cli_mode(["all"]))
+    save_torch({"w": torch.ones(1000)}, model)  # finished without it: a warning, no retraining
+    capsys.readouterr()
+    check_damage(damaged_files("results"), cli_mode(["all"]))
+    assert capsys.readouterr().err.strip().endswith(f"; its model is finished without it: rm {ckpt}")
 
 
 def test_load_torch_names_the_exact_rebuild_command(tmp_path, monkeypatch):

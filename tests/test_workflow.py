@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from workflow_runner import REPO, snakemake
 
@@ -342,3 +343,10 @@ def test_readme_schemas_list_every_column_written(tiny_run):
     problems += [f"{f.relative_to(tiny_run)}: in no row" for f in sorted(unlisted)
                  if f.relative_to(tiny_run).parts[0] != "resume"]
     assert not problems, "README schema tables vs the files written:\n" + "\n".join(problems)
+@pytest.mark.slow
+def test_the_usage_line_runs_without_cores(tmp_path):
+    """`snakemake TARGET` exactly as the README's usage line has it, without --cores: the default
+    profile gives it every core (Snakemake alone refuses: "cores have to be specified")."""
+    out = snakemake(tmp_path, "results/data/digits.parquet", cores=None)
+    assert (tmp_path / "results/data/digits.parquet").is_file()
+    assert re.search(r"Provided cores: \d+", out.stderr), out.stderr[-2000:]

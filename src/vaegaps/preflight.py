@@ -2,24 +2,31 @@
 jobs parse the Snakefile too). No torch: it runs at every parse. Only the Snakefile imports it,
 so it is no stage's code input.
 
-* Stale locks: Snakemake's lock files left by a killed run are removed, never a live run's
-  (vaegaps.recovery).
-* Damaged files: a data Parquet, model or training checkpoint that cannot be read is named with
-  the command that rebuilds it, once per run, before any job fails on it.
+* Live runs and stale locks: while another run, or a job of a killed run, lives in this folder,
+  the run stops with one line naming its processes; else Snakemake's lock files left by a killed
+  run are removed (vaegaps.recovery).
+* Damaged files: a data Parquet, model or training checkpoint that cannot be read stops the run
+  before any job starts or Snakemake deletes any output (it would rerun, after deleting their
+  outputs, the jobs downstream of a truncated and so newer file), with one line naming it and the
+  command that rebuilds it; that command itself, which forces the file, runs.
 * Evaluation sizes: an evaluation set larger than its split is an error naming the key to lower,
   raised before any training or evaluation (never a silently smaller set).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import shlex
 import sys
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 from .errors import VaegapsError
-from .recovery import COMMAND_ENV, RUN_LOCK, claim_run, command_line, damaged_message
+from .recovery import COMMAND_ENV, RUN_LOCK, LiveRun, claim_run, command_line, damaged_message, rebuild_hint
 
 
 # ----------------------------------------------------------------------------- damaged files
@@ -40,12 +47,81 @@ def damage(path) -> str | None:
     return None
 
 
-def damaged_files(results) -> list[str]:
-    """One line per damaged data file, model or training checkpoint under `results`."""
+def damaged_files(results) -> list[tuple[Path, str]]:
+    """(file, why) of each damaged data file, model or training checkpoint under `results`, data
+    files first (a model is rebuilt from them)."""
     res = Path(results)
     files = [*sorted(res.glob("data/*.parquet")), *sorted(res.glob("models/*/*/*/model.pt")),
              *sorted(res.glob("resume/*/*/*/train.ckpt"))]
-    return [damaged_message(f, why) for f in files if (why := damage(f)) is not None]
+    return [(f, why) for f in files if (why := damage(f)) is not None]
+
+
+def _read_now(path: Path) -> bool:
+    """Whether a run may read `path` as it is: a training checkpoint only while its model is
+    missing (training resumes from it); a finished model never needs it."""
+    if path.name != "train.ckpt":
+        return True
+    i = len(path.parts) - 1 - path.parts[::-1].index("resume")
+    return not Path(*path.parts[:i], "models", *path.parts[i + 1:-1], "model.pt").exists()
+
+
+def check_damage(damaged, mode) -> None:
+    """Stop, naming the first damaged file a run may read and the command that rebuilds it, unless
+    this run runs no job or rebuilds that file itself (the printed command forces it)."""
+    stops = [(f, why) for f, why in damaged if _read_now(f) and not mode.rebuilds(f)]
+    if stops and mode.runs_jobs:
+        (first, why), more = stops[0], len(stops) - 1
+        also = f"{more} more damaged file(s) named after it is rebuilt; " if more else ""
+        raise VaegapsError(damaged_message(first, why, also + rebuild_hint(first)))
+    for f, why in damaged:
+        if mode.rebuilds(f):
+            continue
+        # no retraining for a checkpoint: its finished model does not need it
+        hint = None if _read_now(f) else f"its model is finished without it: rm {shlex.quote(str(f))}"
+        print(f"vaegaps: warning: {damaged_message(f, why, hint)}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- command line
+
+# Snakemake options with which no job runs and no output is deleted, and those with which it takes
+# no lock.
+NO_JOBS = ("dryrun", "lint", "list_rules", "list_target_rules", "dag", "rulegraph", "filegraph", "d3dag",
+           "summary", "detailed_summary", "list_changes", "print_compilation", "unlock", "touch",
+           "cleanup_metadata", "export_cwl", "containerize", "archive", "delete_all_output",
+           "delete_temp_output", "generate_unit_tests", "conda_create_envs_only")
+LOCK_FREE = ("dryrun", "lint", "list_rules", "list_target_rules", "dag", "rulegraph", "filegraph", "d3dag",
+             "summary", "detailed_summary", "list_changes", "print_compilation", "nolock")
+
+
+def cli_mode(argv=None) -> SimpleNamespace:
+    """What this snakemake command line does, parsed as Snakemake parses it: runs_jobs, lock_free,
+    rebuilds(path) (a forced target, or --forceall). Read only when it matters (a damaged file, a
+    live run): building Snakemake's parser takes a moment. Another program's command line (the
+    API) counts as a run of jobs that forces nothing."""
+    mode = SimpleNamespace(runs_jobs=True, lock_free=False, rebuilds=lambda path: False)
+    if argv is None:
+        if "snakemake" not in Path(sys.argv[0]).as_posix():
+            return mode
+        argv = sys.argv[1:]
+    try:
+        from snakemake.cli import get_argument_parser
+
+        with contextlib.redirect_stderr(io.StringIO()):
+            args, _ = get_argument_parser().parse_known_args([str(a) for a in argv])
+    except (Exception, SystemExit):  # noqa: BLE001 (not Snakemake's: the default above)
+        return mode
+
+    def on(name):
+        value = getattr(args, name, None)
+        return bool(value) and value != "none"
+
+    report_only = on("report") and not on("report_after_run")
+    forced = {os.path.abspath(t) for t in getattr(args, "targets", None) or () if on("force")}
+    forced |= {os.path.abspath(t) for t in getattr(args, "forcerun", None) or ()}
+    return SimpleNamespace(
+        runs_jobs=not (report_only or any(on(n) for n in NO_JOBS)),
+        lock_free=any(on(n) for n in LOCK_FREE),
+        rebuilds=lambda path: on("forceall") or os.path.abspath(path) in forced)
 
 
 # ----------------------------------------------------------------------------- evaluation sizes
@@ -102,16 +178,25 @@ def check_sizes(config: dict, results) -> None:
 
 # ----------------------------------------------------------------------------- at parse time
 
-def preflight(config: dict, results, configfiles=(), dryrun: bool = False, workdir=".") -> None:
+def preflight(config, results, configfiles=(), dryrun: bool = False, workdir=".", argv=None) -> None:
     """Everything above, in the main Snakemake process before the DAG is built. A dry run
-    changes nothing: it only reports."""
+    changes nothing: it only reports. `argv`: Snakemake's command line (default sys.argv)."""
     os.environ[COMMAND_ENV] = command_line(configfiles)
     check_sizes(config, results)
-    for line in damaged_files(results):
-        print(f"vaegaps: warning: {line}", file=sys.stderr)
+    damaged = damaged_files(results)
     if dryrun:
+        check_damage(damaged, SimpleNamespace(runs_jobs=False, rebuilds=lambda path: False))
         return
-    removed = claim_run(workdir)
+    mode = None
+    try:
+        removed = claim_run(workdir)
+    except LiveRun:
+        mode = cli_mode(argv)
+        if not mode.lock_free:  # else Snakemake only warns, or ignores locks (--nolock)
+            raise
+        removed = []
     if removed:
         print(f"vaegaps: removed {len(removed)} stale Snakemake lock file(s) left by a killed run "
               f"(no live run holds {RUN_LOCK})", file=sys.stderr)
+    if damaged:
+        check_damage(damaged, mode or cli_mode(argv))

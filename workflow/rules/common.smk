@@ -30,9 +30,10 @@ with one_line(VERBOSE):
 RES = config["results"]
 
 # Before the DAG, in the main process only (cluster jobs parse this file too): an evaluation set
-# larger than its split is an error, a damaged data file, model or checkpoint is named with the
-# command that rebuilds it, and lock files left by a killed run are removed, never a live run's
-# (src/vaegaps/preflight.py). A dry run only reports.
+# larger than its split, a live run in this folder (its Snakemake or a job of a killed run), and a
+# damaged data file, model or checkpoint each stop the run with one line saying what to do; lock
+# files left by a killed run are removed, never a live run's (src/vaegaps/preflight.py). A dry run
+# only reports.
 if workflow.is_main_process:
     with one_line(VERBOSE):
         preflight(config, RES, configfiles=workflow.config_settings.configfiles,
