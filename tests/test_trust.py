@@ -216,7 +216,7 @@ def test_ais_minus_iwae_is_the_paired_mean_difference():
     ais = pd.DataFrame({"log_px": shared + 0.3, "log_px_se": 0.1})
     q_star = pd.DataFrame({"iwae": shared + rng.normal(0, 0.05, 40), "iwae_se": 0.1, "elbo": shared - 1,
                            "elbo_se": 0.1, "converged": True})
-    amortized = pd.DataFrame({"elbo": shared - 3, "elbo_se": 0.1, "iwae": shared - 2})
+    amortized = pd.DataFrame({"elbo": shared - 3, "elbo_se": 0.1, "iwae": shared - 2, "iwae_se": 0.1})
     d = diagnostics(gap_frame(np.arange(40), ais, q_star, amortized))
     diff = ais["log_px"] - q_star["iwae"]
     assert d["ais_minus_iwae"] == pytest.approx(diff.mean())
