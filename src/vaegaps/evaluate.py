@@ -156,8 +156,8 @@ def local_optimum(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, l
     r = fit_qstar(model, x, index, family, local, seed, start)
     df = pd.DataFrame({"index": index, "elbo": r.elbo.cpu().numpy(), "iwae": r.iwae.cpu().numpy(),
                        "elbo_se": r.elbo_se.cpu().numpy(), "iwae_se": r.iwae_se.cpu().numpy(),
-                       "iwae_khat": r.iwae_khat.cpu().numpy(), "steps": r.steps.cpu().numpy(), "converged": r.converged.cpu().numpy(),
-                       "restarts": r.restarts.cpu().numpy()})
+                       "iwae_khat": r.iwae_khat.cpu().numpy(), "steps": r.steps.cpu().numpy(),
+                       "converged": r.converged.cpu().numpy(), "restarts": r.restarts.cpu().numpy()})
     if family == "ffg":
         for k in ("mean", "logvar"):
             df[f"qstar_{k}"] = list(r.params[k].detach().cpu().numpy())

@@ -25,8 +25,8 @@ NEGATIVE_GAP_SE = 3.0    # a per-datapoint gap below −3 standard errors is fla
 AIS_BELOW_SE = 2.0       # AIS counts as below an IWAE beyond 2 combined standard errors
 AIS_BELOW_MAX = 0.10     # above this fraction the approximation gap is only a lower bound
 CONVERGED_MIN = 0.95     # below this fraction of converged q*, claims on L[q*] are inconclusive
-# The stochastic lower bounds on log p(x) of a datapoint besides AIS: name in the gaps frame -> label
-IWAE_BOUNDS = {"iwae_qstar": "IWAE(q*)", "iwae_amortized": "IWAE(q)"}
+# The stochastic lower bounds on log p(x) of a datapoint besides AIS: IWAE of q* and of the encoder's q
+IWAE_BOUNDS = ("iwae_qstar", "iwae_amortized")
 
 
 def _iwae_columns(name: str, df: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -41,17 +41,19 @@ def select_log_px(frame: pd.DataFrame) -> pd.DataFrame:
     """log p̂ per datapoint (docs/method.md §1): the largest of AIS and the IWAEs whose k̂ ≤ 0.7
     (ties go to AIS, then IWAE(q*)), its standard error and source, and `log_px_bias_bound`,
     √((k−1)/k · Σ se²) over the k estimates in the max: the most the max can add to the expected
-    value of its best member (Aven 1985), so E[log p̂] ≤ log p(x) + that bound."""
+    value of its best member (Samuelson's inequality; Aven 1985), so E[log p̂] ≤ log p(x) + that bound."""
     names = ["ais", *IWAE_BOUNDS]
     value = np.stack([frame[n].to_numpy(dtype=float) for n in names])
     se = np.stack([frame[f"{n}_se"].to_numpy(dtype=float) for n in names])
-    eligible = np.stack([np.ones(len(frame), bool), *(~frame[f"{n}_untrusted"].to_numpy(bool) for n in IWAE_BOUNDS)])
+    eligible = np.stack([np.ones(len(frame), bool),
+                         *(~frame[f"{n}_untrusted"].to_numpy(bool) for n in IWAE_BOUNDS)])
     best = np.where(eligible, value, -np.inf).argmax(0)
     cols = np.arange(len(frame))
     k = eligible.sum(0)
     bias = np.sqrt((k - 1) / k * np.where(eligible, se ** 2, 0).sum(0))
     return pd.DataFrame({"log_px": value[best, cols], "log_px_se": se[best, cols],
-                         "log_px_source": np.asarray(names)[best], "log_px_bias_bound": bias}, index=frame.index)
+                         "log_px_source": np.asarray(names)[best], "log_px_bias_bound": bias},
+                        index=frame.index)
 
 
 def gap_frame(index, ais: pd.DataFrame, q_star: pd.DataFrame, amortized: pd.DataFrame) -> pd.DataFrame:
