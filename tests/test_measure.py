@@ -429,3 +429,46 @@ def test_worked_example_runs_in_reduced_mode(tmp_path, capsys):
     assert len(gaps) == 6 and gaps[["log_px", "elbo_amortized", "amortization_gap"]].notna().all().all()
     out = capsys.readouterr().out
     assert "Table 2 row" in out and "bdmc_gap" in out
+
+
+def test_user_gaps_check_ais_against_every_bound():
+    """The user path (`gap_table`, what `measure` returns): AIS below IWAE(q) beyond noise is
+    flagged per datapoint and counted by `summary`; without a declared q* family the reference
+    IWAE is the best *trusted* one of the fitted q*, and an untrusted IWAE is never log p̂."""
+    from vaegaps.user_tables import gap_table
+
+    n = 10
+    lp = np.linspace(-50, -40, n)
+    ais = pd.DataFrame({"index": range(n), "log_px": lp, "log_px_se": 0.1, "accept_rate": 0.7})
+    local = {f: pd.DataFrame({"index": range(n), "elbo": lp - 2, "elbo_se": 0.1, "iwae": lp - 0.1, "iwae_se": 0.1,
+                              "iwae_khat": 0.3, "converged": True, "steps": 100}) for f in ("ffg", "flow")}
+    amortized = pd.DataFrame({"index": range(n), "elbo": lp - 5, "elbo_se": 0.1, "iwae": lp - 1, "iwae_se": 0.1,
+                              "iwae_khat": 0.4})
+    amortized.loc[[1, 4, 7], "iwae"] = lp[[1, 4, 7]] + 1.4
+    df = gap_table(amortized, local, ais, "ffg", "ffg")
+    assert df.index[df["ais_below_iwae_amortized"]].tolist() == [1, 4, 7] and not df["ais_below_iwae"].any()
+    assert df["ais_below_any_bound"].sum() == 3 and (df.loc[[1, 4, 7], "log_px_source"] == "iwae_amortized").all()
+    assert np.allclose(df["inference_gap_se"], np.hypot(df["log_px_se"], df["elbo_amortized_se"]))
+    row = vaegaps.summary(df).iloc[0]
+    assert row["frac_ais_below_any_bound"] == pytest.approx(0.3) and row["approximation_gap_is_lower_bound"]
+    # no q* family: q*_Flow's IWAE is higher but untrusted, so q*_FFG's is the reference
+    local["flow"]["iwae"], local["flow"]["iwae_khat"] = lp + 3, 0.9
+    other = gap_table(amortized, local, ais, "other (X)", None)
+    assert np.allclose(other["iwae_qstar"], lp - 0.1) and (other["iwae_qstar_khat"] == 0.3).all()
+
+
+def test_measure_flags_the_iwae_of_a_too_narrow_encoder():
+    """An encoder with a twentieth of the optimal FFG variance: the IWAE of its q has weights too
+    heavy-tailed to trust (k̂ > 0.7) on most datapoints, and log p̂ never comes from it there;
+    one four times as wide covers the posterior (bounded weights, k̂ < 0.5) and is trusted."""
+    lg = gt.LinearGaussian(z_dim=4, x_dim=8, seed=0)
+    _, x = lg.sample(16, seed=2)
+    kw = dict(local_families=["ffg"], progress=False, amortized={"n_samples": 2000},
+              local={"n_samples": 10, "check_every": 10, "max_steps": 20, "final_samples": 500},
+              ais={"n_chains": 8, "n_intermediate": 50})
+    narrow = vaegaps.measure(LinearGaussianVAE(lg, enc_scale=0.05), x, **kw)
+    wide = vaegaps.measure(LinearGaussianVAE(lg, enc_scale=4.0), x, **kw)
+    assert narrow["iwae_amortized_untrusted"].mean() > 0.5, narrow["iwae_amortized_khat"]
+    assert not (narrow["iwae_amortized_untrusted"] & (narrow["log_px_source"] == "iwae_amortized")).any()
+    assert (wide["iwae_amortized_khat"] < 0.5).all() and not wide["iwae_amortized_untrusted"].any()
+    assert vaegaps.summary(narrow).iloc[0]["frac_iwae_amortized_untrusted"] > 0.5

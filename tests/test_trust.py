@@ -4,6 +4,7 @@ divergence never a result, BDMC of the exact AIS, every setting resolved in one 
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -216,9 +217,96 @@ def test_ais_minus_iwae_is_the_paired_mean_difference():
     ais = pd.DataFrame({"log_px": shared + 0.3, "log_px_se": 0.1})
     q_star = pd.DataFrame({"iwae": shared + rng.normal(0, 0.05, 40), "iwae_se": 0.1, "elbo": shared - 1,
                            "elbo_se": 0.1, "converged": True})
-    amortized = pd.DataFrame({"elbo": shared - 3, "elbo_se": 0.1, "iwae": shared - 2})
+    amortized = pd.DataFrame({"elbo": shared - 3, "elbo_se": 0.1, "iwae": shared - 2, "iwae_se": 0.1})
     d = diagnostics(gap_frame(np.arange(40), ais, q_star, amortized))
     diff = ais["log_px"] - q_star["iwae"]
     assert d["ais_minus_iwae"] == pytest.approx(diff.mean())
     assert d["ais_minus_iwae_se"] == pytest.approx(diff.std(ddof=1) / np.sqrt(40))
     assert d["ais_minus_iwae_se"] < 0.02     # paired: not the 10-nat spread across datapoints
+
+
+def _bounds(n=24, seed=0):
+    """Per-datapoint estimator frames where every bound agrees with AIS within noise (se 0.1)."""
+    import pandas as pd
+
+    r = np.random.default_rng(seed)
+    lp = r.normal(-80, 5, n)
+    ais = pd.DataFrame({"log_px": lp, "log_px_se": 0.1, "ais_start": "encoder"})
+    q_star = pd.DataFrame({"iwae": lp - 0.05, "iwae_se": 0.1, "iwae_khat": 0.3, "elbo": lp - 2, "elbo_se": 0.1,
+                           "converged": True})
+    amortized = pd.DataFrame({"iwae": lp - 0.1, "iwae_se": 0.1, "iwae_khat": 0.4, "elbo": lp - 4, "elbo_se": 0.1})
+    return np.arange(n), ais, q_star, amortized
+
+
+def test_ais_below_iwae_of_the_encoder_is_flagged_and_counted():
+    """The issue-21 case: AIS 1.4 nats below IWAE(q) on 4 of 24 datapoints (se 0.1 each), never
+    below IWAE(q*). `ais_below_iwae` (IWAE(q*)) stays false, `ais_below_iwae_amortized` and
+    `ais_below_any_bound` flag exactly those 4, Table 2 counts them and calls the approximation
+    gap a lower bound; a shortfall within noise (0.2 nats) is not flagged."""
+    from vaegaps.tables import diagnostics, gap_frame, table2, to_markdown
+
+    index, ais, q_star, amortized = _bounds()
+    amortized.loc[[2, 5, 11, 17], "iwae"] = ais["log_px"][[2, 5, 11, 17]] + 1.4
+    amortized.loc[[3, 4], "iwae"] = ais["log_px"][[3, 4]] + 0.2
+    g = gap_frame(index, ais, q_star, amortized)
+    assert not g["ais_below_iwae"].any()
+    assert g.index[g["ais_below_iwae_amortized"]].tolist() == [2, 5, 11, 17]
+    assert g["ais_below_any_bound"].tolist() == g["ais_below_iwae_amortized"].tolist()
+    d = diagnostics(g)
+    assert d["frac_ais_below_iwae"] == 0 and d["frac_ais_below_iwae_amortized"] == d["frac_ais_below_any_bound"] == 4 / 24
+    assert d["approximation_gap_is_lower_bound"]     # 17% > AIS_BELOW_MAX, though not against IWAE(q*)
+    t = table2({("digits", "ffg"): g.assign(**{f"converged_local_{f}": True for f in ("ffg", "flow")},
+                                            elbo_local_ffg=g["elbo_qstar"], elbo_local_flow=g["elbo_qstar"])})
+    assert t["frac_ais_below_any_bound"].iloc[0] == pytest.approx(4 / 24)
+    md = to_markdown(t)
+    assert "| AIS below IWAE(q) | 17% |" in md and "approximation gap only a lower bound" in md
+
+
+def test_untrusted_iwae_is_never_log_px_and_is_counted():
+    """IWAE(q) 1.4 nats above AIS: with k̂ 0.9 it is not believed (log p̂ stays AIS) but still
+    flagged against AIS and counted as untrusted; with k̂ 0.5 it is log p̂, source recorded."""
+    from vaegaps.tables import diagnostics, gap_frame
+
+    index, ais, q_star, amortized = _bounds()
+    amortized["iwae"] = ais["log_px"] + 1.4
+    amortized["iwae_khat"] = np.where(index < 6, 0.9, 0.5)
+    g = gap_frame(index, ais, q_star, amortized)
+    heavy = index < 6
+    assert g["iwae_amortized_untrusted"].tolist() == heavy.tolist()
+    assert (g.loc[heavy, "log_px_source"] == "ais").all() and (g.loc[heavy, "log_px"] == ais["log_px"][heavy]).all()
+    assert (g.loc[~heavy, "log_px_source"] == "iwae_amortized").all()
+    assert np.allclose(g.loc[~heavy, "log_px"], amortized["iwae"][~heavy])
+    assert g["ais_below_iwae_amortized"].all()
+    d = diagnostics(g)
+    assert d["frac_iwae_amortized_untrusted"] == 0.25 and d["frac_iwae_qstar_untrusted"] == 0
+    assert d["frac_log_px_from_iwae_amortized"] == 0.75 and d["frac_log_px_from_ais"] == 0.25
+    # an untrusted IWAE(q*) is left out too, whatever its value
+    q_star["iwae"], q_star["iwae_khat"] = ais["log_px"] + 5, 1.2
+    assert not (gap_frame(index, ais, q_star, amortized)["log_px_source"] == "iwae_qstar").any()
+
+
+def test_log_px_is_the_largest_trusted_bound_with_its_error_and_bias_bound():
+    """log p̂ = max over AIS and the trusted IWAEs (ties to AIS), its se that of the one taken,
+    the gaps built on it; `log_px_bias_bound` = √((k−1)/k · Σ se²) over the k bounds in the max,
+    and it does bound the mean excess of a max of unbiased noisy estimates."""
+    from vaegaps.tables import gap_frame
+
+    index, ais, q_star, amortized = _bounds(n=4)
+    ais["log_px"] = [-10.0, -10.0, -10.0, -10.0]
+    q_star["iwae"] = [-9.0, -10.0, -11.0, -11.0]
+    amortized["iwae"] = [-9.5, -11.0, -9.0, -8.0]
+    amortized["iwae_se"] = [0.1, 0.1, 0.3, 0.1]
+    amortized["iwae_khat"] = [0.2, 0.2, 0.6, float("nan")]   # NaN: not estimated, taken as trusted
+    q_star.loc[3, "iwae_khat"] = 0.8
+    g = gap_frame(index, ais, q_star, amortized)
+    assert g["log_px"].tolist() == [-9.0, -10.0, -9.0, -8.0]
+    assert g["log_px_source"].tolist() == ["iwae_qstar", "ais", "iwae_amortized", "iwae_amortized"]
+    assert g["log_px_se"].tolist() == [0.1, 0.1, 0.3, 0.1]
+    assert np.allclose(g["approximation_gap_se"], np.hypot(g["log_px_se"], g["elbo_qstar_se"]))
+    assert np.allclose(g["approximation_gap"] + g["amortization_gap"], g["inference_gap"])
+    assert g["log_px_bias_bound"].to_numpy() == pytest.approx(
+        [np.sqrt(2 / 3 * 0.03), np.sqrt(2 / 3 * 0.03), np.sqrt(2 / 3 * 0.11), np.sqrt(1 / 2 * 0.02)])
+    # the bound holds: three unbiased estimates with these se, the mean of their max over many draws
+    r = np.random.default_rng(5)
+    excess = (r.normal(0, [0.1, 0.1, 0.3], (200_000, 3))).max(1).mean()
+    assert 0.5 * g["log_px_bias_bound"][2] < excess <= g["log_px_bias_bound"][2]

@@ -49,8 +49,9 @@ def main(argv=None):
     for key in ("log_px", "elbo_local_flow", "elbo_local_ffg", "elbo_amortized",
                 "approximation_gap", "amortization_gap", "inference_gap", "bdmc_gap"):
         print(f"  {key:18s} {row[key]:9.2f} ± {row[key + '_se']:.2f}")
-    print(f"  q*_FFG converged on {row['frac_converged_local_ffg']:.0%}, AIS below IWAE(q*) on "
-          f"{row['frac_ais_below_iwae']:.0%} of the datapoints; wrote {out / 'gaps.csv'}")
+    print(f"  q*_FFG converged on {row['frac_converged_local_ffg']:.0%}, AIS below an IWAE (of q* or q) on "
+          f"{row['frac_ais_below_any_bound']:.0%} of the datapoints, IWAE(q) untrusted (k̂ > 0.7) on "
+          f"{row['frac_iwae_amortized_untrusted']:.0%}; wrote {out / 'gaps.csv'}")
 
 
 if __name__ == "__main__":

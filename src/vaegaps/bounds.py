@@ -1,4 +1,5 @@
-"""Densities and bounds: log-mean-exp, standard-normal prior, Bernoulli likelihood, ELBO, IWAE.
+"""Densities and bounds: log-mean-exp, standard-normal prior, Bernoulli likelihood, ELBO, IWAE
+(with its standard error and the Pareto k̂ of its weights).
 
 All densities include their normalising constants (a missing −½·D·log 2π shifts bounds by
 ≈ 45.9 nats at D = 50, docs/method.md §8).
@@ -7,11 +8,13 @@ All densities include their normalising constants (a missing −½·D·log 2π s
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from .likelihood import check_int
+from .pareto import keep_top, pareto_khat, tail_size
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -62,10 +65,21 @@ def annealed_objective(log_px_z: torch.Tensor, log_pz: torch.Tensor, log_q: torc
     return (log_px_z + log_pz - lam * log_q).mean(-1)
 
 
+class MonteCarloBounds(NamedTuple):
+    """Per-datapoint bounds of `monte_carlo_bounds`; the last two only with `iwae_diagnostics`."""
+
+    elbo: torch.Tensor
+    iwae: torch.Tensor
+    elbo_se: torch.Tensor
+    iwae_se: torch.Tensor | None = None     # delta-method standard error of `iwae`
+    iwae_khat: torch.Tensor | None = None   # Pareto k̂ of the IWAE's weights (vaegaps.pareto)
+
+
 def monte_carlo_bounds(sample_q, log_likelihood, n_samples: int, noise_fn, sample_batch: int = 500,
-                       with_iwae_se: bool = False):
-    """ELBO, IWAE-n_samples and the ELBO's standard error for every datapoint, in sample batches
-    (and, with `with_iwae_se`, the IWAE's delta-method standard error as a fourth value).
+                       iwae_diagnostics: bool = False) -> MonteCarloBounds:
+    """ELBO, IWAE-n_samples and the ELBO's standard error for every datapoint, in sample batches;
+    with `iwae_diagnostics`, also the IWAE's delta-method standard error and the Pareto k̂ of its
+    weights, from a running tail of the largest log-weights (no per-datapoint loop).
 
     sample_q(noise) -> (z (N, s, D), log q (N, s)); noise_fn(offset, s) -> noise (N, s, k, D)
     must give the same numbers whether drawn at once or in batches (vaegaps.rng does), so the
@@ -73,8 +87,9 @@ def monte_carlo_bounds(sample_q, log_likelihood, n_samples: int, noise_fn, sampl
     """
     check_int("n_samples", n_samples)
     check_int("sample_batch", sample_batch)
-    total = total_sq = None
+    total = total_sq = top = None
     lse_parts, lse2_parts = [], []
+    n_top = tail_size(n_samples) + 1
     for start in range(0, n_samples, sample_batch):
         s = min(sample_batch, n_samples - start)
         z, log_q = sample_q(noise_fn(start, s))
@@ -83,14 +98,15 @@ def monte_carlo_bounds(sample_q, log_likelihood, n_samples: int, noise_fn, sampl
         total_sq = w.pow(2).sum(-1) if total_sq is None else total_sq + w.pow(2).sum(-1)
         lse_parts.append(torch.logsumexp(w, -1))
         lse2_parts.append(torch.logsumexp(2 * w, -1))
+        if iwae_diagnostics:
+            top = keep_top(top, w, n_top)
     mean = total / n_samples
     var = (total_sq / n_samples - mean.pow(2)).clamp_min(0) * n_samples / max(1, n_samples - 1)
     lse = torch.logsumexp(torch.stack(lse_parts, -1), -1)
     log_px = lse - math.log(n_samples)
-    out = (mean, log_px, (var / n_samples).sqrt())
-    if not with_iwae_se:
-        return out
+    if not iwae_diagnostics:
+        return MonteCarloBounds(mean, log_px, (var / n_samples).sqrt())
     # se of log(mean w) ≈ sd(w) / (√S·mean w): relative variance S·Σw²/(Σw)² − 1, over S − 1
     lse2 = torch.logsumexp(torch.stack(lse2_parts, -1), -1)
     rel_var = (n_samples * torch.exp(lse2 - 2 * lse) - 1).clamp_min(0) / max(1, n_samples - 1)
-    return (*out, rel_var.sqrt())
+    return MonteCarloBounds(mean, log_px, (var / n_samples).sqrt(), rel_var.sqrt(), pareto_khat(top))

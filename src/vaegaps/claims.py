@@ -28,7 +28,7 @@ Decision rule, k = `N_SE` = 2 standard errors of diff; a verdict means evidence:
 
 Gates, applied after the numbers (which stay in the row and the note): a check depending on L[q*]
 of a model with fewer than `CONVERGED_MIN` of its datapoints converged, or on log p̂ of a model where
-AIS fell below IWAE(q*) on more than `AIS_BELOW_MAX` of them, or whose AIS setting has no BDMC
+AIS fell below an IWAE (of q* or q) on more than `AIS_BELOW_MAX` of them, or whose AIS setting has no BDMC
 certificate for that model (a bdmc row, matched on dataset, variant, family, setting and, for an
 over-training snapshot, epoch, with gap + k·gap_se < `BDMC_PASS_NATS`), is "inconclusive" with the
 reason.
@@ -70,18 +70,18 @@ CLAIM_COLUMNS = ["claim", "dataset", "kind", "statement", "comparison", "value_a
 # The estimates a check can depend on, and the per-datapoint column that gates each.
 QSTAR, QSTAR_FFG, QSTAR_FLOW, LOG_PX = "L[q*]", "L[q*_FFG]", "L[q*_Flow]", "log p̂"
 GATE_COLUMNS = {QSTAR: "qstar_converged", QSTAR_FFG: "converged_local_ffg",
-                QSTAR_FLOW: "converged_local_flow", LOG_PX: "ais_below_iwae"}
+                QSTAR_FLOW: "converged_local_flow", LOG_PX: "ais_below_any_bound"}
 
 # Columns each input must have (what the checks and their gates read).
 REQUIRED = {
     "gaps": ["dataset", "variant", "trained_family", "index", "log_px", "elbo_local_flow", "elbo_local_ffg",
              "approximation_gap", "amortization_gap", "qstar_converged", "converged_local_ffg",
-             "converged_local_flow", "ais_below_iwae"],
+             "converged_local_flow", "ais_below_any_bound"],
     "flows_amortization": ["dataset", "encoder", "index", "amortization_gap", "qstar_converged"],
     "decoder_capacity": ["dataset", "decoder_layers", "variant", "family", "index", "approximation_gap",
-                         "qstar_converged", "ais_below_iwae"],
+                         "qstar_converged", "ais_below_any_bound"],
     "over_training": ["dataset", "model", "variant", "family", "epoch", "split", "index", "approximation_gap",
-                      "amortization_gap", "qstar_converged", "ais_below_iwae"],
+                      "amortization_gap", "qstar_converged", "ais_below_any_bound"],
     "figure2_bounds": ["dataset", "index", "distribution", "elbo", "log_px"],
     "figure2_grid": ["dataset", "index", "distribution", "z1", "z2", "density"],
     "bdmc": ["dataset", "variant", "family", "setting", "gap", "gap_se", "procedure"],
@@ -700,7 +700,7 @@ def _gate_reasons(check: Check, used: list[Used], bdmc: pd.DataFrame | None) -> 
         for u in used:
             frac = float(u.frame[col].astype(float).mean())
             if estimate == LOG_PX and frac > AIS_BELOW_MAX:
-                reasons.append(f"log p̂ of {u.label} is IWAE(q*) on {frac:.1%}: the approximation gap is a "
+                reasons.append(f"AIS of {u.label} is below an IWAE beyond noise on {frac:.1%}: the approximation gap is a "
                                "lower bound; raise evaluation.ais.n_intermediate/n_chains")
             elif estimate != LOG_PX and frac < CONVERGED_MIN:
                 reasons.append(f"{estimate} of {u.label} converged on {frac:.1%} of datapoints: raise "
@@ -813,7 +813,7 @@ def to_markdown(claims: pd.DataFrame) -> str:
               f"between; thresholds and equivalences need their whole {N_SE:g}-se interval past the threshold "
               f"or inside the tolerance. Without a standard error the point estimate decides (the note says "
               f"so). Checks on L[q*] with under {CONVERGED_MIN:.0%} converged, or on log p̂ with AIS below "
-              f"IWAE(q*) on over {AIS_BELOW_MAX:.0%} of datapoints or without a BDMC certificate (gap below "
+              f"an IWAE on over {AIS_BELOW_MAX:.0%} of datapoints or without a BDMC certificate (gap below "
               f"{BDMC_PASS_NATS:g} nat by {N_SE:g} se for that model and AIS setting), are inconclusive. "
               "\"sanity check\" rows are not evidence."]
     return "\n".join(lines) + "\n"

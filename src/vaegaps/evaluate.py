@@ -52,7 +52,8 @@ def _frozen(model: VAE) -> VAE:
 
 def amortized_bounds(model: VAE, x: torch.Tensor, index: np.ndarray, n_samples: int, seed: int,
                      sample_batch: int = 500) -> pd.DataFrame:
-    """L[q] and IWAE-n_samples of the encoder's q(z|x)."""
+    """L[q] and IWAE-n_samples of the encoder's q(z|x), with their standard errors and the
+    Pareto k̂ of the IWAE's weights (`iwae_khat`, vaegaps.pareto)."""
     model = _frozen(model)
     idx = torch.as_tensor(index, device=x.device)
     with torch.no_grad():
@@ -62,11 +63,11 @@ def amortized_bounds(model: VAE, x: torch.Tensor, index: np.ndarray, n_samples: 
             return rng.normal(seed, "amortized", idx, 0, (s, model.family.n_noise, model.z_dim),
                               offset=offset, dtype=x.dtype)
 
-        elbo, iwae, se, iwae_se = monte_carlo_bounds(lambda e: model.family(mean, logvar, e, h),
-                                                     model.log_likelihood(x), n_samples, noise_fn,
-                                                     sample_batch, with_iwae_se=True)
-    return pd.DataFrame({"index": index, "elbo": elbo.cpu().numpy(), "iwae": iwae.cpu().numpy(),
-                         "elbo_se": se.cpu().numpy(), "iwae_se": iwae_se.cpu().numpy()})
+        b = monte_carlo_bounds(lambda e: model.family(mean, logvar, e, h), model.log_likelihood(x),
+                               n_samples, noise_fn, sample_batch, iwae_diagnostics=True)
+    return pd.DataFrame({"index": index, "elbo": b.elbo.cpu().numpy(), "iwae": b.iwae.cpu().numpy(),
+                         "elbo_se": b.elbo_se.cpu().numpy(), "iwae_se": b.iwae_se.cpu().numpy(),
+                         "iwae_khat": b.iwae_khat.cpu().numpy()})
 
 
 def _encoder_draws(model: VAE, x: torch.Tensor, index, seed: int, n_samples: int, stream: str):
@@ -147,15 +148,16 @@ def fit_qstar(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, local
 
 def local_optimum(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, local: dict,
                   seed: int, ffg: pd.DataFrame | None = None) -> pd.DataFrame:
-    """L[q*] and the IWAE of q* for `family` (see `fit_qstar`), one row per datapoint; for FFG also
+    """L[q*] and the IWAE of q* for `family` (see `fit_qstar`), with their standard errors and the
+    IWAE's Pareto k̂ (`iwae_khat`), one row per datapoint; for FFG also
     q*'s parameters (`qstar_mean`, `qstar_logvar`). `ffg`: an FFG result of this function on these
     datapoints, whose q* a flow family then starts from instead of fitting it again."""
     start = None if ffg is None else tuple(qstar_params(ffg, index, x.device))
     r = fit_qstar(model, x, index, family, local, seed, start)
     df = pd.DataFrame({"index": index, "elbo": r.elbo.cpu().numpy(), "iwae": r.iwae.cpu().numpy(),
                        "elbo_se": r.elbo_se.cpu().numpy(), "iwae_se": r.iwae_se.cpu().numpy(),
-                       "steps": r.steps.cpu().numpy(), "converged": r.converged.cpu().numpy(),
-                       "restarts": r.restarts.cpu().numpy()})
+                       "iwae_khat": r.iwae_khat.cpu().numpy(), "steps": r.steps.cpu().numpy(),
+                       "converged": r.converged.cpu().numpy(), "restarts": r.restarts.cpu().numpy()})
     if family == "ffg":
         for k in ("mean", "logvar"):
             df[f"qstar_{k}"] = list(r.params[k].detach().cpu().numpy())

@@ -44,6 +44,7 @@ class LocalResult:
     iwae_se: torch.Tensor | None = None    # (N,) delta-method standard error of `iwae`
     restarts: torch.Tensor | None = None   # (N,) restarts after divergence (0: none)
     diverged: torch.Tensor | None = None   # (N,) non-finite at every learning rate tried (q* = start)
+    iwae_khat: torch.Tensor | None = None  # (N,) Pareto k̂ of the weights of `iwae` (vaegaps.pareto)
 
 
 def _adam(ps, gs, ms, vs, step, lr, b1=0.9, b2=0.999, eps=1e-8):
@@ -186,7 +187,7 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
         dtype, device: of the parameters (default: the likelihood's).
 
     Returns:
-        LocalResult: elbo, iwae, elbo_se, iwae_se (N,), steps (N,), converged (N,), restarts (N,),
+        LocalResult: elbo, iwae, elbo_se, iwae_se, iwae_khat (N,), steps (N,), converged (N,), restarts (N,),
         diverged (N,), and params (the per-datapoint parameters of q*).
     """
     if family not in FAMILIES:
@@ -218,8 +219,8 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
                                   offset=offset, dtype=dtype)
             with torch.no_grad():
                 out = monte_carlo_bounds(lambda e: functional_call(q, params, (e,)), loglik, samples,
-                                         noise_fn, sample_batch, with_iwae_se=with_se)
-            return out if with_se else out[0]
+                                         noise_fn, sample_batch, iwae_diagnostics=with_se)
+            return out if with_se else out.elbo
 
         starts = [_overlay(q, c, sl) for c in candidates]
         start = starts[0] if len(starts) == 1 else _pick(starts, [bounds(p, select_samples, "select_start")
@@ -231,12 +232,12 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
         sel = [bounds(start, select_samples, "select_final"), bounds(params, select_samples, "select_final")]
         sel[1] = torch.where(diverged.to(sel[1].device), -torch.inf, torch.nan_to_num(sel[1], nan=-torch.inf))
         params = _pick([start, params], sel)
-        elbo, iwae, se, iwae_se = bounds(params, final_samples, "final", with_se=True)
-        results.append((elbo, iwae, steps, converged, se, iwae_se, n_restarts, diverged, params))
-    elbo, iwae, steps, converged, se, iwae_se, n_restarts, diverged = (
-        torch.cat(x) for x in list(zip(*results))[:8])
-    params = {k: torch.cat([r[8][k] for r in results]) for k in results[0][8]}
-    return LocalResult(elbo, iwae, steps, converged, se, params, iwae_se, n_restarts, diverged)
+        elbo, iwae, se, iwae_se, khat = bounds(params, final_samples, "final", with_se=True)
+        results.append((elbo, iwae, steps, converged, se, iwae_se, n_restarts, diverged, khat, params))
+    elbo, iwae, steps, converged, se, iwae_se, n_restarts, diverged, khat = (
+        torch.cat(x) for x in list(zip(*results))[:9])
+    params = {k: torch.cat([r[9][k] for r in results]) for k in results[0][9]}
+    return LocalResult(elbo, iwae, steps, converged, se, params, iwae_se, n_restarts, diverged, iwae_khat=khat)
 
 
 def _check_init(starts: list, q: LocalPosterior, n: int) -> list[dict]:

@@ -84,7 +84,8 @@ def measure(model, data, *, seed: int = 0, progress: bool = True, **settings) ->
 
     Columns: as the pipeline's gaps Parquet (`vaegaps.tables.gap_frame`: index, ais, log_px,
     elbo_qstar, elbo_amortized, iwae_amortized, approximation_gap, amortization_gap, inference_gap,
-    their standard errors, log_px_source, ais_below_iwae, negative-gap flags, elbo_local_{ffg,flow},
+    their standard errors, log_px_source, log_px_bias_bound, the IWAEs' Pareto k̂ and untrusted
+    flags, ais_below_iwae, ais_below_iwae_amortized, ais_below_any_bound, negative-gap flags, elbo_local_{ffg,flow},
     converged_local_*), plus approximation_gap_{ffg,flow}, steps_local_*, accept_rate,
     encoder_family and qstar_family.
 

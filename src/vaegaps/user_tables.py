@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import VaegapsError
+from .pareto import KHAT_MAX
 from .tables import NEGATIVE_GAP_SE, diagnostics, gap_frame, summarize
 
 SUMMARY_COLUMNS = ["log_px", "elbo_local_flow", "elbo_local_realnvp", "elbo_local_ffg", "elbo_amortized",
@@ -18,13 +19,17 @@ SUMMARY_COLUMNS = ["log_px", "elbo_local_flow", "elbo_local_realnvp", "elbo_loca
 
 
 def _best_iwae(local: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per datapoint, the q* with the highest IWAE (with its standard error)."""
+    """Per datapoint, the q* with the highest IWAE whose weights are trusted (k̂ ≤ 0.7; the highest
+    of all where none is), with its standard error and k̂."""
     names = list(local)
     iwae = np.stack([local[f]["iwae"].to_numpy() for f in names])
     se = np.stack([local[f]["iwae_se"].to_numpy() for f in names])
-    best = iwae.argmax(0)
+    khat = np.stack([local[f]["iwae_khat"].to_numpy(dtype=float) if "iwae_khat" in local[f]
+                     else np.full(iwae.shape[1], np.nan) for f in names])
+    trusted = ~(khat > KHAT_MAX)
+    best = np.where(trusted | ~trusted.any(0), iwae, -np.inf).argmax(0)
     cols = np.arange(iwae.shape[1])
-    return pd.DataFrame({"iwae": iwae[best, cols], "iwae_se": se[best, cols]})
+    return pd.DataFrame({"iwae": iwae[best, cols], "iwae_se": se[best, cols], "iwae_khat": khat[best, cols]})
 
 
 def gap_table(amortized: pd.DataFrame, local: dict[str, pd.DataFrame], ais: pd.DataFrame,
@@ -32,10 +37,10 @@ def gap_table(amortized: pd.DataFrame, local: dict[str, pd.DataFrame], ais: pd.D
     """One row per datapoint of a user model, named as in the gaps Parquet of the built-in models
     (`vaegaps.tables.gap_frame`, the one place the gap arithmetic is done) where they mean the
     same, plus: approximation_gap_{family} (log p̂ − L[q*_family]) for every q* fitted,
-    iwae_amortized_se, inference_gap_se, steps_local_*, AIS acceptance, and the encoder's and
-    q*'s family. Without a q* family for the encoder (a q that is not a diagonal Gaussian, none
-    declared) approximation_gap and amortization_gap are NaN, and log p̂ takes the best IWAE of
-    the fitted q*."""
+    inference_gap_se, steps_local_*, AIS acceptance, and the encoder's and q*'s family. Without a
+    q* family for the encoder (a q that is not a diagonal Gaussian, none declared)
+    approximation_gap and amortization_gap are NaN, and iwae_qstar is the best trusted IWAE of the
+    fitted q*."""
     index = amortized["index"].to_numpy()
     for name, df in {**{f"local_{f}": d for f, d in local.items()}, "ais": ais}.items():
         if not np.array_equal(df["index"].to_numpy(), index):
@@ -47,8 +52,7 @@ def gap_table(amortized: pd.DataFrame, local: dict[str, pd.DataFrame], ais: pd.D
     if not qstar_family:
         out = out.drop(columns=["elbo_qstar", "elbo_qstar_se", "qstar_converged", "negative_amortization_gap"])
         out[["approximation_gap", "approximation_gap_se", "amortization_gap", "amortization_gap_se"]] = np.nan
-    out.insert(out.columns.get_loc("iwae_amortized") + 1, "iwae_amortized_se", amortized["iwae_se"].to_numpy())
-    log_px_se = np.where(out["log_px_source"] == "ais", out["ais_se"], out["iwae_qstar_se"])
+    log_px_se = out["log_px_se"].to_numpy()
     out["inference_gap_se"] = np.hypot(log_px_se, out["elbo_amortized_se"])
     negative = np.zeros(len(out), dtype=bool)
     for fam, df in local.items():
