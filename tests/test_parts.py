@@ -101,3 +101,28 @@ def test_chunks_are_keyed_by_the_start_a_part_read(tmp_path, monkeypatch):
     start.write_bytes(b"v2")   # q*_FFG refitted
     run()
     assert keys[0] == keys[1] != keys[2]
+
+
+def test_resume_chunks_are_keyed_by_the_package_code(monkeypatch, tmp_path):
+    """A chunk saved by other code (e.g. before a column was added) is recomputed on a rerun,
+    not mixed into the new output: the package's source digest is part of the chunk key."""
+    from vaegaps import evaluate
+
+    calls = []
+
+    def estimate(i, x):
+        calls.append(len(i))
+        return pd.DataFrame({"index": i, "value": 0.0})
+
+    index, x = np.arange(4), torch.zeros(4, 2)
+    key = evaluate.chunk_key({"estimator": "t"}, {})
+    run_in_chunks(estimate, index, x, 2, tmp_path, key)
+    run_in_chunks(estimate, index, x, 2, tmp_path, evaluate.chunk_key({"estimator": "t"}, {}))
+    assert calls == [2, 2]                      # same code: both chunks reused
+    evaluate.package_digest.cache_clear()
+    monkeypatch.setattr(evaluate, "file_digest", lambda p: "other code")
+    new_key = evaluate.chunk_key({"estimator": "t"}, {})
+    evaluate.package_digest.cache_clear()
+    assert new_key != key
+    run_in_chunks(estimate, index, x, 2, tmp_path, new_key)
+    assert calls == [2, 2, 2, 2]                # other code: both recomputed

@@ -7,7 +7,9 @@ changing a number: `gather_parts` puts the parts back together.
 
 from __future__ import annotations
 
+import functools
 import logging
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -252,10 +254,19 @@ def bdmc_validation(model: VAE, n: int, cfg: dict, seed: int, device,
                          "upper": b.upper.cpu().numpy(), "gap": (b.upper - b.lower).cpu().numpy()})
 
 
+@functools.cache
+def package_digest() -> str:
+    """Digest of this package's Python sources: chunks saved by other code (e.g. before a column
+    was added) are recomputed, never mixed into a rerun's output."""
+    src = sorted(Path(__file__).parent.rglob("*.py"))
+    return digest({str(p.relative_to(Path(__file__).parent)): file_digest(p) for p in src})
+
+
 def chunk_key(provenance: dict, files: dict) -> str:
-    """The digest that keys a stage's resumable chunks: its provenance and the digests of the
-    files (name -> path) its results depend on, so any change recomputes them."""
-    return digest({**provenance, **{name: file_digest(path) for name, path in files.items()}})
+    """The digest that keys a stage's resumable chunks: its provenance, the package's code and the
+    digests of the files (name -> path) its results depend on, so any change recomputes them."""
+    return digest({**provenance, "code": package_digest(),
+                   **{name: file_digest(path) for name, path in files.items()}})
 
 
 def evaluate_set(model_path, data_path, evaluation: dict, device_name: str, resume_dir,
