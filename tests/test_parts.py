@@ -101,3 +101,22 @@ def test_chunks_are_keyed_by_the_start_a_part_read(tmp_path, monkeypatch):
     start.write_bytes(b"v2")   # q*_FFG refitted
     run()
     assert keys[0] == keys[1] != keys[2]
+
+
+def test_parts_are_checked_on_every_dataset_bdmc_certifies():
+    """BDMC runs on an experiment's dataset even when Table 2 does not: its parts are checked
+    there too, before the DAG, with the key to lower."""
+    from pathlib import Path
+
+    from vaegaps.config import check_parts, validate
+
+    schema = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+    config = validate({"datasets": ["digits"], "variants": {"standard": {}, "large_encoder": {}},
+                       "dataset_overrides": {"mnist": {"evaluation": {"parts": 30}}},
+                       "experiments": {"bdmc": {"n_points": 20},
+                                       "variant_tables": {"datasets": ["mnist"], "variants": ["large_encoder"],
+                                                          "families": ["ffg"]}}}, schema)
+    with pytest.raises(VaegapsError, match=r"evaluation.parts \(30\) for mnist is more than experiments.bdmc.n_points"):
+        check_parts(config)
+    config["dataset_overrides"]["mnist"]["evaluation"]["parts"] = 20
+    check_parts(config)
