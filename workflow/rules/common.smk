@@ -189,7 +189,7 @@ def bdmc_keys():
     main += [(DC["dataset"], *split_ref(r)) for r in DC.get("models", {}).values()]
     keys = [(d, v, f, "main", trained_epochs(d, f"{v}/{f}")) for d, v, f in dict.fromkeys(main)]
     last = {}
-    for _, ref, e in over_training_keys():  # snapshots in increasing order per model
+    for _, ref, e in over_training_keys():  # the latest snapshot of each model, named once
         last[ref] = max(e, last.get(ref, e))
     keys += [(OT["dataset"], *split_ref(ref), "over_training", e) for ref, e in last.items()]
     return keys
