@@ -126,3 +126,22 @@ def test_resume_chunks_are_keyed_by_the_package_code(monkeypatch, tmp_path):
     assert new_key != key
     run_in_chunks(estimate, index, x, 2, tmp_path, new_key)
     assert calls == [2, 2, 2, 2]                # other code: both recomputed
+
+
+def test_parts_are_checked_on_every_dataset_bdmc_certifies():
+    """BDMC runs on an experiment's dataset even when Table 2 does not: its parts are checked
+    there too, before the DAG, with the key to lower."""
+    from pathlib import Path
+
+    from vaegaps.config import check_parts, validate
+
+    schema = Path(__file__).resolve().parents[1] / "src" / "vaegaps" / "config.schema.yaml"
+    config = validate({"datasets": ["digits"], "variants": {"standard": {}, "large_encoder": {}},
+                       "dataset_overrides": {"mnist": {"evaluation": {"parts": 30}}},
+                       "experiments": {"bdmc": {"n_points": 20},
+                                       "variant_tables": {"datasets": ["mnist"], "variants": ["large_encoder"],
+                                                          "families": ["ffg"]}}}, schema)
+    with pytest.raises(VaegapsError, match=r"evaluation.parts \(30\) for mnist is more than experiments.bdmc.n_points"):
+        check_parts(config)
+    config["dataset_overrides"]["mnist"]["evaluation"]["parts"] = 20
+    check_parts(config)

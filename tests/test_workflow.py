@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from workflow_runner import REPO, snakemake
+from workflow_runner import REPO, TINY, snakemake
 
 TABLE2_COLUMNS = ["dataset", "trained_family", "n_points"] + [
     x for c in ["log_px", "elbo_local_flow", "elbo_local_ffg", "elbo_amortized", "approximation_gap",
@@ -179,7 +179,7 @@ EXPERIMENT_TABLES = {
                              "approximation_gap_flow", "approximation_gap_flow_se"],
     "gaps_over_training.csv": ["dataset", "model", "epoch", "split", "n_points", "log_px", "elbo_qstar",
                                "elbo_amortized", "approximation_gap", "amortization_gap"],
-    "bdmc.csv": ["dataset", "variant", "family", "setting", "n_points", "procedure", "n_intermediate", "n_chains",
+    "bdmc.csv": ["dataset", "variant", "family", "setting", "epoch", "n_points", "procedure", "n_intermediate", "n_chains",
                  "lower", "lower_se", "upper", "upper_se", "gap", "gap_se"],
 }
 
@@ -208,6 +208,62 @@ def test_every_experiment_table_has_its_schema(tiny_run):
     assert set(ot["split"]) == {"train", "valid"} and set(ot["epoch"]) == {1, 3}
     bd = pd.read_csv(tiny_run / "bdmc.csv")
     assert set(bd["setting"]) == {"main", "over_training"}
+
+
+def _required_bdmc(config: dict) -> set[tuple]:
+    """(dataset, variant, family, setting, epoch) of every model whose log p̂ a table or claim
+    uses, read from the study itself: Table 2, Table 3 and decoder capacity at their trained
+    epochs (main setting), each over-training model at its last snapshot (over_training)."""
+    from vaegaps.config import model_config, split_ref
+
+    exp = config["experiments"]
+
+    def epochs(d, v, f):
+        return model_config(config, d, v, f)["train"]["epochs"]
+
+    main = {(d, "standard", f) for d in config["datasets"] for f in config["families"]}
+    vt = exp["variant_tables"]
+    main |= {(d, v, f) for d in vt["datasets"] for v in ["standard", *vt["variants"]] for f in vt["families"]}
+    main |= {(exp["decoder_capacity"]["dataset"], *split_ref(r)) for r in exp["decoder_capacity"]["models"].values()}
+    keys = {(*k, "main", epochs(*k)) for k in main}
+    ot = exp["over_training"]
+    for ref in ot["models"].values():
+        key = (ot["dataset"], *split_ref(ref))
+        kept = [e for e in model_config(config, *key)["train"]["snapshots"] if e <= epochs(*key)]
+        keys.add((*key, "over_training", max(kept)))
+    return keys
+
+
+@pytest.mark.slow
+def test_bdmc_certifies_every_model_a_table_or_claim_uses(tiny_run):
+    """Issue 21: bdmc.csv has one row per (dataset, variant, family, setting) whose log p̂ enters
+    a table or a claim, at the epoch of the weights that produced it; over-training rows certify
+    the snapshot's weights with the pilot-frozen over-training AIS the points used."""
+    import yaml
+
+    from vaegaps.config import validate
+    from vaegaps.io import read_metadata
+
+    config = validate(yaml.safe_load(TINY.read_text()), REPO / "src" / "vaegaps" / "config.schema.yaml")
+    required = _required_bdmc(config)
+    assert len(required) == 10  # 6 models at the main setting (standard/ffg once), 4 snapshots
+    bd = pd.read_csv(tiny_run / "bdmc.csv")
+    assert list(bd.columns[:7]) == ["dataset", "variant", "family", "setting", "epoch", "n_points", "procedure"]
+    assert bd["epoch"].dtype.kind == "i"
+    got = [tuple(r) for r in bd[["dataset", "variant", "family", "setting", "epoch"]].itertuples(index=False)]
+    assert len(got) == len(set(got)) and set(got) == required
+    assert (bd["n_points"] == config["experiments"]["bdmc"]["n_points"]).all()
+    assert (bd["tuning"] == "pilot").all() and bd["procedure"].str.contains("then frozen").all()
+    assert bd[["lower", "upper", "gap", "gap_se"]].notna().all().all()
+    ot = bd[bd["setting"] == "over_training"]
+    assert (ot["n_chains"] == 2).all() and (bd.loc[bd["setting"] == "main", "n_chains"] == 4).all()
+    points = pd.read_parquet(tiny_run / "gaps_over_training.parquet")
+    for _, row in ot.iterrows():  # the snapshot the over-training points read at that epoch
+        meta = read_metadata(tiny_run / "bdmc" / row["dataset"] / row["variant"] / row["family"]
+                             / f"over_training_epoch_{row['epoch']}.parquet")
+        assert meta["weights"].endswith(f"{row['variant']}/{row['family']}/snapshots/epoch_{row['epoch']}.pt")
+        assert meta["ais"]["tuning"] == "pilot" and meta["setting"] == "over_training"
+        assert row["epoch"] == points["epoch"].max()
 
 
 def test_figures_are_valid_png_and_pdf(tiny_run):

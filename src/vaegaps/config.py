@@ -214,11 +214,8 @@ def resolved_config(config: dict) -> dict:
         for variant in config["variants"]:
             for family in ("ffg", "flow", "realnvp"):
                 models[f"{dataset}/{variant}/{family}"] = model_config(config, dataset, variant, family)
-    datasets = set(config["datasets"])
     exp = config.get("experiments", {})
-    datasets |= {e["dataset"] for e in exp.values() if isinstance(e, dict) and "dataset" in e}
-    datasets |= set(exp.get("variant_tables", {}).get("datasets", []))
-    out = {**run, "evaluation": {d: _resolved_evaluation(evaluation_config(config, d)) for d in sorted(datasets)},
+    out = {**run, "evaluation": {d: _resolved_evaluation(evaluation_config(config, d)) for d in evaluated_datasets(config)},
            "experiments": copy.deepcopy(exp), "models": models}
     if "over_training" in exp:
         out["experiments"]["over_training"]["evaluation"] = _resolved_evaluation(over_training_evaluation(config))
@@ -229,10 +226,20 @@ def resolved_config(config: dict) -> dict:
     return out
 
 
+def evaluated_datasets(config: dict) -> list[str]:
+    """Every dataset a study evaluates (and BDMC certifies): Table 2's and each experiment's."""
+    exp = config.get("experiments", {})
+    datasets = set(config.get("datasets", []))
+    datasets |= {e["dataset"] for e in exp.values() if isinstance(e, dict) and "dataset" in e}
+    datasets |= set(exp.get("variant_tables", {}).get("datasets", []))
+    return sorted(datasets)
+
+
 def check_parts(config: dict) -> None:
-    """Every evaluation split into `parts` jobs needs at least one datapoint per part."""
+    """Every evaluation split into `parts` jobs needs at least one datapoint per part, on every
+    dataset evaluated (an experiment's included: BDMC runs there too)."""
     bdmc_points = config["experiments"].get("bdmc", {}).get("n_points")
-    for dataset in config["datasets"]:
+    for dataset in evaluated_datasets(config):
         ev = evaluation_config(config, dataset)
         for what, n in (("evaluation.n_points", ev["n_points"]), ("experiments.bdmc.n_points", bdmc_points)):
             if n is not None and ev["parts"] > n:

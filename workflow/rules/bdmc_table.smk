@@ -1,18 +1,19 @@
-# BDMC (docs/method.md §6): the bounds of each AIS setting on data simulated from a model, from
-# the bdmc and gather_bdmc jobs (evaluate.smk), in one table.
+# BDMC (docs/method.md §5, §6): the bounds of each AIS setting on data simulated from every model
+# whose log p̂ a table or claim uses (bdmc_keys), from the bdmc, bdmc_snapshot and gather_bdmc
+# jobs (evaluate.smk), in one table.
 
 
 rule bdmc_table:
     """BDMC lower and upper bounds and their gap, per model and AIS setting."""
     localrule: True
     input:
-        bdmc=[f"{RES}/bdmc/{d}/{v}/{f}/{s}.parquet" for d, v, f, s in bdmc_keys()],
+        bdmc=[bdmc_file(*key) for key in bdmc_keys()],
         code=script_code("bdmc_table"),
     output:
         csv=report(f"{RES}/bdmc.csv", caption="../report/bdmc.rst", category="Tables"),
     params:
         models=bdmc_keys(),
-        settings={f"{d}/{s}": ais_setting(d, s) for d, _, _, s in bdmc_keys()},
+        settings={f"{d}/{s}": ais_setting(d, s) for d, _, _, s, _ in bdmc_keys()},
     log:
         log_path("bdmc_table"),
     benchmark:

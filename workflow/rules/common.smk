@@ -74,7 +74,7 @@ wildcard_constraints:
     family="ffg|flow|realnvp",
     qfamily="ffg|flow|realnvp",
     epoch="[0-9]+",
-    setting="main|over_training",
+    bdmc_run="main|over_training_epoch_[0-9]+",
     estimator="amortized|local_(ffg|flow|realnvp)|ais",
     part="[0-9]+",
     parts="[0-9]+",
@@ -178,15 +178,32 @@ def ais_setting(dataset, setting):
     return evaluation_config(config, dataset)["ais"]
 
 
+def trained_epochs(dataset, ref):
+    """The epochs model "VARIANT/FAMILY" of dataset is trained for (its final weights' epoch)."""
+    return model_config(config, dataset, *split_ref(ref))["train"]["epochs"]
+
+
 def bdmc_keys():
-    """(dataset, variant, family, setting): BDMC of each AIS setting on a model it estimates with:
-    the main setting on the Table 2 models, the over-training setting on the over-training
-    experiment's standard model (its final weights; its architecture, z_dim included)."""
-    keys = [(d, "standard", f, "main") for d, f in table2_keys()]
-    if OT:
-        keys.append((OT["dataset"], *split_ref(OT["models"].get("standard", next(iter(OT["models"].values())))),
-                     "over_training"))
+    """(dataset, variant, family, setting, epoch): BDMC of every model whose log p̂ a table or a
+    claim uses, at the AIS setting that produced it, each once. 'main': the Table 2 and Table 3
+    models and the decoder-capacity models, at their final weights (epoch = trained epochs);
+    'over_training': each over-training model at its last saved snapshot (the one the claims
+    compare), those weights, not the final ones."""
+    main = [(d, "standard", f) for d, f in table2_keys()] + variant_keys()
+    main += [(DC["dataset"], *split_ref(r)) for r in DC.get("models", {}).values()]
+    keys = [(d, v, f, "main", trained_epochs(d, f"{v}/{f}")) for d, v, f in dict.fromkeys(main)]
+    last = {}
+    for _, ref, e in over_training_keys():  # the latest snapshot of each model, named once
+        last[ref] = max(e, last.get(ref, e))
+    keys += [(OT["dataset"], *split_ref(ref), "over_training", e) for ref, e in last.items()]
     return keys
+
+
+def bdmc_file(dataset, variant, family, setting, epoch):
+    """The gathered BDMC Parquet of one key of bdmc_keys: …/main.parquet for a final model,
+    …/over_training_epoch_E.parquet for an over-training snapshot."""
+    run = "main" if setting == "main" else f"over_training_epoch_{epoch}"
+    return f"{RES}/bdmc/{dataset}/{variant}/{family}/{run}.parquet"
 
 
 ALL_OUTPUTS = [f"{RES}/table2.csv", f"{RES}/table2.md", f"{RES}/bdmc.csv"]

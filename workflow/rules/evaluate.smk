@@ -1,7 +1,8 @@
 # Per-datapoint estimates on the evaluation set. Each stage runs as `evaluation.parts` jobs, one
 # per consecutive part of the datapoints (one cluster job each), each resuming from its finished
 # chunks; gather_parts joins them into the stage's Parquet (identical for any number of parts).
-# BDMC certifies an AIS setting on data simulated from a model (same parts, gather_bdmc), and
+# BDMC certifies an AIS setting on data simulated from a model's final weights (bdmc) or from an
+# over-training snapshot (bdmc_snapshot), in the same parts (gather_bdmc), and
 # over_training_point estimates at one snapshot of an over-training model.
 # The data file is ancient() here and in every rule that reads it (see train.smk).
 
@@ -105,20 +106,54 @@ rule gather_parts:
 
 
 rule bdmc:
-    """Forward and reverse AIS on data simulated from a model, at one AIS setting (main or over_training)."""
+    """Forward and reverse AIS on data simulated from a model's final weights, at its dataset's
+    AIS setting (main)."""
     input:
         model=f"{MODEL}/model.pt",
         code=script_code("bdmc"),
     output:
-        f"{RES}/bdmc/{MODEL_ID}/{{setting}}/{PART}.parquet",
+        f"{RES}/bdmc/{MODEL_ID}/main/{PART}.parquet",
     params:
-        ais=lambda w: ais_setting(w.dataset, w.setting),
+        weights=lambda w, input: input.model,
+        setting="main",
+        epoch=lambda w: trained_epochs(w.dataset, f"{w.variant}/{w.family}"),
+        ais=lambda w: ais_setting(w.dataset, "main"),
         n_points=BD["n_points"],
         seed=config["seed"],
     log:
-        log_path("bdmc", MODEL_ID, "{setting}", PART),
+        log_path("bdmc", MODEL_ID, "main", PART),
     benchmark:
-        bench_path("bdmc", MODEL_ID, "{setting}", PART)
+        bench_path("bdmc", MODEL_ID, "main", PART)
+    threads: THREADS
+    resources:
+        mem_mb=4000,
+        runtime=24 * 60,
+        gpu=GPU,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/bdmc.py"
+
+
+rule bdmc_snapshot:
+    """Forward and reverse AIS on data simulated from an over-training snapshot (the weights the
+    over-training points at that epoch estimate with), at the over-training AIS setting."""
+    input:
+        snapshots=f"{MODEL}/snapshots",
+        code=script_code("bdmc"),
+    output:
+        f"{RES}/bdmc/{MODEL_ID}/over_training_epoch_{{epoch}}/{PART}.parquet",
+    params:
+        weights=lambda w, input: f"{input.snapshots}/epoch_{w.epoch}.pt",
+        setting="over_training",
+        epoch=lambda w: int(w.epoch),
+        ais=lambda w: ais_setting(w.dataset, "over_training"),
+        n_points=BD["n_points"],
+        seed=config["seed"],
+    log:
+        log_path("bdmc", MODEL_ID, "over_training_epoch_{epoch}", PART),
+    benchmark:
+        bench_path("bdmc", MODEL_ID, "over_training_epoch_{epoch}", PART)
     threads: THREADS
     resources:
         mem_mb=4000,
@@ -131,18 +166,19 @@ rule bdmc:
 
 
 rule gather_bdmc:
-    """The BDMC parts of one model and AIS setting, joined in datapoint order."""
+    """The BDMC parts of one model (main) or snapshot (over_training_epoch_E), joined in datapoint
+    order."""
     localrule: True
     input:
-        parts=lambda w: parts_of(f"{RES}/bdmc/{w.dataset}/{w.variant}/{w.family}/{w.setting}",
+        parts=lambda w: parts_of(f"{RES}/bdmc/{w.dataset}/{w.variant}/{w.family}/{w.bdmc_run}",
                                  eval_cfg(w)["parts"]),
         code=script_code("gather_parts"),
     output:
-        f"{RES}/bdmc/{MODEL_ID}/{{setting}}.parquet",
+        f"{RES}/bdmc/{MODEL_ID}/{{bdmc_run}}.parquet",
     log:
-        log_path("gather_bdmc", MODEL_ID, "{setting}"),
+        log_path("gather_bdmc", MODEL_ID, "{bdmc_run}"),
     benchmark:
-        bench_path("gather_bdmc", MODEL_ID, "{setting}")
+        bench_path("gather_bdmc", MODEL_ID, "{bdmc_run}")
     threads: 1
     resources:
         **LOCAL_JOB,

@@ -1,4 +1,5 @@
-"""Snakemake stage: BDMC (forward and reverse AIS) on one part of the data simulated from a model."""
+"""Snakemake stage: BDMC (forward and reverse AIS) on one part of the data simulated from a model's
+weights (its final ones, or an over-training snapshot's)."""
 from vaegaps.config import ais_procedure
 from vaegaps.evaluate import bdmc_validation
 from vaegaps.io import write_parquet
@@ -9,9 +10,10 @@ from vaegaps.vae import load_vae
 with stage(snakemake):  # noqa: F821 (injected by Snakemake)
     sm = snakemake  # noqa: F821
     device = resolve_device(sm.config["device"])
-    model = load_vae(sm.input.model, device)
+    model = load_vae(sm.params.weights, device)
     part = part_of(sm)
     df = bdmc_validation(model, sm.params.n_points, sm.params.ais, sm.params.seed, device, part)
-    write_parquet(df, sm.output[0], {"setting": sm.wildcards.setting, "ais": sm.params.ais,
+    write_parquet(df, sm.output[0], {"setting": sm.params.setting, "epoch": sm.params.epoch,
+                                     "weights": sm.params.weights, "ais": sm.params.ais,
                                      "procedure": ais_procedure(sm.params.ais),
                                      "seed": sm.params.seed, "part": part[0], "parts": part[1]})
