@@ -33,8 +33,9 @@ include: "workflow/rules/user.smk"
 report: "workflow/report/workflow.rst"
 
 
-onstart:
-    # every setting this run uses, resolved in one place (docs/method.md §9)
+onsuccess:
+    # every setting of the outputs this run made, resolved in one place (docs/method.md §9):
+    # written once they exist, so a failed or killed run never leaves it naming its settings
     write_resolved(RESOLVED, f"{RES}/config.resolved.yaml")
 
 

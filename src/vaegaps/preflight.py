@@ -44,7 +44,7 @@ def damaged_files(results) -> list[str]:
     """One line per damaged data file, model or training checkpoint under `results`."""
     res = Path(results)
     files = [*sorted(res.glob("data/*.parquet")), *sorted(res.glob("models/*/*/*/model.pt")),
-             *sorted(res.glob("resume/*/*/*/train.ckpt"))]
+             *sorted(res.glob("trained/*/*/*/*/model.pt")), *sorted(res.glob("resume/*/*/*/train/*/train.ckpt"))]
     return [damaged_message(f, why) for f in files if (why := damage(f)) is not None]
 
 
