@@ -243,6 +243,7 @@ def test_a_failed_retrain_of_new_settings_keeps_the_old_weights(built, tmp_path)
     assert out.returncode != 0 and errors[0].startswith("error: training diverged at epoch 1"), _output(out)[-2000:]
     assert not [line for line in errors if "delete" in line or " rm " in line], errors
     assert _trained_state(work) == before
+    assert "Nothing to be done" in _output(snakemake(work, "-n", f"{FFG}/model.pt"))  # the old command
 
     out = snakemake(work, f"{FFG}/model.pt", "--config", "train={lr: 2.0e-3}")  # other settings: trained
     assert "rule train_vae" in _output(out) and _sha(work / FFG / "model.pt") != before[f"{FFG}/model.pt"]
