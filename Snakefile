@@ -34,10 +34,17 @@ report: "workflow/report/workflow.rst"
 
 
 onstart:
-    # every setting this run uses, resolved in one place (docs/method.md §9); a read-only or
-    # full results folder stops the run here with one line
+    # a read-only or full results folder stops the run here, with one line: the resolved settings
+    # are written first beside the outputs, and take their place only on success (below)
     with one_line(VERBOSE):
-        write_resolved(RESOLVED, f"{RES}/config.resolved.yaml")
+        write_resolved(RESOLVED, f"{RES}/.config.resolved.pending.yaml")
+
+
+onsuccess:
+    # every setting of the outputs this run made, resolved in one place (docs/method.md §9):
+    # written once they exist, so a failed or killed run never leaves it naming its settings
+    if os.path.exists(f"{RES}/.config.resolved.pending.yaml"):  # not after a dry run
+        os.replace(f"{RES}/.config.resolved.pending.yaml", f"{RES}/config.resolved.yaml")
 
 
 # On a cluster the rules marked `localrule: True` run on the submitting host, not as jobs: each

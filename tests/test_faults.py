@@ -109,7 +109,7 @@ def test_kill_9_then_the_same_command_finishes_as_if_uninterrupted(tmp_path):
 
     run = _start(work, f"{FFG}/model.pt", configfiles=[long])
     try:
-        _freeze_when(run, "results/resume/digits/standard/ffg/train.ckpt", work)
+        _freeze_when(run, "results/resume/digits/standard/ffg/train/*/train.ckpt", work)
         assert not (work / FFG / "model.pt").exists()  # frozen mid-training
         locks = _stale_locks(work)
         assert locks
@@ -123,7 +123,7 @@ def test_kill_9_then_the_same_command_finishes_as_if_uninterrupted(tmp_path):
 
     out = snakemake(work, f"{FFG}/model.pt", configfiles=[long])  # README: the same command again
     assert "stale Snakemake lock file" in _output(out)
-    assert "resuming from" in (work / "results/logs/train_vae/digits/standard/ffg.log").read_text()
+    assert "resuming from" in next((work / "results/logs/train_vae/digits/standard/ffg").glob("*.log")).read_text()
 
     run = _start(work, AIS, configfiles=[long])
     try:
@@ -292,8 +292,8 @@ def test_damaged_data_file_keeps_models_and_names_its_rebuild(built, tmp_path):
 def test_damaged_model_stops_the_run_before_any_job_or_deletion(built, tmp_path):
     """A truncated model.pt, newer than the results made from it: the run stops before any job
     starts and before Snakemake deletes those results as out of date, with one line naming the
-    exact command; that command rebuilds it from the final training checkpoint (no epoch trained
-    again), and the finished results are kept."""
+    exact command; that command copies it again from its settings' training folder,
+    results/trained/… (no epoch trained again), and the finished results are kept."""
     work = _copy(built, tmp_path / "work")
     snakemake(work, AMORTIZED)
     model, part = work / FFG / "model.pt", work / "results/eval/digits/standard/ffg/parts/amortized/part_0_of_1.parquet"
@@ -305,10 +305,8 @@ def test_damaged_model_stops_the_run_before_any_job_or_deletion(built, tmp_path)
         f"error: {FFG}/model.pt is damaged (not a whole torch file); rebuild it: {rebuild}"], _output(out)[-2000:]
     assert "Building DAG" not in _output(out) and {p: _sha(p) for p in done} == done
 
-    log = work / "results/logs/train_vae/digits/standard/ffg.log"
-    log.unlink()
-    snakemake(work, *rebuild.split()[len(COMMAND.split()):])
-    assert "resuming from" in log.read_text() and "epoch 1/" not in log.read_text()
+    out = snakemake(work, *rebuild.split()[len(COMMAND.split()):])
+    assert "rule current_model" in _output(out) and "rule train_vae" not in _output(out)
     assert _sha(model) == sha
     snakemake(work, AMORTIZED)
     assert {p: _sha(p) for p in done} == done
@@ -322,7 +320,9 @@ def test_which_runs_a_damaged_file_stops(tmp_path, monkeypatch, capsys):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("VAEGAPS_SNAKEMAKE", raising=False)
-    model, ckpt = Path(FFG) / "model.pt", Path("results/resume/digits/standard/ffg/train.ckpt")
+    model = Path(FFG) / "model.pt"
+    ckpt = Path("results/resume/digits/standard/ffg/train/0123456789abcdef/train.ckpt")
+    trained = Path("results/trained/digits/standard/ffg/0123456789abcdef/model.pt")
     for p in (model, ckpt):
         save_torch({"w": torch.ones(1000)}, p)
     _truncate(model)
@@ -340,26 +340,59 @@ def test_which_runs_a_damaged_file_stops(tmp_path, monkeypatch, capsys):
 
     _truncate(ckpt)
     model.unlink()  # training would resume from the damaged checkpoint: it stops the run
-    with pytest.raises(VaegapsError, match=f"^{ckpt} is damaged .*; delete it and retrain: rm {ckpt} && "):
+    with pytest.raises(VaegapsError, match=f"^{ckpt} is damaged .*; move it aside and rerun: mv {ckpt} {ckpt}.damaged && "):
         check_damage(damaged_files("results"), cli_mode(["all"]))
-    save_torch({"w": torch.ones(1000)}, model)  # finished without it: a warning, no retraining
+    save_torch({"w": torch.ones(1000)}, trained)  # its settings' training finished: a warning only
     capsys.readouterr()
     check_damage(damaged_files("results"), cli_mode(["all"]))
-    assert capsys.readouterr().err.strip().endswith(f"; its model is finished without it: rm {ckpt}")
+    assert capsys.readouterr().err.strip().endswith(
+        f"; its model is finished without it; move it aside: mv {ckpt} {ckpt}.damaged")
+
+
+def _trained_state(work) -> dict[str, str]:
+    """sha256 of the standard FFG model, its history and snapshots, its training checkpoint(s)
+    and the resolved config."""
+    files = [work / FFG / "model.pt", work / FFG / "history.parquet",
+             *sorted((work / FFG / "snapshots").glob("*")), *sorted(work.glob("results/resume/**/train.ckpt")),
+             work / "results/config.resolved.yaml"]
+    return {str(f.relative_to(work)): _sha(f) for f in files}
+
+
+@pytest.mark.slow
+def test_a_failed_retrain_of_new_settings_keeps_the_old_weights(built, tmp_path):
+    """Issue 20 (5): new settings that make training diverge fail in one line that advises no
+    deletion, and leave the old settings' model, history, snapshots, checkpoint and resolved config
+    as they were; other new settings train in their own folder, and going back to the old settings
+    brings their model back without training (~20 s)."""
+    work = _copy(built, tmp_path / "work")
+    before = _trained_state(work)
+    out = snakemake(work, f"{FFG}/model.pt", "--config", "train={lr: 0.5}", check=False)
+    errors = [line for line in _output(out).splitlines() if line.startswith("error: ")]
+    assert out.returncode != 0 and errors[0].startswith("error: training diverged at epoch 1"), _output(out)[-2000:]
+    assert not [line for line in errors if "delete" in line or " rm " in line], errors
+    assert _trained_state(work) == before
+    assert "Nothing to be done" in _output(snakemake(work, "-n", f"{FFG}/model.pt"))  # the old command
+
+    out = snakemake(work, f"{FFG}/model.pt", "--config", "train={lr: 2.0e-3}")  # other settings: trained
+    assert "rule train_vae" in _output(out) and _sha(work / FFG / "model.pt") != before[f"{FFG}/model.pt"]
+    out = snakemake(work, f"{FFG}/model.pt")  # the old settings again: their model, not trained again
+    assert "rule current_model" in _output(out) and "rule train_vae" not in _output(out)
+    assert _trained_state(work).items() >= before.items()
 
 
 def test_load_torch_names_the_exact_rebuild_command(tmp_path, monkeypatch):
     monkeypatch.delenv("VAEGAPS_SNAKEMAKE", raising=False)
     monkeypatch.chdir(tmp_path)
     model = Path("results/models/digits/standard/flow/model.pt")
-    ckpt = Path("results/resume/digits/standard/flow/train.ckpt")
+    ckpt = Path("results/resume/digits/standard/flow/train/0123456789abcdef/train.ckpt")
+    trained = Path("results/trained/digits/standard/flow/0123456789abcdef/model.pt")
     snap = Path("results/models/digits/standard/flow/snapshots/epoch_3.pt")
     for p in (model, ckpt, snap):
         save_torch({"w": torch.ones(1000)}, p)
         _truncate(p)
     expected = {
         model: f"rebuild it: snakemake --cores 1 --force {model}",
-        ckpt: f"delete it and retrain: rm {ckpt} && snakemake --cores 1 --force {model}",
+        ckpt: f"move it aside and rerun: mv {ckpt} {ckpt}.damaged && snakemake --cores 1 {trained}",
         snap: f"rebuild it: snakemake --cores 1 --force {model}",
     }
     for p, hint in expected.items():
@@ -427,7 +460,7 @@ def test_read_only_results_folder_stops_the_run_in_one_line(small_tmpfs, tmp_pat
     subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
     results = small_tmpfs / "results"
     out = snakemake(tmp_path, f"{results}/data/digits.parquet", "--config", f"results={results}", check=False)
-    assert_one_line_error(out, f"cannot write {results}/config.resolved.yaml: read-only file system: set "
+    assert_one_line_error(out, f"cannot write {results}/.config.resolved.pending.yaml: read-only file system: set "
                                "results: to a writable folder")
     assert not (tmp_path / "results").exists() and not results.exists()
 

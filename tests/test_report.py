@@ -5,6 +5,8 @@ import importlib.metadata
 import importlib.util
 import json
 import re
+import subprocess
+import sys
 import tomllib
 
 import numpy as np
@@ -143,6 +145,26 @@ def test_report_texts_name_this_runs_settings(report):
     assert "5000" not in caption
     landing = " ".join(json.loads(re.search(r"workflow_desc = (\".*?\");\n", html, re.S).group(1)).split())
     assert "mean over 64 samples" in landing and "5000" not in landing
+
+
+@pytest.mark.slow
+def test_report_without_the_runs_configfile_names_the_runs_settings(tiny_run, repo_copy):
+    """Issue 20 (7): `snakemake --report results/report.html`, the README's command, after a
+    --configfile run, builds with config.yaml's settings (50 datapoints, 16 chains) but describes
+    the tiny run's (24 datapoints, 4 chains), read from the results' own provenance (~15 s)."""
+    path = tiny_run.parent / "report_plain.html"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo_copy / "Snakefile"), "-d", str(tiny_run.parent),
+           "--report", str(path), "--workflow-profile", str(repo_copy / "workflow" / "profiles" / "default")]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    html = path.read_text()
+    results = json.loads(re.search(r"var results = (\{.*?\});\n", html, re.S).group(1))
+    caption = " ".join(results["results/table2.csv"]["caption"].split())
+    for text in ("over 64 samples", "same 24 datapoints", "4 chains", "20 distributions"):
+        assert text in caption, text
+    assert "50 datapoints" not in caption and "16 chains" not in caption
+    landing = " ".join(json.loads(re.search(r"workflow_desc = (\".*?\");\n", html, re.S).group(1)).split())
+    assert "mean over 64 samples" in landing and "4 chains" in landing
 
 
 def test_report_uses_the_legible_stylesheet(report):

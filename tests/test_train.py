@@ -212,8 +212,12 @@ def test_kill_and_resume_gives_identical_weights(digits, tmp_path, caplog):
 
 def test_checkpoint_from_other_config_is_refused(digits, tmp_path):
     run(config(epochs=2), digits, tmp_path)
-    with pytest.raises(VaegapsError, match="delete it"):
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(VaegapsError, match="other model/train/seed settings, and may be their only trained "
+                                           "weights; keep it") as e:
         run(config(epochs=2, lr=1e-3), digits, tmp_path)
+    assert "delete" not in str(e.value)  # never advise deleting the only copy of weights
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
     # checkpoint_every cannot change the weights, so it does not invalidate the checkpoint
     run(config(epochs=2, checkpoint_every=1), digits, tmp_path)
 

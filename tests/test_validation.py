@@ -18,6 +18,7 @@ from vaegaps.bounds import log_mean_exp, monte_carlo_bounds
 from vaegaps.config import SCHEMA, coerce_scalars, defaults, validate
 from vaegaps.data import prepare_dataset
 from vaegaps.errors import VaegapsError
+from vaegaps.io import read_metadata
 from vaegaps.local_opt import optimize_local
 from vaegaps.train import diverged_below, train_vae
 from workflow_runner import assert_one_line_error, snakemake
@@ -179,9 +180,11 @@ def test_diverging_training_fails_the_workflow_in_one_line(tmp_path):
     assert out.returncode != 0
     lines = [ln for ln in out.stderr.splitlines() if ln.startswith("error: training diverged at epoch 1")]
     assert lines and "lower train.lr (now 0.5)" in lines[0], out.stderr[-3000:]
-    resolved = yaml.safe_load((tmp_path / "results" / "config.resolved.yaml").read_text())
-    assert resolved["models"]["digits/standard/ffg"]["train"]["lr"] == 0.5
+    study = read_metadata(tmp_path / "results" / "data" / "digits.parquet")["study"]
+    assert study["train"]["lr"] == 0.5
     assert not (tmp_path / "results" / "models" / "digits" / "standard" / "ffg" / "model.pt").exists()
+    # no output was made with these settings' models: the resolved config is written on success only
+    assert not (tmp_path / "results" / "config.resolved.yaml").exists()
 
 
 # ----------------------------------------------------------------------------- estimator arguments

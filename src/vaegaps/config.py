@@ -159,6 +159,30 @@ def model_path(config: dict, dataset: str, ref: str) -> str:
     return f"{config['results']}/models/{dataset}/{ref}/model.pt"
 
 
+# Settings that cannot change the trained weights stay out of the training hash.
+_HASH_EXEMPT = ("checkpoint_every",)
+
+
+def config_hash(cfg: dict) -> str:
+    """Hash of everything in one model's settings (`model_config`) that determines its trained
+    weights: model, train (less checkpoint_every) and seed. The training checkpoint records it."""
+    train = {k: v for k, v in cfg["train"].items() if k not in _HASH_EXEMPT}
+    blob = json.dumps({"model": cfg["model"], "train": train, "seed": cfg["seed"]}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def settings_key(config: dict, dataset: str, variant: str, family: str) -> str:
+    """16 hex digits naming the settings one model is trained with: its `config_hash` and, for a
+    model that loads another's decoder, that model's key (its weights are an input too). Each
+    settings' training lives in its own folder (results/trained/…/KEY/, results/resume/…/KEY/),
+    so training new settings never touches the weights of the old ones."""
+    cfg = model_config(config, dataset, variant, family)
+    base, prefix = cfg["train"].get("init_decoder"), model_path(config, dataset, "")[:-len("/model.pt")]
+    if base and base.startswith(prefix):  # a model of this workflow: VARIANT/FAMILY
+        base = settings_key(config, dataset, *split_ref(base[len(prefix):-len("/model.pt")]))
+    return digest({"config_hash": config_hash(cfg), "base": base})
+
+
 def digest(obj) -> str:
     """A short stable hash of a JSON-able object (to tie outputs to the settings that made them)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -52,7 +52,8 @@ def damaged_files(results) -> list[tuple[Path, str]]:
     files first (a model is rebuilt from them)."""
     res = Path(results)
     files = [*sorted(res.glob("data/*.parquet")), *sorted(res.glob("models/*/*/*/model.pt")),
-             *sorted(res.glob("resume/*/*/*/train.ckpt"))]
+             *sorted(res.glob("trained/*/*/*/*/model.pt")),
+             *sorted(res.glob("resume/*/*/*/train/*/train.ckpt"))]
     return [(f, why) for f in files if (why := damage(f)) is not None]
 
 
@@ -61,8 +62,9 @@ def _read_now(path: Path) -> bool:
     missing (training resumes from it); a finished model never needs it."""
     if path.name != "train.ckpt":
         return True
+    # RES/resume/MODEL/train/KEY/train.ckpt belongs to RES/trained/MODEL/KEY/model.pt
     i = len(path.parts) - 1 - path.parts[::-1].index("resume")
-    return not Path(*path.parts[:i], "models", *path.parts[i + 1:-1], "model.pt").exists()
+    return not Path(*path.parts[:i], "trained", *path.parts[i + 1:-3], path.parts[-2], "model.pt").exists()
 
 
 def check_damage(damaged, mode) -> None:
@@ -77,7 +79,8 @@ def check_damage(damaged, mode) -> None:
         if mode.rebuilds(f):
             continue
         # no retraining for a checkpoint: its finished model does not need it
-        hint = None if _read_now(f) else f"its model is finished without it: rm {shlex.quote(str(f))}"
+        hint = None if _read_now(f) else (f"its model is finished without it; move it aside: "
+                                           f"mv {shlex.quote(str(f))} {shlex.quote(str(f))}.damaged")
         print(f"vaegaps: warning: {damaged_message(f, why, hint)}", file=sys.stderr)
 
 

@@ -211,11 +211,14 @@ def rebuild_hint(path) -> str:
     the exact command, after the words that say what it does."""
     p = Path(path)
     sm, q = snakemake_command(), shlex.quote
-    if p.name == "train.ckpt" and "resume" in p.parts:
-        # the checkpoint is no Snakemake output: delete it, and training restarts from epoch 0
+    if p.name == "train.ckpt" and "resume" in p.parts and p.parts[-3:-2] == ("train",):
+        # RES/resume/MODEL/train/KEY/train.ckpt, no Snakemake output: moved aside (never deleted:
+        # the rest of it may still be read), training of these settings starts again from epoch 1
+        # if their model (RES/trained/MODEL/KEY/model.pt) is needed
         i = len(p.parts) - 1 - p.parts[::-1].index("resume")
-        model = Path(*p.parts[:i], "models", *p.parts[i + 1:-1], "model.pt")
-        return f"delete it and retrain: rm {q(str(p))} && {sm} --force {q(str(model))}"
+        model = Path(*p.parts[:i], "trained", *p.parts[i + 1:-3], p.parts[-2], "model.pt")
+        aside = p.with_name(p.name + ".damaged")
+        return f"move it aside and rerun: mv {q(str(p))} {q(str(aside))} && {sm} {q(str(model))}"
     if p.parent.name == "snapshots":  # inside the training job's directory output
         return f"rebuild it: {sm} --force {q(str(p.parent.parent / 'model.pt'))}"
     return f"rebuild it: {sm} --force {q(str(p))}"

@@ -17,7 +17,6 @@ an epoch's ELBO orders of magnitude below a coin-flip decoder's (`diverged_below
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from .config import config_hash
 from .data import image_shape as dataset_image_shape
 from .data import load_split
 from .errors import VaegapsError
@@ -40,8 +40,6 @@ BURDA_STAGES = 8
 BURDA_EPOCHS = sum(3**i for i in range(BURDA_STAGES))  # 3280
 VALID_BATCH = 1000  # fixed, so the validation noise (hence the number) never depends on train.batch_size
 HISTORY_COLUMNS = ["epoch", "train_elbo", "valid_elbo", "lam", "lr", "seconds"]
-# Settings that cannot change the trained weights stay out of the checkpoint's config hash.
-_HASH_EXEMPT = ("checkpoint_every",)
 # Divergence: an epoch's ELBO below the coin-flip decoder's (p = ½ for every pixel, −P·log 2 per
 # datapoint) by more than max(DIVERGED_NATS, DIVERGED_FACTOR × P·log 2). Healthy training starts
 # near the coin-flip value and rises above it; lr 0.5 on the digits reaches −6.8e13 in epoch 1.
@@ -72,13 +70,6 @@ def anneal_lambda(epoch: int, anneal_epochs: int) -> float:
     if anneal_epochs <= 0:
         return 1.0
     return min(1.0, (epoch + 1) / anneal_epochs)
-
-
-def config_hash(cfg: dict) -> str:
-    """Hash of everything that determines the trained weights (model, train, seed)."""
-    train = {k: v for k, v in cfg["train"].items() if k not in _HASH_EXEMPT}
-    blob = json.dumps({"model": cfg["model"], "train": train, "seed": cfg["seed"]}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _derived_seed(seed: int, stream: str) -> int:
@@ -129,12 +120,15 @@ def _resume(path, model, opt, gens, chash: str, device) -> tuple[int, list]:
     if not Path(path).exists():
         return 0, []
     ck = load_torch(path)
+    # Both refusals keep the file: it may be the only copy of weights trained for days.
     if ck.get("config_hash") != chash:
-        raise VaegapsError(f"checkpoint {path} was written with other model/train/seed settings; "
-                           "delete it to train from scratch")
+        raise VaegapsError(f"checkpoint {path} was written with other model/train/seed settings, and may "
+                           "be their only trained weights; keep it, and give this training another "
+                           "checkpoint path (the workflow keeps one per settings)")
     if ck["device_type"] != device.type:
         raise VaegapsError(f"checkpoint {path} was written on {ck['device_type']} but this run uses "
-                           f"{device.type}; set device: {ck['device_type']} or delete the checkpoint")
+                           f"{device.type}; set device: {ck['device_type']} to resume it (an exact resume "
+                           f"needs the same device), or move it aside to train again on {device.type}")
     model.load_state_dict(ck["model"])
     opt.load_state_dict(ck["optimizer"])
     for k, g in gens.items():

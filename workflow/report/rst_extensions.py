@@ -9,15 +9,17 @@ docutils by workflow/rules/report.smk in the process that runs `snakemake --repo
   column per row: for tables of few rows and many quantities; ``:key:`` names the columns that
   identify a row, by default the leading text columns). Quantities are named as in
   results/table2.md (`vaegaps.tables` labels).
-* ``:setting:`evaluation.*.amortized.n_samples``` prints the setting this run resolved (the
-  results/config.resolved.yaml of the run, so per-dataset overrides are included). A ``*`` segment
-  or ``a|b`` alternatives expand over keys; values that differ are labelled by their key, e.g.
-  "100 (cifar10), 1000 (mnist)".
+* ``:setting:`evaluation.*.amortized.n_samples``` prints the setting, fully resolved (per-dataset
+  overrides included), of the run that made the numbers the report shows: read from the outputs'
+  own provenance (`run_settings`), never from the config of the command that builds the report.
+  A ``*`` segment or ``a|b`` alternatives expand over keys; values that differ are labelled by
+  their key, e.g. "100 (cifar10), 1000 (mnist)".
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import re
 from pathlib import Path
@@ -203,12 +205,32 @@ class TableDirective(Directive):
         return [table_node(rows), *(nodes.paragraph("", "", *_inline(t)) for t in after)]
 
 
-def register(resolved: dict) -> None:
-    """Make ``vaegaps-table`` and ``:setting:`` known to docutils, reading settings from `resolved`."""
+def run_settings(results, fallback: dict) -> dict:
+    """The resolved settings of the run that made the numbers under `results`: the study recorded
+    in the metadata of its newest per-datapoint gaps Parquet (every Table 2 number comes from
+    one), else results/config.resolved.yaml (the last run that finished), else `fallback`."""
+    import yaml
+
+    from vaegaps.config import resolved_config
+    from vaegaps.io import read_metadata
+
+    gaps = sorted(Path(results).glob("gaps/**/*.parquet"), key=lambda p: p.stat().st_mtime)
+    for path in reversed(gaps):
+        study = read_metadata(path).get("study")
+        if study:
+            return resolved_config(study)
+    written = Path(results) / "config.resolved.yaml"
+    return yaml.safe_load(written.read_text()) if written.is_file() else fallback
+
+
+def register(results, fallback: dict) -> None:
+    """Make ``vaegaps-table`` and ``:setting:`` known to docutils; settings are read, once, from
+    the outputs under `results` (`run_settings`)."""
+    resolved = functools.cache(lambda: run_settings(results, fallback))
 
     def setting_role(name, rawtext, text, lineno, inliner, options=None, content=None):
         try:
-            return [nodes.Text(setting_text(resolved, text))], []
+            return [nodes.Text(setting_text(resolved(), text))], []
         except KeyError:
             msg = inliner.reporter.error(f"no setting {text!r} in the resolved config", line=lineno)
             return [inliner.problematic(rawtext, rawtext, msg)], [msg]

@@ -6,7 +6,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 import copy  # noqa: E402
 from vaegaps.config import (  # noqa: E402 (torch-free)
     SCHEMA, check_parts, check_variants, evaluation_config, figure2_config, local_config,
-    model_config, model_path, over_training_evaluation, resolved_config, split_ref,
+    model_config, model_path, over_training_evaluation, resolved_config, settings_key, split_ref,
     starts_from_qstar_ffg, validate, write_resolved)
 from vaegaps.preflight import preflight  # noqa: E402 (torch-free)
 from vaegaps.errors import one_line  # noqa: E402
@@ -112,6 +112,27 @@ def local_cfg(wildcards):
     flow, FFG's (its optimal-FFG start)."""
     fams = ("ffg",) if wildcards.qfamily == "ffg" else ("ffg", wildcards.qfamily)
     return {f: local_config(eval_cfg(wildcards)["local"], f) for f in fams}
+
+
+TRAINED = f"{RES}/trained/{MODEL_ID}/{{key}}"  # one model's training under settings KEY (train.smk)
+
+
+def settings_key_of(w):
+    return settings_key(config, w.dataset, w.variant, w.family)
+
+
+def trained(leaf):
+    """Input function: file `leaf` of the current settings' training of a model."""
+    return lambda w: f"{RES}/trained/{w.dataset}/{w.variant}/{w.family}/{settings_key_of(w)}/{leaf}"
+
+
+def train_cfg(w):
+    """The model's settings; a KEY that is not theirs (an old settings' folder) is not retrained
+    under the current settings."""
+    if w.key != settings_key_of(w):
+        raise VaegapsError(f"{RES}/trained/{w.dataset}/{w.variant}/{w.family}/{w.key} holds other settings "
+                           f"than this config's ({settings_key_of(w)}); ask for results/models/… instead")
+    return model_cfg(w)
 
 
 def base_decoder(wildcards):

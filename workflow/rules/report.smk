@@ -1,5 +1,6 @@
 # The captions (workflow/report/*.rst) use a table directive and a settings role, registered
-# with docutils where `snakemake --report` renders them: in the main process, never in a job.
+# with docutils where `snakemake --report` renders them: in the main process, never in a job. The
+# settings they print are those recorded in the results, whichever --configfile the report names.
 if workflow.is_main_process:
     import importlib.util as _importlib_util
 
@@ -7,7 +8,7 @@ if workflow.is_main_process:
         "vaegaps_report_rst", Path(workflow.basedir) / "workflow" / "report" / "rst_extensions.py")
     _rst = _importlib_util.module_from_spec(_spec)
     _spec.loader.exec_module(_rst)
-    _rst.register(RESOLVED)
+    _rst.register(RES, RESOLVED)  # settings from the results' provenance, not this config
 
 
 rule gaps:

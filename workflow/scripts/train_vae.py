@@ -1,7 +1,7 @@
 """Snakemake stage: train one VAE, resuming from its checkpoint.
 
-The checkpoint and the snapshots are written under params.checkpoint's folder, deliberately not
-an output: Snakemake deletes the outputs of an interrupted job, and they must survive the kill.
+The checkpoint and the snapshots are written under params.checkpoint's folder (one per settings),
+deliberately not an output: Snakemake deletes the outputs of an interrupted job, and they must survive the kill.
 The snapshots are copied to the `snapshots` output when training ends.
 """
 import shutil
