@@ -253,7 +253,7 @@ def bench_local(n_points=200, steps=100, sequential_subset=10, device="cpu"):
     a time (timed on `sequential_subset` points, scaled). Returns (speed-up, batched s, one-at-a-time s)."""
     dec = _decoder(device=device)
     x = (torch.rand(n_points, 784, generator=torch.Generator().manual_seed(2)) > 0.5).float().to(device)
-    kw = dict(z_dim=50, family="ffg", n_samples=100, lr=1e-3, check_every=steps, patience=10**9,
+    kw = dict(z_dim=50, family="ffg", method="adam", n_samples=100, lr=1e-3, check_every=steps, patience=10**9,
               max_steps=steps, final_samples=100, generator=0)
     t_batched = _best_time(lambda: optimize_local(DecoderLikelihood(dec, x), n_points=n_points, **kw), 1)[0]
 
