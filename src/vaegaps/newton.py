@@ -26,6 +26,7 @@ from . import rng
 from .likelihood import ll_and_grad, restrict
 
 H_FLOOR = 0.05   # curvature estimates are floored at this fraction of the current precision
+STOP_MARGIN = 0.5   # stop below half the tolerance, so that the fresh probe finds it below the tolerance
 
 
 def _draw(seed, stream, index, step, mean, logvar, n_samples):
@@ -89,7 +90,8 @@ def newton_ffg(params: dict, log_likelihood, index, seed: int, stream: str, n_sa
                window: int, max_steps: int, gain_tol: float) -> NewtonRun:
     """Optimise FFG parameters {'mean', 'logvar'} (N, D) from where they are. A datapoint stops
     after a window of `window` steps whose pooled moments give a gain estimate below `gain_tol`
-    (the first window excluded), or at `max_steps`. β = `step` for the first window, then
+    (the first window excluded; below STOP_MARGIN·gain_tol, so that a fresh probe finds it
+    below gain_tol), or at `max_steps`. β = `step` for the first window, then
     step·window/t. Draws are keyed by datapoint and step, so results do not depend on the batch."""
     n = index.shape[0]
     full = {k: params[k].detach().clone() for k in ("mean", "logvar")}
@@ -116,7 +118,7 @@ def newton_ffg(params: dict, log_likelihood, index, seed: int, stream: str, n_sa
             stop = torch.zeros_like(bad)
             if t % window == 0:
                 if t > window:   # the window's mean gain per iterate, noise-corrected
-                    stop = (acc / window).sum(-1) < gain_tol
+                    stop = (acc / window).sum(-1) < STOP_MARGIN * gain_tol
                     stop &= ~bad
                 acc = None
             done |= stop
