@@ -26,7 +26,7 @@ from . import rng
 from .likelihood import ll_and_grad, restrict
 
 H_FLOOR = 0.05   # curvature estimates are floored at this fraction of the current precision
-STOP_MARGIN = 0.5   # stop below half the tolerance, so that the fresh probe finds it below the tolerance
+STOP_MARGIN = 0.3   # stop below 0.3 x the tolerance, so that the fresh probe (noisy too) finds it below
 
 
 def _draw(seed, stream, index, step, mean, logvar, n_samples):
@@ -86,13 +86,51 @@ class NewtonRun:
         self.full, self.steps, self.converged, self.diverged = full, steps, converged, diverged
 
 
+class _Window:
+    """Sums over the current window of steps, per active datapoint: the iterates' means and the
+    per-pair moments g, h (their first and second powers), to score the window's average."""
+
+    def __init__(self, like: torch.Tensor):
+        self.n, self.pairs = 0, 0
+        self.mean, self.g, self.g2, self.h, self.h2 = (torch.zeros_like(like) for _ in range(5))
+
+    def add(self, mean, g, h):
+        self.n += 1
+        self.pairs += g.shape[1]
+        self.mean += mean
+        self.g += g.sum(1)
+        self.g2 += g.pow(2).sum(1)
+        self.h += h.sum(1)
+        self.h2 += h.pow(2).sum(1)
+
+    def keep(self, rows):
+        for k in ("mean", "g", "g2", "h", "h2"):
+            setattr(self, k, getattr(self, k)[rows])
+
+    def result(self, prec):
+        """The window's average q (mean, logvar) and the gain estimated left at it: the pooled
+        gradient there (exact for a quadratic log p) through the noise-corrected Newton decrement,
+        and the Monte Carlo error of its precision, the pooled curvature."""
+        m = self.pairs
+        g, h = self.g / m, torch.maximum(self.h / m, H_FLOOR * prec)
+        g_var, h_var = (self.g2 / m - g.pow(2)) / m, (self.h2 / m - (self.h / m).pow(2)) / m
+        mean_gain = (0.5 * (g.pow(2) - g_var.clamp_min(0)) / h).sum(-1).clamp_min(0)
+        var_gain = (0.25 * h_var.clamp_min(0) / h.pow(2)).sum(-1)
+        return self.mean / self.n, -torch.log(h), (mean_gain + var_gain).double()
+
+
 def newton_ffg(params: dict, log_likelihood, index, seed: int, stream: str, n_samples: int, step: float,
                window: int, max_steps: int, gain_tol: float) -> NewtonRun:
-    """Optimise FFG parameters {'mean', 'logvar'} (N, D) from where they are. A datapoint stops
-    after a window of `window` steps whose pooled moments give a gain estimate below `gain_tol`
-    (the first window excluded; below STOP_MARGIN·gain_tol, so that a fresh probe finds it
-    below gain_tol), or at `max_steps`. β = `step` for the first window, then
-    step·window/t. Draws are keyed by datapoint and step, so results do not depend on the batch."""
+    """Optimise FFG parameters {'mean', 'logvar'} (N, D) from where they are.
+
+    Each step moves the mean by step·λ⁻¹·ĝ and the precision λ a fraction β of the way to its
+    estimate ĥ (β = step in the first window, then step·window/t: the precision becomes an average
+    of its estimates). The iterates are scored per window: the window's average mean, with the
+    window's pooled curvature as precision, is a datapoint's q*, and it stops when the gain
+    estimated left there is below STOP_MARGIN·gain_tol (so that the fresh probe of
+    `optimize_local` finds it below gain_tol), or at `max_steps`. A window that fails the test is
+    followed by one twice as long (the average's noise halves). Draws are keyed by datapoint and
+    step, and the windows are the same for every datapoint, so results do not depend on the batch."""
     n = index.shape[0]
     full = {k: params[k].detach().clone() for k in ("mean", "logvar")}
     mean, prec = full["mean"].clone(), torch.exp(-full["logvar"])
@@ -100,42 +138,42 @@ def newton_ffg(params: dict, log_likelihood, index, seed: int, stream: str, n_sa
     steps = torch.full((n,), max_steps, dtype=torch.int64)
     converged = torch.zeros(n, dtype=torch.bool)
     diverged = torch.zeros(n, dtype=torch.bool)
-    loglik, acc = log_likelihood, None
+    loglik, win, win_len, win_end = log_likelihood, _Window(mean), window, window
     s = n_samples + n_samples % 2
     with torch.no_grad():
         for t in range(1, max_steps + 1):
-            logvar = -torch.log(prec)
-            g, h = _moments(loglik, seed, stream, index[active], t, mean, logvar, s)
-            terms = _gain_terms(g, h, logvar)   # the gain left at this iterate
-            acc = terms if acc is None else acc + terms
+            g, h = _moments(loglik, seed, stream, index[active], t, mean, -torch.log(prec), s)
+            win.add(mean, g, h)
             beta = step if t <= window else step * window / t
-            h_bar = torch.maximum(h.mean(1), H_FLOOR * prec)
-            new_prec = (1 - beta) * prec + beta * h_bar
-            mean = mean + step * g.mean(1) / new_prec   # antithetic: low noise, no decay
+            new_prec = (1 - beta) * prec + beta * torch.maximum(h.mean(1), H_FLOOR * prec)
+            mean = mean + step * g.mean(1) / new_prec
             prec = new_prec
             bad = ~(torch.isfinite(mean).all(-1) & torch.isfinite(prec).all(-1) & (prec > 0).all(-1))
-            done = bad.clone()
             stop = torch.zeros_like(bad)
-            if t % window == 0:
-                if t > window:   # the window's mean gain per iterate, noise-corrected
-                    stop = (acc / window).sum(-1) < STOP_MARGIN * gain_tol
-                    stop &= ~bad
-                acc = None
-            done |= stop
+            out = None
+            if t == win_end or t == max_steps:
+                out = win.result(prec)
+                if t > window:   # the first window is the approach, not yet an average
+                    stop = (out[2] < STOP_MARGIN * gain_tol) & ~bad
+                win_len *= 1 if t == window else 2
+                win_end = t + win_len
+            done = bad | stop
             if t == max_steps:
                 done[:] = True
             if done.any():
-                rows = active[done]
-                ok = done & ~bad
-                full["mean"][active[ok]] = mean[ok]
-                full["logvar"][active[ok]] = -torch.log(prec[ok])
-                steps[rows.cpu()] = t
+                ok = done & ~bad   # (only at a window's end, where `out` exists)
+                if ok.any():
+                    full["mean"][active[ok]] = out[0][ok]
+                    full["logvar"][active[ok]] = out[1][ok]
+                steps[active[done].cpu()] = t
                 converged[active[stop].cpu()] = True
                 diverged[active[bad].cpu()] = True
                 keep = ~done
                 active, mean, prec = active[keep], mean[keep], prec[keep]
-                acc = None if acc is None else acc[keep]
                 if not active.numel():
                     break
                 loglik = restrict(log_likelihood, active, n)
+                win.keep(keep)
+            if out is not None:
+                win = _Window(mean)
     return NewtonRun(full, steps, converged, diverged)
