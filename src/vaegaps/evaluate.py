@@ -141,6 +141,10 @@ def fit_qstar(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, local
                        gain_tol=cfg["gain_tol"], gain_samples=cfg["gain_samples"])
     n_bad = int(r.diverged.sum())
     if n_bad:
+        if family == "ffg" and cfg["method"] == "newton":
+            raise VaegapsError(f"local ffg optimisation (newton) diverged (non-finite parameters) on {n_bad} of "
+                               f"{len(index)} datapoints at newton_step {cfg['newton_step']:.3g}; lower "
+                               "evaluation.local.ffg.newton_step, or set evaluation.local.ffg.method: adam")
         raise VaegapsError(
             f"local {family} optimisation diverged (non-finite loss) on {n_bad} of {len(index)} datapoints "
             f"even at lr {cfg['lr'] * LR_BACKOFF ** cfg['restarts']:.3g}; lower evaluation.local.{family}.lr")
