@@ -123,7 +123,9 @@ def newton_ffg(params: dict, log_likelihood, index, seed: int, stream: str, n_sa
                window: int, max_steps: int, gain_tol: float) -> NewtonRun:
     """Optimise FFG parameters {'mean', 'logvar'} (N, D) from where they are.
 
-    Each step moves the mean by step·λ⁻¹·ĝ and the precision λ a fraction β of the way to its
+    Each step moves the mean by α·λ⁻¹·ĝ, α = min(step, 1/ρ), where ρ is the curvature met along the
+    last step over the diagonal model's (a correlated posterior makes the diagonal Newton step
+    overshoot, and an undamped one oscillates), and the precision λ a fraction β of the way to its
     estimate ĥ (β = step in the first window, then step·window/t: the precision becomes an average
     of its estimates). The iterates are scored per window: the window's average mean, with the
     window's pooled curvature as precision, is a datapoint's q*, and it stops when the gain
@@ -138,7 +140,7 @@ def newton_ffg(params: dict, log_likelihood, index, seed: int, stream: str, n_sa
     steps = torch.full((n,), max_steps, dtype=torch.int64)
     converged = torch.zeros(n, dtype=torch.bool)
     diverged = torch.zeros(n, dtype=torch.bool)
-    loglik, win, win_len, win_end = log_likelihood, _Window(mean), window, window
+    loglik, win, win_len, win_end, prev = log_likelihood, _Window(mean), window, window, None
     s = n_samples + n_samples % 2
     with torch.no_grad():
         for t in range(1, max_steps + 1):
@@ -146,7 +148,14 @@ def newton_ffg(params: dict, log_likelihood, index, seed: int, stream: str, n_sa
             win.add(mean, g, h)
             beta = step if t <= window else step * window / t
             new_prec = (1 - beta) * prec + beta * torch.maximum(h.mean(1), H_FLOOR * prec)
-            mean = mean + step * g.mean(1) / new_prec
+            g_mean = g.mean(1)
+            alpha = torch.full_like(g_mean[:, :1], step)
+            if prev is not None:   # the curvature met along the last step, against the diagonal's
+                d, dg = mean - prev[0], g_mean - prev[1]
+                rho = -(d * dg).sum(-1, keepdim=True) / (prec * d.pow(2)).sum(-1, keepdim=True).clamp_min(1e-30)
+                alpha = torch.minimum(alpha, 1 / rho.clamp_min(1e-6))
+            prev = (mean, g_mean)
+            mean = mean + alpha * g_mean / new_prec
             prec = new_prec
             bad = ~(torch.isfinite(mean).all(-1) & torch.isfinite(prec).all(-1) & (prec > 0).all(-1))
             stop = torch.zeros_like(bad)
@@ -170,6 +179,7 @@ def newton_ffg(params: dict, log_likelihood, index, seed: int, stream: str, n_sa
                 diverged[active[bad].cpu()] = True
                 keep = ~done
                 active, mean, prec = active[keep], mean[keep], prec[keep]
+                prev = (prev[0][keep], prev[1][keep])
                 if not active.numel():
                     break
                 loglik = restrict(log_likelihood, active, n)
