@@ -255,3 +255,23 @@ def test_newton_batching_invariance():
     for k in (0, 41, 99):
         idx = torch.tensor([k])
         _same(optimize_local(m.likelihood(X[idx]), n_points=1, index=idx, **kw), full, idx)
+
+
+def test_newton_converges_where_the_diagonal_step_overshoots():
+    """A strongly correlated posterior (every latent loads on the same direction of x): the
+    diagonal Newton step at newton_step 0.5 overshoots along that direction (the largest
+    eigenvalue of diag(Λ)^-½ Λ diag(Λ)^-½ is above 2 / 0.5 = 4), so only the step cap by the
+    curvature met along the last step makes the mean converge; it reaches the closed-form
+    optimal FFG within 0.02 nats. (Converged on most datapoints: with such correlations the
+    1000-draw probe of the remaining gain is noisy, ±0.02 nats, measured.)"""
+    m = gt.LinearGaussian(z_dim=8, x_dim=12, seed=3)
+    m.W = 0.3 * m.W + 2.0 * torch.randn(12, 1, generator=torch.Generator().manual_seed(5), dtype=m.dtype)
+    prec = m.posterior_precision()
+    d = torch.diagonal(prec).rsqrt()
+    assert float(torch.linalg.eigvalsh(d[:, None] * prec * d[None]).max()) > 4
+    _, x = m.sample(12, seed=2)
+    q = optimize_local(m.likelihood(x), z_dim=8, n_points=12, family="ffg", method="newton", n_samples=50,
+                       max_steps=3000, final_samples=1000, generator=0)
+    gap = m.gaussian_elbo(x, q.params["mean"], q.params["logvar"].exp()) - m.optimal_ffg_elbo(x)
+    assert float(gap.mean()) >= -0.02 and float(gap.min()) >= -0.05, gap
+    assert float(q.converged.double().mean()) >= 0.75, q.remaining_gain
