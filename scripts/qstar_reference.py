@@ -64,7 +64,7 @@ def elbo_common(lik, params, n_samples, seed, batch=500):
     return [t / n_samples for t in totals]
 
 
-def compare(model_path, data_path, local, split, n_points, seed, ref_steps, eval_samples):
+def compare(model_path, data_path, local, split, n_points, seed, ref_steps, eval_samples, newton_changes=None):
     model = load_vae(model_path, "cpu")
     for p in model.parameters():
         p.requires_grad_(False)
@@ -72,7 +72,8 @@ def compare(model_path, data_path, local, split, n_points, seed, ref_steps, eval
     index, x = evaluation_set(data_path, split, n_points, "cpu")
     runs, cpu = {}, {}
     for name, method in (("adam", "adam"), ("newton", "newton")):
-        cfg = deep_merge(local, {"method": method, "ffg": {"method": method}})
+        change = {"method": method, **((newton_changes or {}) if method == "newton" else {})}
+        cfg = deep_merge(local, {**change, "ffg": change})
         t0 = time.process_time()
         runs[name] = fit_qstar(model, x, index, "ffg", cfg, seed)
         cpu[name] = time.process_time() - t0
@@ -98,6 +99,7 @@ def main(argv=None):
     ap.add_argument("--ref-steps", type=int, default=2000, help="reference Adam steps (cosine-decayed lr)")
     ap.add_argument("--eval-samples", type=int, default=20000, help="common fresh draws scoring every q")
     ap.add_argument("--seed", type=int, default=None, help="default: the preset's seed")
+    ap.add_argument("--newton-max-steps", type=int, default=None, help="max_steps for newton only (default: the preset's)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     config = validate(yaml.safe_load(Path(args.preset).read_text()), SCHEMA)
@@ -109,7 +111,8 @@ def main(argv=None):
           f"diff = L[q*] - L_ref on {args.eval_samples} common draws")
     for path in args.model:
         runs, cpu, diff = compare(path, args.data, ev["local"], ev["split"], args.n_points, seed,
-                                  args.ref_steps, args.eval_samples)
+                                  args.ref_steps, args.eval_samples,
+                                  {"max_steps": args.newton_max_steps} if args.newton_max_steps else None)
         ratio = cpu["adam"] / cpu["newton"]
         print(f"{path}: CPU adam {cpu['adam']:.1f} s, newton {cpu['newton']:.1f} s, ratio {ratio:.1f}x "
               f"[target >= 5: {'met' if ratio >= 5 else 'NOT met'}]; reference {cpu['reference']:.1f} s")
