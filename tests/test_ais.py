@@ -373,3 +373,33 @@ def test_benchmark_baseline_is_a_correct_ais():
     assert abs(float(err.mean())) <= 0.15 and float(err.max()) <= 1.0, (float(err.mean()), float(err.max()))
     short = baseline_ais(decoder, x, 2, n_chains=16, n_intermediate=5, leapfrog_steps=5, step_size=0.1)
     assert float((short.double() - c["log_px"]).mean()) < -1.0
+
+
+def test_benchmark_counts_equal_transitions(monkeypatch):
+    """Benchmark (b) divides each side's time by the transitions that side really makes: counted
+    here (our HMC kernel calls; the baseline's decoder passes, L + 5 per transition) for the
+    distribution counts `bench_ais` gives each side, they are equal and as printed."""
+    from vaegaps import ais as ais_mod
+    from vaegaps.bench import ais_transitions, baseline_ais, baseline_transitions
+
+    m = gt.LinearGaussian(z_dim=2, x_dim=3)
+    _, x = m.sample(2)
+    transitions, leapfrog = 4, 3
+    calls = {"hmc": 0, "decoder": 0}
+    real_hmc = ais_mod._hmc
+
+    def counting_hmc(*a, **k):
+        calls["hmc"] += 1
+        return real_hmc(*a, **k)
+
+    monkeypatch.setattr(ais_mod, "_hmc", counting_hmc)
+    ais_mod.ais(m.likelihood(x), 2, 2, 3, transitions + 2, "linear", leapfrog, 0)
+    assert calls["hmc"] == ais_transitions(transitions + 2) == transitions
+
+    def decoder(z):
+        calls["decoder"] += 1
+        return z.sum(-1, keepdim=True).expand(-1, 5)
+
+    baseline_ais(decoder, torch.ones(2, 5), 2, 3, transitions + 1, leapfrog)
+    assert calls["decoder"] == baseline_transitions(transitions + 1) * (leapfrog + 5)
+    assert baseline_transitions(transitions + 1) == transitions

@@ -64,7 +64,7 @@ def test_max_steps_is_respected_whatever_check_every():
     c = gt.linear_case(n=6)
     m, x = c["model"], c["x"]
     kw = dict(z_dim=m.D, n_points=6, family="ffg", n_samples=20, lr=5e-2, check_every=30, patience=100,
-              final_samples=500, generator=0)
+              final_samples=500, generator=0, method="adam")
     start = optimize_local(m.likelihood(x), max_steps=1, **kw)
     q = optimize_local(m.likelihood(x), max_steps=50, **kw)
     assert q.steps.tolist() == [50] * 6 and not q.converged.any()
@@ -77,7 +77,8 @@ def test_divergence_is_never_a_converged_result():
     c = gt.linear_case(n=4)
     m, x = c["model"], c["x"]
     q = optimize_local(m.likelihood(x), z_dim=m.D, n_points=4, family="ffg", n_samples=10, lr=1e8,
-                       check_every=10, patience=2, max_steps=100, final_samples=100, generator=0)
+                       check_every=10, patience=2, max_steps=100, final_samples=100, generator=0,
+                       method="adam")
     assert q.diverged.all() and not q.converged.any()
     assert q.restarts.tolist() == [2] * 4
     assert torch.isfinite(q.elbo).all()
@@ -86,7 +87,7 @@ def test_divergence_is_never_a_converged_result():
 def test_diverging_stage_fails_in_one_line():
     m, x = _model("ffg")
     local = {**defaults("local"), "lr": 1e8, "max_steps": 50, "check_every": 10, "final_samples": 50,
-             "n_samples": 5}
+             "n_samples": 5, "method": "adam"}
     with pytest.raises(VaegapsError) as err:
         local_optimum(m, x, list(range(7)), "ffg", local, 0)
     msg = str(err.value)

@@ -48,9 +48,9 @@ def test_per_datapoint_parquet_schemas(tiny_run):
     expected = {
         "amortized.parquet": ["index", "elbo", "iwae", "elbo_se", "iwae_se", "iwae_khat"],
         "local_ffg.parquet": ["index", "elbo", "iwae", "elbo_se", "iwae_se", "iwae_khat", "steps", "converged", "restarts",
-                              "qstar_mean", "qstar_logvar"],
+                              "remaining_gain", "qstar_mean", "qstar_logvar"],
         "local_flow.parquet": ["index", "elbo", "iwae", "elbo_se", "iwae_se", "iwae_khat", "steps", "converged",
-                               "restarts"],
+                               "restarts", "remaining_gain"],
         "ais.parquet": ["index", "log_px", "log_px_se", "accept_rate", "ais_start"],
     }
     for name, cols in expected.items():

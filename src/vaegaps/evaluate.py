@@ -139,9 +139,15 @@ def fit_qstar(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, local
                        final_samples=cfg["final_samples"], generator=seed, index=torch.as_tensor(index),
                        init=local_starts(model, x, index, family, local, seed, ffg),
                        hidden=model.family_hidden[family], flow_steps=model.flow_steps,
-                       restarts=cfg["restarts"], stream=f"local_{family}")
+                       restarts=cfg["restarts"], stream=f"local_{family}", method=cfg["method"],
+                       newton_step=cfg["newton_step"], newton_window=cfg["newton_window"],
+                       gain_tol=cfg["gain_tol"], gain_samples=cfg["gain_samples"])
     n_bad = int(r.diverged.sum())
     if n_bad:
+        if family == "ffg" and cfg["method"] == "newton":
+            raise VaegapsError(f"local ffg optimisation (newton) diverged (non-finite parameters) on {n_bad} of "
+                               f"{len(index)} datapoints at newton_step {cfg['newton_step']:.3g}; lower "
+                               "evaluation.local.ffg.newton_step, or set evaluation.local.ffg.method: adam")
         raise VaegapsError(
             f"local {family} optimisation diverged (non-finite loss) on {n_bad} of {len(index)} datapoints "
             f"even at lr {cfg['lr'] * LR_BACKOFF ** cfg['restarts']:.3g}; lower evaluation.local.{family}.lr")
@@ -159,7 +165,8 @@ def local_optimum(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, l
     df = pd.DataFrame({"index": index, "elbo": r.elbo.cpu().numpy(), "iwae": r.iwae.cpu().numpy(),
                        "elbo_se": r.elbo_se.cpu().numpy(), "iwae_se": r.iwae_se.cpu().numpy(),
                        "iwae_khat": r.iwae_khat.cpu().numpy(), "steps": r.steps.cpu().numpy(),
-                       "converged": r.converged.cpu().numpy(), "restarts": r.restarts.cpu().numpy()})
+                       "converged": r.converged.cpu().numpy(), "restarts": r.restarts.cpu().numpy(),
+                       "remaining_gain": r.remaining_gain.cpu().numpy()})
     if family == "ffg":
         for k in ("mean", "logvar"):
             df[f"qstar_{k}"] = list(r.params[k].detach().cpu().numpy())

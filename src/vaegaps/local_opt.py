@@ -25,10 +25,12 @@ from .likelihood import (InputError, LogLikelihood, check_index, check_int, chec
                          check_optional_int, batches, restrict)
 from .bounds import log_normal_std, monte_carlo_bounds
 from .families import FAMILIES, LocalPosterior
+from .newton import gain_estimate, newton_ffg
 
 log = logging.getLogger(__name__)
 
 LR_BACKOFF = 0.1   # learning-rate factor for each restart of a diverged datapoint
+METHODS = ("newton", "adam")
 
 
 @dataclass
@@ -45,6 +47,7 @@ class LocalResult:
     restarts: torch.Tensor | None = None   # (N,) restarts after divergence (0: none)
     diverged: torch.Tensor | None = None   # (N,) non-finite at every learning rate tried (q* = start)
     iwae_khat: torch.Tensor | None = None  # (N,) Pareto k̂ of the weights of `iwae` (vaegaps.pareto)
+    remaining_gain: torch.Tensor | None = None   # (N,) FFG: estimated gain in L left at q* (NaN: flows)
 
 
 def _adam(ps, gs, ms, vs, step, lr, b1=0.9, b2=0.999, eps=1e-8):
@@ -154,7 +157,9 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
                    init: tuple[torch.Tensor, torch.Tensor] | dict | list[dict] | None = None,
                    hidden: int | None = None, flow_steps: int = 2, restarts: int = 2,
                    select_samples: int = 1000, batch_size: int | None = None, sample_batch: int = 500,
-                   dtype: torch.dtype | None = None, device=None, stream: str = "local") -> LocalResult:
+                   dtype: torch.dtype | None = None, device=None, stream: str = "local",
+                   method: str = "newton", newton_step: float = 0.5, newton_window: int = 10,
+                   gain_tol: float = 0.01, gain_samples: int = 1000) -> LocalResult:
     """Fit one q of `family` ('ffg', 'flow', 'realnvp') per datapoint and score it with fresh samples.
 
     Starts at the prior, or at `init`: a (mean, logvar) pair (e.g. the encoder's), a dict of
@@ -169,11 +174,18 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
     Arguments are checked first (a ValueError naming the argument and what it accepts), and the
     likelihood once, on z of shape (N, S, D): it must return (N, S) (vaegaps.likelihood).
 
+    FFG's q* is found by `method`: 'newton' (vaegaps.newton: a damped variational Newton
+    iteration with antithetic draws, no learning rate; `newton_step` is its initial step fraction,
+    and a datapoint stops when the gain estimated over a window of `newton_window` steps is below
+    `gain_tol`) or 'adam' (the patience rule below). Flows always use Adam. Every FFG q* is then
+    probed on `gain_samples` fresh draws (`remaining_gain`, vaegaps.newton.gain_estimate) and is
+    `converged` only where that estimate is below `gain_tol` nats.
+
     Args:
         log_likelihood: z (N, S, D) -> log p(x_n | z_ns) (N, S); see vaegaps.likelihood.
         z_dim, n_points: D and N.
         family: 'ffg', 'flow' or 'realnvp' (with `hidden` width and `flow_steps` for flows).
-        n_samples: samples per datapoint per Adam step (≥ 1).
+        n_samples: samples per datapoint per step (≥ 1; Newton rounds it up to even).
         lr: Adam learning rate (> 0).
         check_every, patience: a datapoint stops after `patience` windows of `check_every`
             steps without a lower mean loss (the convergence rule); `max_steps` caps it.
@@ -188,18 +200,23 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
 
     Returns:
         LocalResult: elbo, iwae, elbo_se, iwae_se, iwae_khat (N,), steps (N,), converged (N,), restarts (N,),
-        diverged (N,), and params (the per-datapoint parameters of q*).
+        diverged (N,), remaining_gain (N,) and params (the per-datapoint parameters of q*).
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    if method not in METHODS:
+        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     for name, value in (("n_samples", n_samples), ("check_every", check_every), ("patience", patience),
                         ("max_steps", max_steps), ("final_samples", final_samples), ("flow_steps", flow_steps),
-                        ("select_samples", select_samples), ("sample_batch", sample_batch)):
+                        ("select_samples", select_samples), ("sample_batch", sample_batch),
+                        ("newton_window", newton_window), ("gain_samples", gain_samples)):
         check_int(name, value)
     check_int("restarts", restarts, 0)
     check_optional_int("batch_size", batch_size)
     check_optional_int("hidden", hidden)
     check_number("lr", lr)
+    check_number("newton_step", newton_step, 0.0, 1.0, closed="high")
+    check_number("gain_tol", gain_tol)
     dtype, device = check_likelihood(log_likelihood, z_dim, n_points, dtype, device)
     seed = rng.seed_from(generator)
     index = check_index(index, n_points).to(device, torch.int64)
@@ -225,19 +242,32 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
         starts = [_overlay(q, c, sl) for c in candidates]
         start = starts[0] if len(starts) == 1 else _pick(starts, [bounds(p, select_samples, "select_start")
                                                                  for p in starts])
-        params, steps, converged, n_restarts, diverged = _optimize_with_restarts(
-            q, start, loglik, index[sl], seed, stream, n_samples, lr, check_every, patience, max_steps,
-            restarts)
+        if family == "ffg" and method == "newton":
+            run = newton_ffg(start, loglik, index[sl], seed, stream, n_samples, newton_step, newton_window,
+                             max_steps, gain_tol)
+            params = {**start, **run.full}
+            steps, converged, diverged = run.steps, run.converged, run.diverged
+            n_restarts = torch.zeros(len(steps), dtype=torch.int64)
+        else:
+            params, steps, converged, n_restarts, diverged = _optimize_with_restarts(
+                q, start, loglik, index[sl], seed, stream, n_samples, lr, check_every, patience, max_steps,
+                restarts)
         # keep the start where the optimised q is no better (a diverged one never is)
         sel = [bounds(start, select_samples, "select_final"), bounds(params, select_samples, "select_final")]
         sel[1] = torch.where(diverged.to(sel[1].device), -torch.inf, torch.nan_to_num(sel[1], nan=-torch.inf))
         params = _pick([start, params], sel)
         elbo, iwae, se, iwae_se, khat = bounds(params, final_samples, "final", with_se=True)
-        results.append((elbo, iwae, steps, converged, se, iwae_se, n_restarts, diverged, khat, params))
-    elbo, iwae, steps, converged, se, iwae_se, n_restarts, diverged, khat = (
-        torch.cat(x) for x in list(zip(*results))[:9])
-    params = {k: torch.cat([r[9][k] for r in results]) for k in results[0][9]}
-    return LocalResult(elbo, iwae, steps, converged, se, params, iwae_se, n_restarts, diverged, iwae_khat=khat)
+        gain = torch.full((len(steps),), torch.nan, dtype=torch.float64)
+        if family == "ffg":   # converged means close to the optimum, judged on fresh draws
+            gain = gain_estimate(loglik, params["mean"], params["logvar"], seed, f"{stream}/gain", index[sl],
+                                 gain_samples).cpu()
+            converged = (gain < gain_tol) & ~diverged
+        results.append((elbo, iwae, steps, converged, se, iwae_se, n_restarts, diverged, khat, gain, params))
+    elbo, iwae, steps, converged, se, iwae_se, n_restarts, diverged, khat, gain = (
+        torch.cat(x) for x in list(zip(*results))[:10])
+    params = {k: torch.cat([r[10][k] for r in results]) for k in results[0][10]}
+    return LocalResult(elbo, iwae, steps, converged, se, params, iwae_se, n_restarts, diverged,
+                       iwae_khat=khat, remaining_gain=gain)
 
 
 def _check_init(starts: list, q: LocalPosterior, n: int) -> list[dict]:
