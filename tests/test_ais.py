@@ -6,10 +6,10 @@ Every accuracy test has a companion showing it can fail (too-short annealing is 
 
 import math
 
+import groundtruth as gt
 import pytest
 import torch
 
-import groundtruth as gt
 from vaegaps.ais import ais, bdmc
 
 

@@ -5,10 +5,10 @@ import importlib.util
 
 import pandas as pd
 import pytest
-
-from slurm_cluster import SlurmCluster, SlurmError, ACCOUNT, PARTITION
-from vaegaps.io import read_metadata
+from slurm_cluster import ACCOUNT, PARTITION, SlurmCluster, SlurmError
 from workflow_runner import REPO, snakemake
+
+from vaegaps.io import read_metadata
 
 K = 2
 MODELS = ["digits/standard/ffg", "digits/standard/flow"]

@@ -82,7 +82,7 @@ def units(text: str) -> list[Unit]:
             if not re.match(r"^\s*\|[\s:|-]+\|\s*$", line):
                 out.append(Unit(n, line, table_parent))
             current = None
-        elif m := ITEM.match(line):
+        elif ITEM.match(line):
             items = [(i, u) for i, u in items if i < indent]
             if not in_list:
                 in_list, lead = True, _caption(prev)   # a new list: its lead-in, if any

@@ -9,7 +9,6 @@ import contextlib
 import errno
 import hashlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -24,13 +23,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from workflow_runner import REPO, TINY, assert_one_line_error, snakemake
 
 from vaegaps import io as vio
 from vaegaps.errors import VaegapsError
 from vaegaps.evaluate import evaluation_set
 from vaegaps.io import load_torch, save_torch, write_parquet
 from vaegaps.stage import stage
-from workflow_runner import REPO, TINY, assert_one_line_error, snakemake
 
 SRC = REPO / "src"
 FFG = "results/models/digits/standard/ffg"

@@ -9,7 +9,6 @@ import sys
 import textwrap
 
 import pytest
-
 from workflow_runner import REPO
 
 # A tiny user model measured with few samples: the run reads the config schema (the settings'

@@ -5,14 +5,11 @@ is found deterministically (Gauss-Hermite + L-BFGS). Flow: must beat the optimal
 posterior is non-Gaussian, and no bound may exceed the exact log p(x).
 """
 
-import math
-
-import pytest
-import torch
 
 import groundtruth as gt
-from vaegaps.local_opt import optimize_local
+import torch
 
+from vaegaps.local_opt import optimize_local
 
 # ----------------------------------------------------------------------------------------------
 # 1. linear-Gaussian model: closed-form optimal FFG

@@ -8,18 +8,18 @@ import subprocess
 import sys
 import types
 
+import groundtruth as gt
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from torch import distributions as D
 from torch import nn
+from workflow_runner import REPO
 
-import groundtruth as gt
 import vaegaps
 from vaegaps.errors import VaegapsError
 from vaegaps.user_model import ProtocolError, UserVAE, load_data
-from workflow_runner import REPO
 
 
 class LinearGaussianVAE(nn.Module):

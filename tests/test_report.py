@@ -12,7 +12,6 @@ import tomllib
 import numpy as np
 import pandas as pd
 import pytest
-
 from workflow_runner import REPO, snakemake
 
 GAPS = ["log_px", "elbo_local_flow", "elbo_local_ffg", "elbo_amortized", "approximation_gap",

@@ -8,11 +8,12 @@ import copy
 import math
 import warnings
 
+import groundtruth as gt
 import pytest
 import torch
 import yaml
+from workflow_runner import assert_one_line_error, snakemake
 
-import groundtruth as gt
 from vaegaps.ais import ais, bdmc
 from vaegaps.bounds import log_mean_exp, monte_carlo_bounds
 from vaegaps.config import SCHEMA, coerce_scalars, defaults, validate
@@ -21,7 +22,6 @@ from vaegaps.errors import VaegapsError
 from vaegaps.io import read_metadata
 from vaegaps.local_opt import optimize_local
 from vaegaps.train import diverged_below, train_vae
-from workflow_runner import assert_one_line_error, snakemake
 
 # ----------------------------------------------------------------------------- config: strings as scalars
 

@@ -7,7 +7,6 @@ import sys
 
 import pandas as pd
 import pytest
-
 from workflow_runner import REPO, TINY, snakemake
 
 TABLE2_COLUMNS = ["dataset", "trained_family", "n_points"] + [
