@@ -10,6 +10,8 @@ from workflow_runner import REPO, snakemake
 
 from vaegaps.io import read_metadata
 
+pytestmark = pytest.mark.slow  # real Snakemake runs: the slow tier
+
 K = 2
 MODELS = ["digits/standard/ffg", "digits/standard/flow"]
 # Table 2 and the BDMC of its models, main setting and the over-training snapshot of standard/ffg

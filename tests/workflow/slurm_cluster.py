@@ -2,7 +2,7 @@
 from Debian's packages, each started in the foreground under one temporary directory and stopped
 (with every job it ran) afterwards. Nothing is written outside that directory except the packages.
 
-`python tests/slurm_cluster.py DIR` starts one by hand and prints the SLURM_CONF to export.
+`python tests/workflow/slurm_cluster.py DIR` starts one by hand and prints the SLURM_CONF to export.
 """
 
 from __future__ import annotations
