@@ -7,6 +7,7 @@ posterior is non-Gaussian, and no bound may exceed the exact log p(x).
 
 
 import groundtruth as gt
+import pytest
 import torch
 
 from vaegaps.local_opt import optimize_local
@@ -65,6 +66,7 @@ def test_local_ffg_bernoulli_2d_matches_optimum():
     assert float((q.iwae - q.elbo).min()) >= -0.02
 
 
+@pytest.mark.slow  # over 10 s
 def test_local_flow_beats_ffg_on_non_gaussian_posteriors():
     """The 8 datapoints with the largest FFG gap (> 0.75 nats: banana / bimodal posteriors).
     Local Flow (hidden 50) ELBO beats the local FFG ELBO and the exact FFG optimum by > 0.3 nats
