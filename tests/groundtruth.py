@@ -424,7 +424,7 @@ class TruncatedGaussian:
 # shared, cached test problems (computed once per pytest session)
 # ----------------------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def linear_case(n: int = 40, z_dim: int = 4, x_dim: int = 8, noise_std: float = 1.0,
                 model_seed: int = 0, data_seed: int = 1):
     """A linear-Gaussian model with n datapoints simulated from it, and the exact answers."""
@@ -434,7 +434,7 @@ def linear_case(n: int = 40, z_dim: int = 4, x_dim: int = 8, noise_std: float = 
                 ffg_elbo=model.optimal_ffg_elbo(x), ffg_gap=model.ffg_gap())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bernoulli_case(n: int = 40, model_seed: int = 0, data_seed: int = 1, n_gh: int = 16):
     """The 2-D Bernoulli-decoder model with n datapoints simulated from it; quadrature log p(x),
     the optimal FFG (ELBO, mean, logvar), the FFG gap and the number of posterior modes."""

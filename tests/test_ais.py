@@ -6,10 +6,10 @@ Every accuracy test has a companion showing it can fail (too-short annealing is 
 
 import math
 
+import groundtruth as gt
 import pytest
 import torch
 
-import groundtruth as gt
 from vaegaps.ais import ais, bdmc
 
 
@@ -126,6 +126,7 @@ def test_bdmc_short_run_is_a_real_sandwich():
 # 2. 2-D latent Bernoulli decoder: quadrature log p(x)
 # ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # over 10 s
 def test_ais_bernoulli_2d_matches_quadrature():
     """Non-Gaussian (banana / bimodal) posteriors; 16 chains, 2000 distributions, sigmoid,
     5 leapfrog steps: mean abs error <= 0.1, mean error within [−0.06, +0.03], unbiased pooled

@@ -5,8 +5,15 @@ import math
 import torch
 
 from vaegaps import rng
-from vaegaps.bounds import (annealed_objective, bernoulli_log_likelihood, elbo, iwae, log_mean_exp,
-                            log_normal_diag, log_normal_std)
+from vaegaps.bounds import (
+    annealed_objective,
+    bernoulli_log_likelihood,
+    elbo,
+    iwae,
+    log_mean_exp,
+    log_normal_diag,
+    log_normal_std,
+)
 
 
 def test_log_mean_exp_is_stable_and_divides_by_count():

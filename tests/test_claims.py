@@ -8,9 +8,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vaegaps.claims import (CHECKS, CLAIM_COLUMNS, CLAIM_IDS, CLOSE_NATS, FAR_NATS, GATE_COLUMNS, INPUT_NAMES,
-                            decide, decide_beyond, decide_equivalent, evaluate_claims, load_inputs, negentropy,
-                            to_markdown, write_claims)
+from vaegaps.claims import (
+    CHECKS,
+    CLAIM_COLUMNS,
+    CLAIM_IDS,
+    CLOSE_NATS,
+    FAR_NATS,
+    GATE_COLUMNS,
+    INPUT_NAMES,
+    decide,
+    decide_beyond,
+    decide_equivalent,
+    evaluate_claims,
+    load_inputs,
+    negentropy,
+    to_markdown,
+    write_claims,
+)
 from vaegaps.errors import VaegapsError
 from vaegaps.tables import BDMC_PASS_NATS
 
@@ -135,7 +149,6 @@ def test_table_is_declarative_and_complete():
     for c in CHECKS:
         assert c.input in INPUT_NAMES and c.kind in ("evidence", "sanity check")
         assert set(c.depends) <= set(GATE_COLUMNS) and len(c.statement) > 10 and c.comparison
-    assert {c.id: c.kind for c in CHECKS}["7c"] == "sanity check"
 
 
 def test_output_columns_and_types():
@@ -369,7 +382,7 @@ def capacity(gap_by_layers, n=N):
     per-datapoint component, as on one evaluation set."""
     refs = {0: ("decoder_0", "ffg"), 2: ("standard", "ffg"), 4: ("decoder_4", "ffg")}
     rows = []
-    for k, (layers, g) in enumerate(gap_by_layers.items()):
+    for layers, g in gap_by_layers.items():
         m = model("mnist", *refs[layers], approx=noise(60, 2.0, n) + g, n=n)
         rows.append(m.drop(columns=["variant", "trained_family"]).assign(
             decoder_layers=layers, variant=refs[layers][0], family=refs[layers][1]))

@@ -26,7 +26,7 @@ from vaegaps.errors import VaegapsError
 from vaegaps.io import read_metadata
 from vaegaps.parsers import read_amat, read_cifar_binary, read_idx
 
-SHA = lambda b: hashlib.sha256(b).hexdigest()  # noqa: E731
+SHA = lambda b: hashlib.sha256(b).hexdigest()
 
 
 # ----------------------------------------------------------------------------- generators
@@ -91,7 +91,7 @@ def make_cifar(folder: Path, per_batch=2, n_test=2) -> tuple[dict, bytes]:
     """Five training batches and a test batch of `per_batch` records each, plus a foreign member."""
     rng = np.random.default_rng(3)
     members, arrays = {}, {}
-    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+    for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
         n = n_test if name == "test_batch" else per_batch
         y, x = rng.integers(0, 10, n), rng.integers(0, 256, (n, 3, 32, 32))
         arrays[name] = (y, x)

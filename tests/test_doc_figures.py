@@ -82,7 +82,7 @@ def units(text: str) -> list[Unit]:
             if not re.match(r"^\s*\|[\s:|-]+\|\s*$", line):
                 out.append(Unit(n, line, table_parent))
             current = None
-        elif m := ITEM.match(line):
+        elif ITEM.match(line):
             items = [(i, u) for i, u in items if i < indent]
             if not in_list:
                 in_list, lead = True, _caption(prev)   # a new list: its lead-in, if any
@@ -156,3 +156,13 @@ and 16 × 300 chains are no measurements.
 """
     bad = [(u.line, figures(u.text)) for u in units(text) if figures(u.text) and not covered(u)]
     assert bad == [(1, ["2.14 nats"]), (15, ["4 CPU-s"]), (25, ["7 s"])]
+
+
+def test_repository_refers_to_nothing_outside_itself():
+    """The package explains itself (README, docs/method.md, code, rules): no text points at the
+    steering folder or its protocol file, which a user of the repository does not have."""
+    hits = [str(p) for base in ("README.md", "src", "workflow", "config.yaml", "docs")
+            for p in ([REPO / base] if (REPO / base).is_file() else (REPO / base).rglob("*"))
+            if p.is_file() and "egg-info" not in str(p) and p.suffix in (".md", ".py", ".smk", ".yaml", ".rst", "")
+            and re.search(r"shared/|PROTOCOL", p.read_text(errors="ignore"))]
+    assert not hits, hits

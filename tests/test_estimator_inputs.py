@@ -4,10 +4,10 @@ likelihood that autograd cannot differentiate in z, one that is finite nowhere, 
 
 import math
 
+import groundtruth as gt
 import pytest
 import torch
 
-import groundtruth as gt
 from vaegaps.ais import ais, bdmc
 from vaegaps.errors import VaegapsError
 from vaegaps.likelihood import InputError

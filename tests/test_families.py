@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from vaegaps.bounds import log_normal_diag
-from vaegaps.families import AuxFlow, FFG, LocalPosterior, RealNVP, make_family
-
+from vaegaps.families import FFG, AuxFlow, LocalPosterior, RealNVP, make_family
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,6 @@ import contextlib
 import errno
 import hashlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -24,13 +23,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from workflow_runner import REPO, TINY, assert_one_line_error, snakemake
 
 from vaegaps import io as vio
 from vaegaps.errors import VaegapsError
 from vaegaps.evaluate import evaluation_set
 from vaegaps.io import load_torch, save_torch, write_parquet
 from vaegaps.stage import stage
-from workflow_runner import REPO, TINY, assert_one_line_error, snakemake
 
 SRC = REPO / "src"
 FFG = "results/models/digits/standard/ffg"
@@ -97,6 +96,7 @@ def _kill(proc) -> None:
     proc.wait(timeout=60)
 
 
+@pytest.mark.slow
 def test_kill_9_then_the_same_command_finishes_as_if_uninterrupted(tmp_path):
     """README "Interrupted runs": after kill -9 of Snakemake and its jobs (mid-training, then
     mid-AIS) the same command again just works (no --unlock) and gives the Parquet and weights of
@@ -261,6 +261,7 @@ def test_a_live_run_or_a_killed_runs_job_stops_a_new_run_with_one_line(tmp_path)
 
 # ----------------------------------------------------------------------------- damaged files
 
+@pytest.mark.slow
 def test_damaged_data_file_keeps_models_and_names_its_rebuild(built, tmp_path):
     """A truncated data Parquet: the run stops before any job with one line naming the file and
     the command that rebuilds it (a dry run only warns); the models stay (no retraining, nothing
@@ -289,6 +290,7 @@ def test_damaged_data_file_keeps_models_and_names_its_rebuild(built, tmp_path):
     assert len(pd.read_parquet(work / AMORTIZED)) == 24
 
 
+@pytest.mark.slow
 def test_damaged_model_stops_the_run_before_any_job_or_deletion(built, tmp_path):
     """A truncated model.pt, newer than the results made from it: the run stops before any job
     starts and before Snakemake deletes those results as out of date, with one line naming the
@@ -454,6 +456,7 @@ def test_full_disk_and_read_only_folder_are_one_line_and_leave_nothing(small_tmp
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_read_only_results_folder_stops_the_run_in_one_line(small_tmpfs, tmp_path):
     """A user's `results:` on a read-only disk: the run stops with one line before any job (it
     used to be Snakemake's report of the onstart hook's exception, with 4 `File "…"` lines)."""
@@ -539,6 +542,7 @@ def test_evaluation_set_larger_than_its_split_is_an_error(tmp_path):
         evaluation_set(path, "train", 6, "cpu")
 
 
+@pytest.mark.slow
 def test_too_many_evaluation_points_fail_before_any_job(tmp_path):
     big = tmp_path / "big.yaml"
     big.write_text("evaluation: {n_points: 100000}\n")

@@ -54,6 +54,7 @@ def test_quadrature_normalises_and_converges(model_x):
     assert float((fine - log_px).abs().max()) < 1e-3
 
 
+@pytest.mark.slow  # over 10 s
 def test_grid_densities_integrate_to_one_and_bound_log_px(densities):
     grid, bounds = densities
     area = (8.0 / 60) ** 2
@@ -84,6 +85,7 @@ def _check_outputs(png, pdf):
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 1000
 
 
+@pytest.mark.slow  # its `densities` fixture takes ~50 s
 def test_figures_write_png_and_pdf(densities, tmp_path):
     grid, bounds = densities
     figures.figure2(grid, bounds, tmp_path / "f2.png", tmp_path / "f2.pdf")

@@ -7,12 +7,9 @@ perturbations, importance sampling against quadrature.
 
 import math
 
+import groundtruth as gt
 import pytest
 import torch
-
-import groundtruth as gt
-
-
 
 # ----------------------------------------------------------------------------------------------
 # linear-Gaussian closed forms
@@ -93,7 +90,7 @@ def test_gauss_hermite_ffg_optimiser_recovers_closed_form():
     closed-form optimal FFG of a 2-D linear-Gaussian model."""
     m = gt.LinearGaussian(z_dim=2, x_dim=5, noise_std=0.6, seed=9)
     _, x = m.sample(8, seed=10)
-    lik = lambda z: m.log_lik(x, z)  # noqa: E731
+    lik = lambda z: m.log_lik(x, z)
     mean, var = m.optimal_ffg(x)
     # GH is exact for the quadratic log-likelihood
     lv = torch.log(var).expand_as(mean)

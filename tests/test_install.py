@@ -9,7 +9,6 @@ import sys
 import textwrap
 
 import pytest
-
 from workflow_runner import REPO
 
 # A tiny user model measured with few samples: the run reads the config schema (the settings'
@@ -37,6 +36,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("setuptools") is None, reason="building a wheel needs setuptools")
 def test_measure_runs_from_a_built_wheel_outside_the_repository(tmp_path):
     # build from a copy, so no build/ or egg-info lands in the working tree

@@ -8,18 +8,18 @@ import subprocess
 import sys
 import types
 
+import groundtruth as gt
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from torch import distributions as D
 from torch import nn
+from workflow_runner import REPO
 
-import groundtruth as gt
 import vaegaps
 from vaegaps.errors import VaegapsError
 from vaegaps.user_model import ProtocolError, UserVAE, load_data
-from workflow_runner import REPO
 
 
 class LinearGaussianVAE(nn.Module):
@@ -414,7 +414,7 @@ def test_import_vaegaps_does_not_import_torch():
 def test_worked_example_runs_in_reduced_mode(tmp_path, capsys):
     """examples/digits_categorical: train briefly, then vaegaps.measure and vaegaps.certify from
     Python, in reduced mode (the scripts' own main(), in this process). Its pipeline config is
-    checked in tests/test_user_pipeline.py; the pipeline path itself runs there too."""
+    checked in tests/workflow/test_user_pipeline.py; the pipeline path itself runs there too."""
     import runpy
 
     ex = REPO / "examples" / "digits_categorical"

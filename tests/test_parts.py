@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from vaegaps.errors import VaegapsError
-from vaegaps.scatter import gather_parts, part_bounds, run_in_chunks
 from vaegaps.io import read_metadata, write_parquet
 from vaegaps.runtime import slurm_withholds_gpu
+from vaegaps.scatter import gather_parts, part_bounds, run_in_chunks
 
 
 @pytest.mark.parametrize("n,k", [(24, 1), (24, 3), (10, 3), (7, 7), (1000, 6)])

@@ -12,7 +12,6 @@ import tomllib
 import numpy as np
 import pandas as pd
 import pytest
-
 from workflow_runner import REPO, snakemake
 
 GAPS = ["log_px", "elbo_local_flow", "elbo_local_ffg", "elbo_amortized", "approximation_gap",
@@ -65,6 +64,7 @@ def test_dataset_file_opens_in_plain_pandas(tmp_path):
     np.testing.assert_array_equal(index, np.arange(3))
 
 
+@pytest.mark.slow
 def test_every_parquet_output_opens_in_plain_pandas(tiny_run):
     """Every Parquet a run writes (data, evaluation parts and chunks, local q* with its list
     columns, gaps, BDMC, over-training points, Figure 2, histories) opens with default arguments."""
@@ -117,6 +117,7 @@ def report(tiny_run, repo_copy):
     return results, html
 
 
+@pytest.mark.slow
 def test_report_shows_table2_numbers_in_the_page(report, tiny_run):
     results, _ = report
     caption = results["results/table2.csv"]["caption"]
@@ -127,6 +128,7 @@ def test_report_shows_table2_numbers_in_the_page(report, tiny_run):
             assert f"{row[col]:.2f} ± {row[col + '_se']:.2f}" in caption, (row["trained_family"], col)
 
 
+@pytest.mark.slow
 def test_report_shows_every_table_and_no_caption_errors(report):
     results, _ = report
     for path, entry in results.items():
@@ -135,6 +137,7 @@ def test_report_shows_every_table_and_no_caption_errors(report):
             assert "<table" in entry["caption"], f"{path}: numbers only as a download"
 
 
+@pytest.mark.slow
 def test_report_texts_name_this_runs_settings(report):
     """tests/data/tiny.yaml: 64 amortized samples, 24 points, AIS 4 chains × 20 distributions from
     the encoder's q; not the paper's 5000 samples."""
@@ -167,6 +170,7 @@ def test_report_without_the_runs_configfile_names_the_runs_settings(tiny_run, re
     assert "mean over 64 samples" in landing and "4 chains" in landing
 
 
+@pytest.mark.slow
 def test_report_uses_the_legible_stylesheet(report):
     _, html = report
     css = (REPO / "workflow" / "report" / "report.css").read_text()

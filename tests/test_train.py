@@ -72,7 +72,6 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 def test_lr_burda_full_length_stages():
     lrs = [lr_at(e, BURDA_EPOCHS, 1e-3, "burda") for e in range(BURDA_EPOCHS)]
-    assert BURDA_EPOCHS == 3280
     assert lrs[0] == 1e-3 and lrs[-1] == pytest.approx(1e-4, rel=1e-12)
     lengths = pd.Series(lrs).groupby(pd.Series(lrs), sort=False).size().tolist()
     assert lengths == [3**i for i in range(8)]

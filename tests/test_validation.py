@@ -8,11 +8,12 @@ import copy
 import math
 import warnings
 
+import groundtruth as gt
 import pytest
 import torch
 import yaml
+from workflow_runner import assert_one_line_error, snakemake
 
-import groundtruth as gt
 from vaegaps.ais import ais, bdmc
 from vaegaps.bounds import log_mean_exp, monte_carlo_bounds
 from vaegaps.config import SCHEMA, coerce_scalars, defaults, validate
@@ -21,11 +22,11 @@ from vaegaps.errors import VaegapsError
 from vaegaps.io import read_metadata
 from vaegaps.local_opt import optimize_local
 from vaegaps.train import diverged_below, train_vae
-from workflow_runner import assert_one_line_error, snakemake
 
 # ----------------------------------------------------------------------------- config: strings as scalars
 
 
+@pytest.mark.slow
 def test_nested_config_override_dry_run(tmp_path):
     """Snakemake passes nested --config values as strings; before the fix this dry run failed with
     "config error at 'train.lr': '0.5' is not of type 'number'"."""
@@ -101,6 +102,7 @@ PARSE_TIME_ERRORS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, phrase", PARSE_TIME_ERRORS)
 def test_parse_time_errors_are_one_line(tmp_path, override, phrase):
     """README: a bad config stops the run with one error line, after Snakemake's own notes. Before,
@@ -112,6 +114,7 @@ def test_parse_time_errors_are_one_line(tmp_path, override, phrase):
     assert not (tmp_path / "results").exists()  # nothing ran
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["--verbose", "VAEGAPS_TRACEBACK=1"])
 def test_traceback_when_asked_for(tmp_path, how):
     """README "Troubleshooting": Snakemake's --verbose or VAEGAPS_TRACEBACK=1 show where the error came from."""

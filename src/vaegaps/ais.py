@@ -23,8 +23,18 @@ import torch
 
 from . import rng
 from .bounds import log_mean_exp
-from .likelihood import (InputError, LogLikelihood, check_index, check_int, check_likelihood, check_number,
-                         check_optional_int, batches, ll_and_grad, restrict)
+from .likelihood import (
+    InputError,
+    LogLikelihood,
+    batches,
+    check_index,
+    check_int,
+    check_likelihood,
+    check_number,
+    check_optional_int,
+    ll_and_grad,
+    restrict,
+)
 
 log = logging.getLogger(__name__)
 

@@ -219,7 +219,7 @@ def bench_accuracy(model_path, data_path, qstar_path=None, n_real=20, n_sim=10, 
     forward on real data), BDMC gap, and the share of real points with AIS ≥ IWAE − 2 se."""
     import pandas as pd
 
-    from .evaluate import amortized_bounds, ais_estimate, bdmc_validation, evaluation_set
+    from .evaluate import ais_estimate, amortized_bounds, bdmc_validation, evaluation_set
     from .vae import load_vae
 
     model = load_vae(model_path, device)

@@ -8,7 +8,7 @@ import it, directly or through other modules, including imports inside functions
 from __future__ import annotations
 
 import ast
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 PACKAGE = "vaegaps"
@@ -52,7 +52,7 @@ def _nodes(tree: ast.AST):
         todo.extend(ast.iter_child_nodes(node))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _module_imports(module: str) -> frozenset[str]:
     path = SRC / f"{module}.py"
     return frozenset(_imported(ast.parse(path.read_text(), str(path)), module))

@@ -9,9 +9,9 @@ files is `fetch.py`'s job, reading their formats `parsers.py`'s, writing the Par
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import yaml

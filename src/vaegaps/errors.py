@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 # Set to 1 to see the traceback below a vaegaps error (README, "Troubleshooting").
 TRACEBACK_ENV = "VAEGAPS_TRACEBACK"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -22,8 +22,8 @@ from .bounds import monte_carlo_bounds
 from .config import digest, local_config, starts_from_qstar_ffg
 from .data import load_split
 from .errors import VaegapsError
-from .io import file_digest, write_parquet
 from .families import LocalPosterior
+from .io import file_digest, write_parquet
 from .local_opt import LR_BACKOFF, optimize_local
 from .runtime import resolve_device
 from .scatter import part_bounds, run_in_chunks

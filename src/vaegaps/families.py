@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bounds import LOG_2PI, log_normal_diag
 from . import rng
+from .bounds import LOG_2PI, log_normal_diag
 from .nets import BatchedLinear, CouplingNet
 
 # Coupling scales are sigmoid(logit + SCALE_BIAS): with zero-initialised heads a fresh flow is
@@ -200,7 +200,7 @@ class LocalPosterior(nn.Module):
         self.logvar = nn.Parameter(torch.zeros(n_points, z_dim) if logvar is None else logvar.detach().clone())
         self.family = make_family(family, z_dim, batch=(n_points,), hidden=hidden, steps=steps)
 
-    def init_keyed(self, seed: int, stream: str, index: torch.Tensor) -> "LocalPosterior":
+    def init_keyed(self, seed: int, stream: str, index: torch.Tensor) -> LocalPosterior:
         """Redraw the flow's random initial weights from the counter-based generator keyed by
         datapoint index, so a datapoint starts from the same q whatever batch it is in."""
         with torch.no_grad():

@@ -10,15 +10,15 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on cluster nodes
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
-from .io import atomic_path  # noqa: E402
+from .io import atomic_path
 
 # seaborn "colorblind" blue and orange: distinguishable in greyscale and for colour-blind readers
 GAP_COLORS = {"approximation": "#0173B2", "amortization": "#DE8F05"}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -173,7 +173,7 @@ def _check_autograd(log_likelihood: LogLikelihood, z: torch.Tensor) -> None:
     try:
         with torch.enable_grad():
             out = log_likelihood(z)
-    except Exception as exc:  # noqa: BLE001 (it ran without grad: the autograd graph is the problem)
+    except Exception as exc:  # it ran without grad: the autograd graph is the problem
         raise InputError(f"the likelihood fails when z requires grad ({type(exc).__name__}: "
                          f"{(str(exc).strip().splitlines() or [''])[0]}); {fix} (no .numpy(), no in-place "
                          "change of z)") from exc

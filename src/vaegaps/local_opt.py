@@ -21,10 +21,19 @@ import torch
 from torch.func import functional_call
 
 from . import rng
-from .likelihood import (InputError, LogLikelihood, check_index, check_int, check_likelihood, check_number,
-                         check_optional_int, batches, restrict)
 from .bounds import log_normal_std, monte_carlo_bounds
 from .families import FAMILIES, LocalPosterior
+from .likelihood import (
+    InputError,
+    LogLikelihood,
+    batches,
+    check_index,
+    check_int,
+    check_likelihood,
+    check_number,
+    check_optional_int,
+    restrict,
+)
 from .newton import gain_estimate, newton_ffg
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ may carry a leading per-datapoint dimension (for local, i.e. non-amortized, flow
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -18,8 +18,6 @@ variances, Σ ½ (r_i − 1 − log r_i) with r_i = σ_i² h_i, the exact gain o
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from . import rng

@@ -28,7 +28,6 @@ from types import SimpleNamespace
 from .errors import VaegapsError
 from .recovery import COMMAND_ENV, RUN_LOCK, LiveRun, claim_run, command_line, damaged_message, rebuild_hint
 
-
 # ----------------------------------------------------------------------------- damaged files
 
 def damage(path) -> str | None:

@@ -6,13 +6,18 @@ gather jobs stay cheap."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .errors import VaegapsError
 from .io import read_metadata, write_parquet
+
+if TYPE_CHECKING:  # annotations only
+    import numpy as np
+    import torch
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import resource
 import sys
 import time
 import traceback
-from typing import Iterator
+from collections.abc import Iterator
 
 from .errors import VaegapsError, traceback_wanted
 

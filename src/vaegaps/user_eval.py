@@ -21,7 +21,7 @@ from .config import starts_from_qstar_ffg
 from .evaluate import ais_estimate, amortized_bounds, bdmc_validation, chunk_key, local_optimum
 from .user_config import estimators, measure_settings
 from .user_model import N_PROBE, UserVAE, frozen, load_data, unvalidated_distributions
-from .user_tables import gap_table, summary, user_table  # noqa: F401 (the Python API)
+from .user_tables import gap_table, summary, user_table  # also the Python API
 
 log = logging.getLogger(__name__)
 

@@ -195,7 +195,7 @@ class UserLikelihood(FusedOrAutograd):
     The fused gradient is used where the model's decoder was recognised as a fusable MLP and its
     weights are frozen (as the estimators freeze them)."""
 
-    def __init__(self, model: "UserVAE", x: torch.Tensor):
+    def __init__(self, model: UserVAE, x: torch.Tensor):
         self.model, self.x = model, x
         self.xb = x.unsqueeze(1)
         self.dtype, self.device = model.dtype, x.device
@@ -204,7 +204,7 @@ class UserLikelihood(FusedOrAutograd):
     def plain(self, z: torch.Tensor) -> torch.Tensor:
         return self.model.log_px_given_z(z, self.xb)
 
-    def subset(self, rows) -> "UserLikelihood":
+    def subset(self, rows) -> UserLikelihood:
         return UserLikelihood(self.model, self.x[rows])
 
 
@@ -291,7 +291,7 @@ class UserVAE(nn.Module):
         if check:
             try:
                 out = self.user.encode(x)
-            except Exception as exc:  # noqa: BLE001 (reported in one line)
+            except Exception as exc:  # reported in one line
                 raise ProtocolError(f"encode(x) fails on a batch of shape {tuple(x.shape)} ({_first_line(exc)}); "
                                     "if it expects another shape per datapoint, set shape=") from exc
         else:
@@ -329,7 +329,7 @@ class UserVAE(nn.Module):
         try:
             z = q.sample((2,))
             lq = q.log_prob(z)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ProtocolError(f"encode(x) returned a {type(q).__name__} that cannot be sampled and scored "
                                 f"({_first_line(exc)}); it needs sample() and log_prob()") from exc
         if z.dim() != 3 or z.shape[1] != n:
@@ -351,7 +351,7 @@ class UserVAE(nn.Module):
             with torch.no_grad():
                 z = prior.sample((N_PROBE,))
                 lp = prior.log_prob(torch.zeros(2, N_PROBE, self.z_dim, dtype=self.dtype, device=self.device))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ProtocolError(f"the model's prior fails ({_first_line(exc)}); prior.sample((n,)) must give "
                                 f"(n, D) and prior.log_prob(z) take z of shape (..., D) = (..., {self.z_dim})") from exc
         if tuple(z.shape) != (N_PROBE, self.z_dim) or tuple(lp.shape) not in ((2, N_PROBE), (2, N_PROBE, self.z_dim)):
@@ -367,7 +367,7 @@ class UserVAE(nn.Module):
         where = f"for z of shape (N, S, D) = {(n, s, self.z_dim)}"
         try:
             p = self.user.decode(z)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ProtocolError(f"decode(z) fails {where} ({_first_line(exc)}); it must take z of shape "
                                 "(N, S, D), S samples of each datapoint's latent") from exc
         if self.likelihood_name is not None and isinstance(p, D.Distribution):
@@ -381,7 +381,7 @@ class UserVAE(nn.Module):
             raise ProtocolError(f"decode(z) returned {_shape(p)}; with likelihood {self.likelihood_name!r} it must return a tensor")
         try:
             lp = self._as_distribution(p).log_prob(x.unsqueeze(1))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ProtocolError(f"decode(z).log_prob(x) fails {where} and x of shape (N, 1, ...) = "
                                 f"{(n, 1, *x.shape[1:])} ({_first_line(exc)})") from exc
         if not isinstance(lp, torch.Tensor) or lp.dim() < 2 or tuple(lp.shape[:2]) != (n, s):
@@ -534,7 +534,7 @@ def load_model(spec: str, args: dict | None = None):
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise VaegapsError(f"cannot import {module_name!r} for the model {spec!r} ({_first_line(exc)}); run "
                            "from its folder or put that on PYTHONPATH") from exc
     fn = getattr(module, func_name, None)
@@ -542,5 +542,5 @@ def load_model(spec: str, args: dict | None = None):
         raise VaegapsError(f"{module_name} has no function {func_name!r} (model {spec!r})")
     try:
         return fn(**(args or {}))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise VaegapsError(f"the model builder {spec} failed ({_first_line(exc)})") from exc

@@ -4,7 +4,7 @@ estimators as a callable z (N, S, D) -> log p(x|z) (N, S)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -30,7 +30,7 @@ class DecoderLikelihood(FusedOrAutograd):
     def plain(self, z: torch.Tensor) -> torch.Tensor:
         return bernoulli_log_likelihood(self.decoder(z), self.x)
 
-    def subset(self, rows) -> "DecoderLikelihood":
+    def subset(self, rows) -> DecoderLikelihood:
         return DecoderLikelihood(self.decoder, self.x[rows], fused=self.fused is not None)
 
 

@@ -3,14 +3,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-import copy  # noqa: E402
-from vaegaps.config import (  # noqa: E402 (torch-free)
+import copy
+from vaegaps.config import (  # torch-free
     SCHEMA, check_parts, check_variants, evaluation_config, figure2_config, local_config,
     model_config, model_path, over_training_evaluation, resolved_config, settings_key, split_ref,
     starts_from_qstar_ffg, validate, write_resolved)
-from vaegaps.preflight import preflight  # noqa: E402 (torch-free)
-from vaegaps.errors import one_line  # noqa: E402
-from vaegaps.codedeps import script_code as code_of  # noqa: E402 (reads sources, imports nothing)
+from vaegaps.preflight import preflight  # torch-free
+from vaegaps.errors import one_line
+from vaegaps.codedeps import script_code as code_of  # reads sources, imports nothing
 
 # A --configfile is a complete study (a preset): it does not inherit config.yaml's digits-scale
 # settings; what it leaves out takes the schema's defaults (src/vaegaps/config.schema.yaml).

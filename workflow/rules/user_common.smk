@@ -1,6 +1,6 @@
 # Settings and input functions of the user-model rules (workflow/rules/user.smk): the study's
 # `user_models`, each resolved by vaegaps.user_config (torch-free, as the Snakefile needs).
-from vaegaps.user_config import estimators as user_estimators, user_models  # noqa: E402 (torch-free)
+from vaegaps.user_config import estimators as user_estimators, user_models  # torch-free
 
 with one_line(VERBOSE):  # a user model's bad entry or missing file: one line (common.smk)
     USER = user_models(config)

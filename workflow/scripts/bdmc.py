@@ -7,8 +7,8 @@ from vaegaps.runtime import resolve_device
 from vaegaps.stage import part_of, stage
 from vaegaps.vae import load_vae
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     device = resolve_device(sm.config["device"])
     model = load_vae(sm.params.weights, device)
     part = part_of(sm)

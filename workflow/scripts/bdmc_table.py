@@ -7,8 +7,8 @@ from vaegaps.io import write_csv
 from vaegaps.stage import stage
 from vaegaps.tables import summary_table
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     frames = {tuple(key): pd.read_parquet(path) for key, path in zip(sm.params.models, sm.input.bdmc, strict=True)}
     ids = ("dataset", "variant", "family", "setting", "epoch")  # epoch: of the weights certified
     table = summary_table(frames, ids, ["lower", "upper", "gap"])

@@ -16,8 +16,8 @@ Outputs: csv (required), md (optional, a Markdown rendering).
 from vaegaps.claims import NAMED_INPUTS, load_inputs, write_claims
 from vaegaps.stage import stage
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     gap_paths = getattr(sm.input, "gaps", [])
     gap_paths = [gap_paths] if isinstance(gap_paths, str) else list(gap_paths)
     gap_keys = list(getattr(sm.params, "gap_keys", []))

@@ -12,8 +12,8 @@ def copy(src, dst) -> None:
         shutil.copyfile(src, tmp)
 
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     copy(sm.input.model, sm.output.model)
     copy(sm.input.history, sm.output.history)
     Path(sm.output.snapshots).mkdir(parents=True, exist_ok=True)

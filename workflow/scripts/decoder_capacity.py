@@ -6,8 +6,8 @@ from vaegaps.io import write_csv, write_parquet
 from vaegaps.stage import stage
 from vaegaps.tables import DECODER_COLUMNS, long_frame, summary_table, with_flow_approximation
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     frames = {(sm.params.dataset, layers, *split_ref(ref)): with_flow_approximation(pd.read_parquet(path))
               for layers, ref, path in zip(sm.params.layers, sm.params.refs, sm.input.gaps, strict=True)}
     # the per-datapoint rows name each model (variant, family), the key of its BDMC certificate

@@ -14,8 +14,8 @@ from vaegaps.runtime import resolve_device
 from vaegaps.stage import stage
 from vaegaps.vae import load_vae
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     fig, seed, device = sm.params.figure, sm.params.seed, resolve_device(sm.config["device"])
     model = load_vae(sm.input.model, device)
     index, x = evaluation_set(sm.input.data, fig["split"], fig["n_points"], device)

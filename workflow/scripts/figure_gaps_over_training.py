@@ -11,8 +11,8 @@ from vaegaps.stage import stage
 
 NEEDED = {"model", "epoch", "split", "log_px", "elbo_qstar", "elbo_amortized"}
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     summary = pd.read_csv(sm.input.summary)
     if NEEDED - set(summary.columns):
         raise VaegapsError(f"{sm.input.summary} lacks columns {sorted(NEEDED - set(summary.columns))}; "

@@ -15,8 +15,8 @@ from vaegaps.runtime import resolve_device
 from vaegaps.stage import stage
 from vaegaps.vae import load_vae
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     fig, device = sm.params.figure, resolve_device(sm.config["device"])
     index, x = evaluation_set(sm.input.data, fig["split"], fig["n_points"], device)
     limit, size = fig["grid_limit"], fig["grid_size"]

@@ -6,8 +6,8 @@ from vaegaps.io import write_csv, write_parquet
 from vaegaps.stage import stage
 from vaegaps.tables import AMORTIZATION_COLUMNS, amortization_frame, long_frame, summary_table
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     frames = {}
     for (name, ref), amortized, local in zip(sm.params.encoders.items(), sm.input.amortized, sm.input.local,
                                           strict=True):

@@ -6,8 +6,8 @@ from vaegaps.io import write_csv, write_parquet
 from vaegaps.stage import stage
 from vaegaps.tables import long_frame, over_training_summary
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     frames = {(sm.params.dataset, name, *split_ref(ref), int(epoch)): pd.read_parquet(path)
               for (name, ref, epoch), path in zip(sm.params.models, sm.input.points, strict=True)}
     # per datapoint, each experiment name (standard, flow, ...) with its model (variant, family):

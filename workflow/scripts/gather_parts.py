@@ -1,9 +1,9 @@
 """Snakemake stage: the parts of one evaluation stage, gathered into one per-datapoint Parquet."""
-from vaegaps.scatter import gather_parts
 from vaegaps.io import write_parquet
+from vaegaps.scatter import gather_parts
 from vaegaps.stage import stage
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     df, meta = gather_parts(list(sm.input.parts))
     write_parquet(df, sm.output[0], meta)

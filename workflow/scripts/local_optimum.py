@@ -5,8 +5,8 @@ import pandas as pd
 from vaegaps.evaluate import evaluation_stage, local_optimum
 from vaegaps.stage import stage
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     cfg, seed, family = sm.params.evaluation["local"], sm.config["seed"], sm.wildcards.qfamily
     ffg = pd.read_parquet(sm.input.ffg) if sm.input.get("ffg") else None
     # new q*_FFG results must not resume from chunks fitted on the old ones

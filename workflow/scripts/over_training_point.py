@@ -7,8 +7,8 @@ from vaegaps.runtime import resolve_device
 from vaegaps.stage import stage
 from vaegaps.vae import load_vae
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     device = resolve_device(sm.config["device"])
     model = load_vae(Path(sm.input.snapshots) / f"epoch_{sm.wildcards.epoch}.pt", device)
     sets = {split: evaluation_set(sm.input.data, split, sm.params.n_points, device) for split in ("train", "valid")}

@@ -2,8 +2,8 @@
 from vaegaps.data import prepare_dataset
 from vaegaps.stage import stage
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     name, cfg = sm.wildcards.dataset, sm.params.data
     prepare_dataset(name, sm.output[0], source_dir=cfg["source_dir"].get(name),
                     cache_dir=cfg["cache_dir"], download=cfg["download"])

@@ -6,8 +6,8 @@ from vaegaps.io import write_csv, write_text
 from vaegaps.stage import stage
 from vaegaps.tables import table2, to_markdown
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     frames = {tuple(key): pd.read_parquet(path) for key, path in zip(sm.params.models, sm.input.gaps, strict=True)}
     bdmc = {tuple(key): pd.read_parquet(path) for key, path in zip(sm.params.models, sm.input.bdmc, strict=True)}
     table = table2(frames, bdmc)

@@ -10,8 +10,8 @@ from pathlib import Path
 from vaegaps.stage import stage
 from vaegaps.train import train_vae
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     kept = Path(sm.params.checkpoint).parent / "snapshots"
     kept.mkdir(parents=True, exist_ok=True)
     train_vae(sm.params.cfg, sm.input.data, sm.output.model, sm.output.history, sm.params.checkpoint,

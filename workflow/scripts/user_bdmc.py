@@ -3,5 +3,5 @@
 from vaegaps.stage import stage
 from vaegaps.user_eval import stage_bdmc
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    stage_bdmc(snakemake)  # noqa: F821
+with stage(snakemake):
+    stage_bdmc(snakemake)

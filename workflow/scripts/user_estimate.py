@@ -3,5 +3,5 @@ part {part} of {parts} of its data, in resumable chunks (docs/method.md §11).""
 from vaegaps.stage import stage
 from vaegaps.user_eval import stage_estimate
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    stage_estimate(snakemake)  # noqa: F821
+with stage(snakemake):
+    stage_estimate(snakemake)

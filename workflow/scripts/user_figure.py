@@ -5,7 +5,7 @@ from vaegaps.figures import save
 from vaegaps.stage import stage
 from vaegaps.user_figure import figure_user_gaps
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     fig = figure_user_gaps(pd.read_parquet(sm.input.gaps), sm.wildcards.name)
     save(fig, sm.output.png, sm.output.pdf)

@@ -2,5 +2,5 @@
 from vaegaps.stage import stage
 from vaegaps.user_tables import stage_gaps
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    stage_gaps(snakemake)  # noqa: F821
+with stage(snakemake):
+    stage_gaps(snakemake)

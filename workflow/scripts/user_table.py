@@ -6,8 +6,8 @@ from vaegaps.io import write_csv
 from vaegaps.stage import stage
 from vaegaps.user_tables import user_table
 
-with stage(snakemake):  # noqa: F821 (injected by Snakemake)
-    sm = snakemake  # noqa: F821
+with stage(snakemake):
+    sm = snakemake
     gaps = {n: pd.read_parquet(p) for n, p in zip(sm.params.names, sm.input.gaps, strict=True)}
     bdmc = {n: pd.read_parquet(p) for n, p in zip(sm.params.names, sm.input.bdmc, strict=True)}
     write_csv(user_table(gaps, bdmc), sm.output.csv)

@@ -7,8 +7,9 @@ import sys
 
 import pandas as pd
 import pytest
-
 from workflow_runner import REPO, TINY, snakemake
+
+pytestmark = pytest.mark.slow  # real Snakemake runs: the slow tier
 
 TABLE2_COLUMNS = ["dataset", "trained_family", "n_points"] + [
     x for c in ["log_px", "elbo_local_flow", "elbo_local_ffg", "elbo_amortized", "approximation_gap",
@@ -234,7 +235,6 @@ def _required_bdmc(config: dict) -> set[tuple]:
     return keys
 
 
-@pytest.mark.slow
 def test_bdmc_certifies_every_model_a_table_or_claim_uses(tiny_run):
     """Issue 21: bdmc.csv has one row per (dataset, variant, family, setting) whose log p̂ enters
     a table or a claim, at the epoch of the weights that produced it; over-training rows certify
@@ -408,7 +408,6 @@ def test_readme_schemas_list_every_column_written(tiny_run):
     problems += [f"{f.relative_to(tiny_run)}: in no row" for f in sorted(unlisted)
                  if f.relative_to(tiny_run).parts[0] != "resume"]
     assert not problems, "README schema tables vs the files written:\n" + "\n".join(problems)
-@pytest.mark.slow
 def test_the_usage_line_runs_without_cores(tmp_path):
     """`snakemake TARGET` exactly as the README's usage line has it, without --cores: the default
     profile gives it every core (Snakemake alone refuses: "cores have to be specified")."""

@@ -5,10 +5,12 @@ import importlib.util
 
 import pandas as pd
 import pytest
-
-from slurm_cluster import SlurmCluster, SlurmError, ACCOUNT, PARTITION
-from vaegaps.io import read_metadata
+from slurm_cluster import ACCOUNT, PARTITION, SlurmCluster, SlurmError
 from workflow_runner import REPO, snakemake
+
+from vaegaps.io import read_metadata
+
+pytestmark = pytest.mark.slow  # real Snakemake runs: the slow tier
 
 K = 2
 MODELS = ["digits/standard/ffg", "digits/standard/flow"]

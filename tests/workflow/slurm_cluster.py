@@ -2,7 +2,7 @@
 from Debian's packages, each started in the foreground under one temporary directory and stopped
 (with every job it ran) afterwards. Nothing is written outside that directory except the packages.
 
-`python tests/slurm_cluster.py DIR` starts one by hand and prints the SLURM_CONF to export.
+`python tests/workflow/slurm_cluster.py DIR` starts one by hand and prints the SLURM_CONF to export.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class SlurmCluster:
             time.sleep(0.5)
         raise SlurmError(f"{name} not ready after {timeout:.0f} s. {tail(log)}")
 
-    def start(self) -> "SlurmCluster":
+    def start(self) -> SlurmCluster:
         ensure_installed()
         for d in ("etc", "log", "munge", "state", "spool", "db"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
@@ -212,7 +212,7 @@ class SlurmCluster:
         """Cancel every job, stop the daemons in reverse order and kill what they left behind."""
         if shutil.which("scancel") and self.conf.exists():
             subprocess.run(["scancel", "-u", "root"], env=self.env, capture_output=True)
-        for name, proc in reversed(self.procs):
+        for _name, proc in reversed(self.procs):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
                 try:

@@ -10,12 +10,15 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 import yaml
+from workflow_runner import REPO, snakemake
 
 import vaegaps
 from vaegaps.io import read_metadata
-from workflow_runner import REPO, snakemake
+
+pytestmark = pytest.mark.slow  # real Snakemake runs: the slow tier
 
 # The user's model module, written into the work folder: the Snakemake jobs import it from there
 # (PYTHONPATH), the test imports the same file.
