@@ -26,7 +26,16 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from .errors import VaegapsError
-from .recovery import COMMAND_ENV, RUN_LOCK, LiveRun, claim_run, command_line, damaged_message, rebuild_hint
+from .recovery import (
+    COMMAND_ENV,
+    RUN_LOCK,
+    LiveRun,
+    checkpoint_model,
+    claim_run,
+    command_line,
+    damaged_message,
+    rebuild_hint,
+)
 
 # ----------------------------------------------------------------------------- damaged files
 
@@ -61,9 +70,7 @@ def _read_now(path: Path) -> bool:
     missing (training resumes from it); a finished model never needs it."""
     if path.name != "train.ckpt":
         return True
-    # RES/resume/MODEL/train/KEY/train.ckpt belongs to RES/trained/MODEL/KEY/model.pt
-    i = len(path.parts) - 1 - path.parts[::-1].index("resume")
-    return not Path(*path.parts[:i], "trained", *path.parts[i + 1:-3], path.parts[-2], "model.pt").exists()
+    return not checkpoint_model(path).exists()
 
 
 def check_damage(damaged, mode) -> None:

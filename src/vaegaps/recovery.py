@@ -206,17 +206,23 @@ def command_line(configfiles=()) -> str:
     return " ".join(["snakemake --cores 1", *(f"--configfile {shlex.quote(str(c))}" for c in configfiles)])
 
 
+def checkpoint_model(checkpoint) -> Path:
+    """The model a training checkpoint belongs to: RES/resume/MODEL/train/KEY/train.ckpt is
+    RES/trained/MODEL/KEY/model.pt's (one folder per settings key)."""
+    p = Path(checkpoint)
+    i = len(p.parts) - 1 - p.parts[::-1].index("resume")
+    return Path(*p.parts[:i], "trained", *p.parts[i + 1:-3], p.parts[-2], "model.pt")
+
+
 def rebuild_hint(path) -> str:
     """What to run when `path` (a data Parquet, model, snapshot or training checkpoint) is damaged:
     the exact command, after the words that say what it does."""
     p = Path(path)
     sm, q = snakemake_command(), shlex.quote
     if p.name == "train.ckpt" and "resume" in p.parts and p.parts[-3:-2] == ("train",):
-        # RES/resume/MODEL/train/KEY/train.ckpt, no Snakemake output: moved aside (never deleted:
-        # the rest of it may still be read), training of these settings starts again from epoch 1
-        # if their model (RES/trained/MODEL/KEY/model.pt) is needed
-        i = len(p.parts) - 1 - p.parts[::-1].index("resume")
-        model = Path(*p.parts[:i], "trained", *p.parts[i + 1:-3], p.parts[-2], "model.pt")
+        # no Snakemake output: moved aside (never deleted: the rest of it may still be read),
+        # training of these settings starts again from epoch 1 if their model is needed
+        model = checkpoint_model(p)
         aside = p.with_name(p.name + ".damaged")
         return f"move it aside and rerun: mv {q(str(p))} {q(str(aside))} && {sm} {q(str(model))}"
     if p.parent.name == "snapshots":  # inside the training job's directory output

@@ -11,7 +11,7 @@ import pandas as pd
 
 from .errors import VaegapsError
 from .pareto import KHAT_MAX
-from .tables import NEGATIVE_GAP_SE, diagnostics, gap_frame, summarize
+from .tables import NEGATIVE_GAP_SE, diagnostics, gap_frame, iwae_khat, summarize
 
 SUMMARY_COLUMNS = ["log_px", "elbo_local_flow", "elbo_local_realnvp", "elbo_local_ffg", "elbo_amortized",
                    "iwae_amortized", "approximation_gap", "amortization_gap", "inference_gap",
@@ -24,8 +24,7 @@ def _best_iwae(local: dict[str, pd.DataFrame]) -> pd.DataFrame:
     names = list(local)
     iwae = np.stack([local[f]["iwae"].to_numpy() for f in names])
     se = np.stack([local[f]["iwae_se"].to_numpy() for f in names])
-    khat = np.stack([local[f]["iwae_khat"].to_numpy(dtype=float) if "iwae_khat" in local[f]
-                     else np.full(iwae.shape[1], np.nan) for f in names])
+    khat = np.stack([iwae_khat(local[f]) for f in names])
     trusted = ~(khat > KHAT_MAX)
     best = np.where(trusted | ~trusted.any(0), iwae, -np.inf).argmax(0)
     cols = np.arange(iwae.shape[1])
