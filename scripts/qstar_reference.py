@@ -1,12 +1,15 @@
-"""q*_FFG: today's optimiser (Adam, patience rule) against the default (variational Newton), per model.
+"""q*: today's optimiser (Adam, patience rule) against the default one, per model and family.
 
-For each model: both optimisers at the preset's settings on the first --n-points datapoints of
-the evaluation split (CPU time of this process, one thread, measured here, side by side), then a
-reference optimum per datapoint: Adam from the better of the two q* with 4x the preset's draws and
-a cosine-decayed learning rate. All three are scored on the same --eval-samples fresh draws
-(common random numbers); L_ref is the best of the three per datapoint, so the paired
-L[q*] - L_ref is never flattered. Targets (issue 22): CPU ratio (adam / newton) >= 5, paired mean
->= -0.02 nats, no datapoint below -0.1.
+The default (`method: auto`) is the variational Newton iteration for FFG and Adam in cycles in
+standardised coordinates for the flow families (docs/method.md §4). For each model and family, both
+optimisers run at the preset's settings on the first --n-points datapoints of the evaluation split
+(CPU time of this process, one thread, side by side); a flow family's two runs start from the same
+q*_FFG, fitted once beforehand and counted in neither. Then a reference optimum per datapoint:
+from the better of the two q*, 4x the preset's draws per step and a learning rate decayed to zero
+(FFG: Adam, cosine, --ref-steps; flows: one cosine cycle of --ref-steps at half the cycle rate).
+All three are scored on the same --eval-samples fresh draws (common random numbers); L_ref is the
+best of the three per datapoint, so the paired L[q*] - L_ref is never flattered. Targets (issue
+22): CPU ratio (adam / default) >= 5, paired mean >= -0.02 nats, no datapoint below -0.1.
 
     python scripts/qstar_reference.py --preset workflow/presets/fashion_cpu.yaml \\
         --data results/data/fashion_mnist.parquet --model results/models/fashion_mnist/standard/ffg/model.pt \\
@@ -22,12 +25,14 @@ from pathlib import Path
 
 import torch
 import yaml
+from torch.func import functional_call
 
 from vaegaps import rng
 from vaegaps.bounds import log_normal_std
 from vaegaps.config import SCHEMA, deep_merge, evaluation_config, local_config, validate
-from vaegaps.evaluate import evaluation_set, fit_qstar
-from vaegaps.families import gaussian_sample
+from vaegaps.evaluate import evaluation_set, fit_qstar, local_starts
+from vaegaps.families import LocalPosterior, gaussian_sample
+from vaegaps.local_opt import optimize_local
 from vaegaps.vae import load_vae
 
 
@@ -46,47 +51,69 @@ def reference_ffg(lik, mean, logvar, n_samples, steps, lr, seed):
         loss.backward()
         opt.step()
         sched.step()
-    return mean.detach(), logvar.detach()
+    return {"mean": mean.detach(), "logvar": logvar.detach()}
 
 
-def elbo_common(lik, params, n_samples, seed, batch=500):
-    """ELBO (N,) of each FFG (mean, logvar) in `params`, all on the same fresh draws."""
-    mean0 = params[0][0]
-    idx = torch.arange(len(mean0))
-    totals = [torch.zeros(len(mean0), dtype=torch.float64) for _ in params]
+def reference_flow(model, lik, family, start, cfg, steps, seed):
+    """One cosine cycle of Adam in standardised coordinates from `start`, 4x the draws, half the rate."""
+    n = len(start["mean"])
+    r = optimize_local(lik, model.z_dim, n, family=family, n_samples=4 * cfg["n_samples"], generator=seed,
+                       init=start, hidden=model.family_hidden[family], flow_steps=model.flow_steps,
+                       method="cycles", cycle_lr=cfg["cycle_lr"] / 2, cycle_steps=steps, probe_steps=steps,
+                       max_steps=steps, final_samples=100, stream="reference")
+    return r.params
+
+
+def elbo_common(model, lik, family, params, n_samples, seed, batch=500):
+    """ELBO (N,) of each per-datapoint q of `family` in `params`, all on the same fresh draws."""
+    n = len(params[0]["mean"])
+    q = LocalPosterior(family, n, model.z_dim, model.family_hidden[family], model.flow_steps)
+    idx = torch.arange(n)
+    totals = [torch.zeros(n, dtype=torch.float64) for _ in params]
     with torch.no_grad():
         for off in range(0, n_samples, batch):
             s = min(batch, n_samples - off)
-            eps = rng.normal(seed, "reference/eval", idx, 0, (s, mean0.shape[-1]), offset=off, dtype=mean0.dtype)
-            for k, (mean, logvar) in enumerate(params):
-                z, log_q = gaussian_sample(mean.unsqueeze(1), logvar.unsqueeze(1), eps)
+            eps = rng.normal(seed, "reference/eval", idx, 0, (s, q.n_noise, model.z_dim), offset=off)
+            for k, p in enumerate(params):
+                full = {name: v.detach().clone() for name, v in q.named_parameters()} | p
+                z, log_q = functional_call(q, full, (eps,))
                 totals[k] += (lik(z) + log_normal_std(z) - log_q).double().sum(1)
     return [t / n_samples for t in totals]
 
 
-def compare(model_path, data_path, local, split, n_points, seed, ref_steps, eval_samples, newton_changes=None):
+def compare(model_path, data_path, local, split, n_points, seed, family, ref_steps, eval_samples):
     model = load_vae(model_path, "cpu")
     for p in model.parameters():
         p.requires_grad_(False)
     model.eval()
     index, x = evaluation_set(data_path, split, n_points, "cpu")
+    ffg = None
+    if family != "ffg":   # both flow runs start from the same q*_FFG (not timed)
+        params = fit_qstar(model, x, index, "ffg", local, seed).params
+        ffg = params["mean"], params["logvar"]
     runs, cpu = {}, {}
-    for name, method in (("adam", "adam"), ("newton", "newton")):
-        change = {"method": method, **((newton_changes or {}) if method == "newton" else {})}
-        cfg = deep_merge(local, {**change, "ffg": change})
+    for name in ("adam", "default"):
+        change = {"method": "adam" if name == "adam" else "auto"}
+        cfg = deep_merge(local, {family: change})
         t0 = time.process_time()
-        runs[name] = fit_qstar(model, x, index, "ffg", cfg, seed)
+        runs[name] = fit_qstar(model, x, index, family, cfg, seed, ffg)
         cpu[name] = time.process_time() - t0
     lik = model.log_likelihood(x)
-    cand = [(runs[k].params["mean"], runs[k].params["logvar"]) for k in ("adam", "newton")]
-    better = (runs["newton"].elbo > runs["adam"].elbo).unsqueeze(-1)
-    start = [torch.where(better, cand[1][i], cand[0][i]) for i in range(2)]
+    cand = [runs[k].params for k in ("adam", "default")]
+    better = runs["default"].elbo > runs["adam"].elbo
+    start = {k: torch.where(better.view(-1, *[1] * (v.dim() - 1)), cand[1][k], v) for k, v in cand[0].items()}
+    cfg = local_config(local, family)
     t0 = time.process_time()
-    ref = reference_ffg(lik, *start, 4 * local_config(local, "ffg")["n_samples"], ref_steps, 1e-3, seed)
+    if family == "ffg":
+        ref = reference_ffg(lik, start["mean"], start["logvar"], 4 * cfg["n_samples"], ref_steps, 1e-3, seed)
+    else:
+        ref = reference_flow(model, lik, family, start, cfg, ref_steps, seed)
     cpu["reference"] = time.process_time() - t0
-    l_adam, l_newton, l_ref = elbo_common(lik, [*cand, ref], eval_samples, seed)
-    best = torch.maximum(torch.maximum(l_adam, l_newton), l_ref)
-    return runs, cpu, {"adam": l_adam - best, "newton": l_newton - best}
+    l_adam, l_default, l_ref = elbo_common(model, lik, family, [*cand, ref], eval_samples, seed)
+    best = torch.maximum(torch.maximum(l_adam, l_default), l_ref)
+    starts = local_starts(model, x, index, family, local, seed, ffg)
+    l_start = max(elbo_common(model, lik, family, starts, eval_samples, seed), key=lambda t: float(t.mean()))
+    return runs, cpu, {"adam": l_adam - best, "default": l_default - best}, float((best - l_start).mean())
 
 
 def main(argv=None):
@@ -95,35 +122,39 @@ def main(argv=None):
     ap.add_argument("--data", required=True, help="the dataset's parquet (results/data/DATASET.parquet)")
     ap.add_argument("--dataset", default=None, help="dataset name for per-dataset overrides (default: the file's stem)")
     ap.add_argument("--model", action="append", required=True, help="model.pt (repeat for several)")
+    ap.add_argument("--family", action="append", choices=["ffg", "flow", "realnvp"],
+                    help="q* family (repeat; default: ffg and flow)")
     ap.add_argument("--n-points", type=int, default=16)
-    ap.add_argument("--ref-steps", type=int, default=2000, help="reference Adam steps (cosine-decayed lr)")
+    ap.add_argument("--ref-steps", type=int, default=2000, help="reference steps (learning rate decayed to 0)")
     ap.add_argument("--eval-samples", type=int, default=20000, help="common fresh draws scoring every q")
     ap.add_argument("--seed", type=int, default=None, help="default: the preset's seed")
-    ap.add_argument("--newton-max-steps", type=int, default=None, help="max_steps for newton only (default: the preset's)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     config = validate(yaml.safe_load(Path(args.preset).read_text()), SCHEMA)
     dataset = args.dataset or Path(args.data).stem
     ev = evaluation_config(config, dataset)
     seed = config["seed"] if args.seed is None else args.seed
-    print(f"q*_FFG, {args.n_points} datapoints per model, {ev['split']} split, seed {seed}, 1 thread; "
-          f"CPU ratio = adam CPU-s / newton CPU-s (process time, same run); "
+    print(f"q*, {args.n_points} datapoints per model, {ev['split']} split, seed {seed}, 1 thread; "
+          f"CPU ratio = adam CPU-s / default CPU-s (process time, same run); "
           f"diff = L[q*] - L_ref on {args.eval_samples} common draws")
     for path in args.model:
-        runs, cpu, diff = compare(path, args.data, ev["local"], ev["split"], args.n_points, seed,
-                                  args.ref_steps, args.eval_samples,
-                                  {"max_steps": args.newton_max_steps} if args.newton_max_steps else None)
-        ratio = cpu["adam"] / cpu["newton"]
-        print(f"{path}: CPU adam {cpu['adam']:.1f} s, newton {cpu['newton']:.1f} s, ratio {ratio:.1f}x "
-              f"[target >= 5: {'met' if ratio >= 5 else 'NOT met'}]; reference {cpu['reference']:.1f} s")
-        for name in ("adam", "newton"):
-            d, r = diff[name], runs[name]
-            se = float(d.std()) / math.sqrt(len(d))
-            ok = float(d.mean()) >= -0.02 and float(d.min()) >= -0.1
-            print(f"    {name:6s}: L - L_ref mean {float(d.mean()):+.4f} se {se:.4f} min {float(d.min()):+.4f}"
-                  f" [{'meets' if ok else 'misses'} mean >= -0.02, min >= -0.1]; steps mean "
-                  f"{float(r.steps.double().mean()):.0f}; converged {float(r.converged.double().mean()):.0%}; "
-                  f"remaining_gain mean {float(r.remaining_gain.mean()):.4f} max {float(r.remaining_gain.max()):.4f}")
+        for family in args.family or ["ffg", "flow"]:
+            method = local_config(ev["local"], family)["method"]
+            runs, cpu, diff, gain = compare(path, args.data, ev["local"], ev["split"], args.n_points, seed, family,
+                                            args.ref_steps, args.eval_samples)
+            ratio = cpu["adam"] / cpu["default"]
+            print(f"{path} q*_{family}: CPU adam {cpu['adam']:.1f} s, default ({method}) {cpu['default']:.1f} s, "
+                  f"ratio {ratio:.1f}x [target >= 5: {'met' if ratio >= 5 else 'NOT met'}]; reference "
+                  f"{cpu['reference']:.1f} s; L_ref - L[start] mean {gain:.3f}")
+            for name in ("adam", "default"):
+                d, r = diff[name], runs[name]
+                se = float(d.std()) / math.sqrt(len(d))
+                ok = float(d.mean()) >= -0.02 and float(d.min()) >= -0.1
+                print(f"    {name:7s}: L - L_ref mean {float(d.mean()):+.4f} se {se:.4f} min {float(d.min()):+.4f}"
+                      f" [{'meets' if ok else 'misses'} mean >= -0.02, min >= -0.1]; steps mean "
+                      f"{float(r.steps.double().mean()):.0f}; converged {float(r.converged.double().mean()):.0%}; "
+                      f"remaining_gain mean {float(r.remaining_gain.nanmean()):.4f} "
+                      f"max {float(r.remaining_gain.nan_to_num(0).max()):.4f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -197,10 +197,37 @@ def evaluation_config(config: dict, dataset: str) -> dict:
 LOCAL_FAMILIES = ("ffg", "flow", "realnvp")
 
 
+LOCAL_METHODS = ("auto", "newton", "adam", "cycles")
+
+
+def local_method(method: str, family: str) -> str:
+    """q*'s optimiser for `family`: 'auto' is Newton for FFG and Adam in cycles for a flow family;
+    a method made for one kind of family named for the other is an error."""
+    if method not in LOCAL_METHODS:
+        raise VaegapsError(f"method must be one of {', '.join(LOCAL_METHODS)}, got {method!r}")
+    if method == "auto":
+        return "newton" if family == "ffg" else "cycles"
+    if method == "newton" and family != "ffg":
+        raise VaegapsError(f"method 'newton' finds q*_FFG only; for the {family} family use 'cycles' or 'adam'")
+    if method == "cycles" and family == "ffg":
+        raise VaegapsError("method 'cycles' is for flow families; for FFG use 'newton' or 'adam'")
+    return method
+
+
 def local_config(local: dict, family: str) -> dict:
-    """The local-optimisation settings of one family: the shared keys with that family's changes."""
+    """The local-optimisation settings of one family: the shared keys with that family's changes,
+    its method resolved (`local_method`)."""
     shared = {k: v for k, v in local.items() if k not in LOCAL_FAMILIES}
-    return deep_merge(shared, local.get(family, {}))
+    cfg = deep_merge(shared, local.get(family, {}))
+    if "method" not in local.get(family, {}) and cfg.get("method") in ("newton", "cycles"):
+        # a shared method made for one kind of family leaves the other kind at auto
+        cfg["method"] = cfg["method"] if (cfg["method"] == "newton") == (family == "ffg") else "auto"
+    if "method" in cfg:
+        try:
+            cfg["method"] = local_method(cfg["method"], family)
+        except VaegapsError as e:
+            raise VaegapsError(f"config error at 'evaluation.local' ({family}): {e}") from None
+    return cfg
 
 
 def starts_from_qstar_ffg(local: dict, family: str) -> bool:

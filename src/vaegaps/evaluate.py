@@ -141,16 +141,18 @@ def fit_qstar(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, local
                        hidden=model.family_hidden[family], flow_steps=model.flow_steps,
                        restarts=cfg["restarts"], stream=f"local_{family}", method=cfg["method"],
                        newton_step=cfg["newton_step"], newton_window=cfg["newton_window"],
-                       gain_tol=cfg["gain_tol"], gain_samples=cfg["gain_samples"])
+                       gain_tol=cfg["gain_tol"], gain_samples=cfg["gain_samples"], cycle_lr=cfg["cycle_lr"],
+                       cycle_steps=cfg["cycle_steps"], probe_steps=cfg["probe_steps"])
     n_bad = int(r.diverged.sum())
     if n_bad:
-        if family == "ffg" and cfg["method"] == "newton":
+        if cfg["method"] == "newton":
             raise VaegapsError(f"local ffg optimisation (newton) diverged (non-finite parameters) on {n_bad} of "
                                f"{len(index)} datapoints at newton_step {cfg['newton_step']:.3g}; lower "
                                "evaluation.local.ffg.newton_step, or set evaluation.local.ffg.method: adam")
+        key = "cycle_lr" if cfg["method"] == "cycles" else "lr"
         raise VaegapsError(
             f"local {family} optimisation diverged (non-finite loss) on {n_bad} of {len(index)} datapoints "
-            f"even at lr {cfg['lr'] * LR_BACKOFF ** cfg['restarts']:.3g}; lower evaluation.local.{family}.lr")
+            f"even at {key} {cfg[key] * LR_BACKOFF ** cfg['restarts']:.3g}; lower evaluation.local.{family}.{key}")
     return r
 
 

@@ -21,7 +21,11 @@ import torch
 from torch.func import functional_call
 
 from . import rng
+from .adam import adam_update
 from .bounds import log_normal_std, monte_carlo_bounds
+from .config import local_method
+from .cycles import adam_cycles
+from .errors import VaegapsError
 from .families import FAMILIES, LocalPosterior
 from .likelihood import (
     InputError,
@@ -39,7 +43,12 @@ from .newton import gain_estimate, newton_ffg
 log = logging.getLogger(__name__)
 
 LR_BACKOFF = 0.1   # learning-rate factor for each restart of a diverged datapoint
-METHODS = ("newton", "adam")
+def resolve_method(method: str, family: str) -> str:
+    """config.local_method, as an InputError (an estimator's argument)."""
+    try:
+        return local_method(method, family)
+    except VaegapsError as e:
+        raise InputError(str(e)) from None
 
 
 @dataclass
@@ -57,20 +66,6 @@ class LocalResult:
     diverged: torch.Tensor | None = None   # (N,) non-finite at every learning rate tried (q* = start)
     iwae_khat: torch.Tensor | None = None  # (N,) Pareto k̂ of the weights of `iwae` (vaegaps.pareto)
     remaining_gain: torch.Tensor | None = None   # (N,) FFG: estimated gain in L left at q* (NaN: flows)
-
-
-def _adam(ps, gs, ms, vs, step, lr, b1=0.9, b2=0.999, eps=1e-8):
-    """In-place Adam update of lists of tensors (elementwise, so datapoints never interact), as
-    a few multi-tensor ops rather than a dozen small ones per parameter tensor."""
-    bc1, bc2 = 1 - b1**step, 1 - b2**step
-    torch._foreach_mul_(ms, b1)
-    torch._foreach_add_(ms, gs, alpha=1 - b1)
-    torch._foreach_mul_(vs, b2)
-    torch._foreach_addcmul_(vs, gs, gs, value=1 - b2)
-    denom = torch._foreach_sqrt(vs)
-    torch._foreach_div_(denom, bc2**0.5)
-    torch._foreach_add_(denom, eps)
-    torch._foreach_addcdiv_(ps, ms, denom, value=-lr / bc1)
 
 
 class _Run:
@@ -132,7 +127,7 @@ def _optimize_batch(q, params, log_likelihood, index, seed, stream, n_samples, l
                 keep = ~blown
                 loss, grads = loss[keep], [g[keep] for g in grads]
             keys = list(run.work)
-            _adam([run.work[k].detach_() for k in keys], list(grads), [run.adam_m[k] for k in keys],
+            adam_update([run.work[k].detach_() for k in keys], list(grads), [run.adam_m[k] for k in keys],
                   [run.adam_v[k] for k in keys], step, lr)
             run.window[run.active] += loss.double()
             full_window = step % check_every == 0
@@ -167,8 +162,9 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
                    hidden: int | None = None, flow_steps: int = 2, restarts: int = 2,
                    select_samples: int = 1000, batch_size: int | None = None, sample_batch: int = 500,
                    dtype: torch.dtype | None = None, device=None, stream: str = "local",
-                   method: str = "newton", newton_step: float = 0.5, newton_window: int = 10,
-                   gain_tol: float = 0.01, gain_samples: int = 1000) -> LocalResult:
+                   method: str = "auto", newton_step: float = 0.5, newton_window: int = 10,
+                   gain_tol: float = 0.01, gain_samples: int = 1000, cycle_lr: float = 2e-3,
+                   cycle_steps: int = 1000, probe_steps: int = 250) -> LocalResult:
     """Fit one q of `family` ('ffg', 'flow', 'realnvp') per datapoint and score it with fresh samples.
 
     Starts at the prior, or at `init`: a (mean, logvar) pair (e.g. the encoder's), a dict of
@@ -183,19 +179,24 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
     Arguments are checked first (a ValueError naming the argument and what it accepts), and the
     likelihood once, on z of shape (N, S, D): it must return (N, S) (vaegaps.likelihood).
 
-    FFG's q* is found by `method`: 'newton' (vaegaps.newton: a damped variational Newton
-    iteration with antithetic draws, no learning rate; `newton_step` is its initial step fraction,
-    and a datapoint stops when the gain estimated over a window of `newton_window` steps is below
-    `gain_tol`) or 'adam' (the patience rule below). Flows always use Adam. Every FFG q* is then
+    q* is found by `method` ('auto': newton for FFG, cycles for flows): 'newton' (FFG only,
+    vaegaps.newton: a damped variational Newton iteration with antithetic draws, no learning rate;
+    `newton_step` is its initial step fraction, and a datapoint stops when the gain estimated over
+    a window of `newton_window` steps is below `gain_tol`), 'cycles' (flows only, vaegaps.cycles:
+    Adam in the start's standardised coordinates, a first cosine cycle of `cycle_steps` at peak
+    rate `cycle_lr`, then probe cycles of `probe_steps` until one gains less than `gain_tol` on
+    `gain_samples` common draws) or 'adam' (the patience rule below). Every FFG q* is then
     probed on `gain_samples` fresh draws (`remaining_gain`, vaegaps.newton.gain_estimate) and is
-    `converged` only where that estimate is below `gain_tol` nats.
+    `converged` only where that estimate is below `gain_tol` nats; a flow's `remaining_gain` is
+    its last probe cycle's gain (cycles) or NaN (adam, converged by the patience rule).
 
     Args:
         log_likelihood: z (N, S, D) -> log p(x_n | z_ns) (N, S); see vaegaps.likelihood.
         z_dim, n_points: D and N.
         family: 'ffg', 'flow' or 'realnvp' (with `hidden` width and `flow_steps` for flows).
         n_samples: samples per datapoint per step (≥ 1; Newton rounds it up to even).
-        lr: Adam learning rate (> 0).
+        lr: Adam learning rate of method 'adam' (> 0).
+        cycle_lr, cycle_steps, probe_steps: method 'cycles' (see above).
         check_every, patience: a datapoint stops after `patience` windows of `check_every`
             steps without a lower mean loss (the convergence rule); `max_steps` caps it.
         final_samples: fresh samples for the reported ELBO and IWAE of q*.
@@ -213,17 +214,18 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
-    if method not in METHODS:
-        raise InputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    method = resolve_method(method, family)
     for name, value in (("n_samples", n_samples), ("check_every", check_every), ("patience", patience),
                         ("max_steps", max_steps), ("final_samples", final_samples), ("flow_steps", flow_steps),
                         ("select_samples", select_samples), ("sample_batch", sample_batch),
-                        ("newton_window", newton_window), ("gain_samples", gain_samples)):
+                        ("newton_window", newton_window), ("gain_samples", gain_samples),
+                        ("cycle_steps", cycle_steps), ("probe_steps", probe_steps)):
         check_int(name, value)
     check_int("restarts", restarts, 0)
     check_optional_int("batch_size", batch_size)
     check_optional_int("hidden", hidden)
     check_number("lr", lr)
+    check_number("cycle_lr", cycle_lr)
     check_number("newton_step", newton_step, 0.0, 1.0, closed="high")
     check_number("gain_tol", gain_tol)
     dtype, device = check_likelihood(log_likelihood, z_dim, n_points, dtype, device)
@@ -251,22 +253,33 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
         starts = [_overlay(q, c, sl) for c in candidates]
         start = starts[0] if len(starts) == 1 else _pick(starts, [bounds(p, select_samples, "select_start")
                                                                  for p in starts])
-        if family == "ffg" and method == "newton":
+        gain = torch.full((sl.stop - sl.start,), torch.nan, dtype=torch.float64)
+        if method == "newton":
             run = newton_ffg(start, loglik, index[sl], seed, stream, n_samples, newton_step, newton_window,
                              max_steps, gain_tol)
             params = {**start, **run.full}
             steps, converged, diverged = run.steps, run.converged, run.diverged
             n_restarts = torch.zeros(len(steps), dtype=torch.int64)
+        elif method == "cycles":
+            fresh = {k: p.detach() for k, p in q.named_parameters()}   # the keyed initial weights
+
+            def fit(p0, lik, idx, strm, rate, rows):
+                return adam_cycles(q, p0, lik, idx, seed, strm, n_samples, rate, cycle_steps, probe_steps,
+                                   max_steps, gain_tol, gain_samples, select_samples, sample_batch,
+                                   {k: v[rows] for k, v in fresh.items()})
+            params, steps, converged, n_restarts, diverged, gain = _with_restarts(
+                fit, start, loglik, index[sl], stream, cycle_lr, restarts)
         else:
-            params, steps, converged, n_restarts, diverged = _optimize_with_restarts(
-                q, start, loglik, index[sl], seed, stream, n_samples, lr, check_every, patience, max_steps,
-                restarts)
+            def fit(p0, lik, idx, strm, rate, rows):
+                return _optimize_batch(q, p0, lik, idx, seed, strm, n_samples, rate, check_every, patience,
+                                       max_steps)
+            params, steps, converged, n_restarts, diverged, _ = _with_restarts(
+                fit, start, loglik, index[sl], stream, lr, restarts)
         # keep the start where the optimised q is no better (a diverged one never is)
         sel = [bounds(start, select_samples, "select_final"), bounds(params, select_samples, "select_final")]
         sel[1] = torch.where(diverged.to(sel[1].device), -torch.inf, torch.nan_to_num(sel[1], nan=-torch.inf))
         params = _pick([start, params], sel)
         elbo, iwae, se, iwae_se, khat = bounds(params, final_samples, "final", with_se=True)
-        gain = torch.full((len(steps),), torch.nan, dtype=torch.float64)
         if family == "ffg":   # converged means close to the optimum, judged on fresh draws
             gain = gain_estimate(loglik, params["mean"], params["logvar"], seed, f"{stream}/gain", index[sl],
                                  gain_samples).cpu()
@@ -318,13 +331,14 @@ def _pick(candidates: list[dict], scores: list[torch.Tensor]) -> dict:
     return out
 
 
-def _optimize_with_restarts(q, start, loglik, index, seed, stream, n_samples, lr, check_every, patience,
-                            max_steps, restarts):
-    """_optimize_batch, then again from the start at lr × LR_BACKOFF for the rows that diverged."""
+def _with_restarts(fit, start, loglik, index, stream, lr, restarts):
+    """fit(start, loglik, index, stream, lr, rows) -> run (full, steps, converged, diverged[,
+    remaining_gain]) for the datapoints `rows` of the batch,
+    then again from the start at lr × LR_BACKOFF for the rows that diverged."""
     n = index.shape[0]
-    run = _optimize_batch(q, start, loglik, index, seed, stream, n_samples, lr, check_every, patience,
-                          max_steps)
+    run = fit(start, loglik, index, stream, lr, slice(None))
     params, steps, converged, diverged = run.full, run.steps, run.converged, run.diverged
+    gain = getattr(run, "remaining_gain", None)
     n_restarts = torch.zeros(n, dtype=torch.int64)
     for attempt in range(1, restarts + 1):
         rows = diverged.nonzero().squeeze(-1)
@@ -334,11 +348,12 @@ def _optimize_with_restarts(q, start, loglik, index, seed, stream, n_samples, lr
         log.warning("%s: %d of %d datapoints diverged; restarting them at lr %.3g", stream, rows.numel(),
                     n, lr_now)
         dev_rows = rows.to(index.device)
-        sub = _optimize_batch(q, {k: v[dev_rows] for k, v in start.items()}, restrict(loglik, dev_rows, n),
-                              index[dev_rows], seed, f"{stream}/restart{attempt}", n_samples, lr_now,
-                              check_every, patience, max_steps)
+        sub = fit({k: v[dev_rows] for k, v in start.items()}, restrict(loglik, dev_rows, n), index[dev_rows],
+                  f"{stream}/restart{attempt}", lr_now, dev_rows)
         for k in params:
             params[k][dev_rows] = sub.full[k]
         steps[rows], converged[rows], diverged[rows] = sub.steps, sub.converged, sub.diverged
+        if gain is not None:
+            gain[rows] = sub.remaining_gain
         n_restarts[rows] = attempt
-    return params, steps, converged, n_restarts, diverged
+    return params, steps, converged, n_restarts, diverged, gain
