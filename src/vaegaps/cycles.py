@@ -4,8 +4,9 @@ when a probe cycle no longer gains (docs/method.md §4).
 The flow acts on u, where z = m + s ⊙ u and (m, s) are the per-dimension mean and standard
 deviation of the start q (vaegaps.whiten: the same family, written back in z at the end). A first
 cycle of `cycle_steps` Adam steps warms the learning rate up over a tenth of the cycle and then
-decays it to zero along a cosine; then probe cycles of `probe_steps` (fresh Adam moments, the same
-shape, half the peak rate) run until one gains less than `gain_tol` nats. Each cycle's gain is
+decays it to zero along a cosine; then probe cycles of `probe_steps` (Adam's moments carried on, no
+warm-up: a probe continues the search rather than restarting it; half the peak rate, cosine to
+zero) run until one gains less than `gain_tol` nats. Each cycle's gain is
 measured on the same `gain_samples` draws before and after it (common random numbers, so the
 difference of two nearby q has little noise), and a datapoint keeps the better of the two. The last
 probe's gain is the datapoint's `remaining_gain`: what one more cycle found, an estimate of what is
@@ -34,9 +35,10 @@ PROBE_LR = 0.5      # a probe cycle's peak learning rate, as a fraction of the f
 MIN_STD = 1e-4      # floor of the standardising scale s (a collapsed start would divide by 0)
 
 
-def cycle_lr(step: int, length: int, peak: float) -> float:
-    """Learning rate at `step` (1-based) of a cycle of `length` steps: linear warm-up, then cosine."""
-    warm = max(1, int(WARMUP * length))
+def cycle_lr(step: int, length: int, peak: float, warmup: bool = True) -> float:
+    """Learning rate at `step` (1-based) of a cycle of `length` steps: linear warm-up (if
+    `warmup`), then cosine to zero."""
+    warm = max(1, int(WARMUP * length)) if warmup else 0
     if step <= warm:
         return peak * step / warm
     return peak * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, length - warm)))
@@ -122,7 +124,7 @@ def adam_cycles(q, start: dict, log_likelihood, index, seed: int, stream: str, n
                                           offset=off, dtype=m.dtype), sample_batch).elbo
 
     def leave(done, converged_rows, keep_params, step):
-        nonlocal active, loglik, m, s, work, before, l_before
+        nonlocal active, loglik, m, s, work, before, l_before, adam_m, adam_v
         rows = active[done]
         for k in full:
             full[k][rows] = keep_params[k][done]
@@ -130,20 +132,20 @@ def adam_cycles(q, start: dict, log_likelihood, index, seed: int, stream: str, n
         converged[rows.cpu()] = converged_rows[done].cpu()
         keep = ~done
         active, m, s = active[keep], m[keep], s[keep]
-        work = {k: v[keep] for k, v in work.items()}
-        before = {k: v[keep] for k, v in before.items()}
+        work, before = {k: v[keep] for k, v in work.items()}, {k: v[keep] for k, v in before.items()}
+        adam_m, adam_v = {k: v[keep] for k, v in adam_m.items()}, {k: v[keep] for k, v in adam_v.items()}
         l_before = l_before[keep]
         if active.numel():
             loglik = restrict(log_likelihood, active, n)
 
     before = work
+    adam_m = {k: torch.zeros_like(v) for k, v in work.items()}   # kept across cycles: a probe
+    adam_v = {k: torch.zeros_like(v) for k, v in work.items()}   # continues, it does not restart
     l_before = common_elbo(work)
     while active.numel():
         length, peak = (cycle_steps, lr) if cycle == 0 else (probe_steps, lr * PROBE_LR)
         length = min(length, max_steps - t)
         before = {k: v.clone() for k, v in work.items()}
-        adam_m = {k: torch.zeros_like(v) for k, v in work.items()}
-        adam_v = {k: torch.zeros_like(v) for k, v in work.items()}
         sample = _sampler(q, m, s)
         for j in range(1, length + 1):
             noise = rng.normal(seed, stream, index[active], t + j, (n_samples, n_noise, z_dim), dtype=m.dtype)
@@ -160,14 +162,12 @@ def adam_cycles(q, start: dict, log_likelihood, index, seed: int, stream: str, n
                     diverged[active[blown].cpu()] = True
                     leave(blown, torch.zeros_like(blown), {k: v[active] for k, v in u_start.items()}, t + j)
                     grads = [g[~blown] for g in grads]
-                    adam_m = {k: v[~blown] for k, v in adam_m.items()}
-                    adam_v = {k: v[~blown] for k, v in adam_v.items()}
                     sample = _sampler(q, m, s)
                     if not active.numel():
                         break
                 keys = list(work)
                 adam_update([work[k].detach_() for k in keys], list(grads), [adam_m[k] for k in keys],
-                      [adam_v[k] for k in keys], j, cycle_lr(j, length, peak))
+                      [adam_v[k] for k in keys], t + j, cycle_lr(j, length, peak, cycle == 0))
         t += length
         if not active.numel():
             break
