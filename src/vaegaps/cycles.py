@@ -4,9 +4,9 @@ when a probe cycle no longer gains (docs/method.md §4).
 The flow acts on u, where z = m + s ⊙ u and (m, s) are the per-dimension mean and standard
 deviation of the start q (vaegaps.whiten: the same family, written back in z at the end). A first
 cycle of `cycle_steps` Adam steps warms the learning rate up over a tenth of the cycle and then
-decays it to zero along a cosine; then probe cycles of `probe_steps` (Adam's moments carried on, no
-warm-up: a probe continues the search rather than restarting it; half the peak rate, cosine to
-zero) run until one gains less than `gain_tol` nats. Each cycle's gain is
+decays it to zero along a cosine; then probe cycles of `probe_steps` (the same shape at a quarter of the peak rate, Adam's moments
+carried on: a probe continues the search rather than restarting it) run until one gains less
+than `gain_tol` nats. Each cycle's gain is
 measured on the same `gain_samples` draws before and after it (common random numbers, so the
 difference of two nearby q has little noise), and a datapoint keeps the better of the two. The last
 probe's gain is the datapoint's `remaining_gain`: what one more cycle found, an estimate of what is
@@ -31,7 +31,7 @@ from .whiten import fold, whiten
 log = logging.getLogger(__name__)
 
 WARMUP = 0.1        # fraction of a cycle over which the learning rate rises linearly
-PROBE_LR = 0.5      # a probe cycle's peak learning rate, as a fraction of the first cycle's
+PROBE_LR = 0.25     # a probe cycle's peak learning rate, as a fraction of the first cycle's
 MIN_STD = 1e-4      # floor of the standardising scale s (a collapsed start would divide by 0)
 
 
@@ -167,7 +167,7 @@ def adam_cycles(q, start: dict, log_likelihood, index, seed: int, stream: str, n
                         break
                 keys = list(work)
                 adam_update([work[k].detach_() for k in keys], list(grads), [adam_m[k] for k in keys],
-                      [adam_v[k] for k in keys], t + j, cycle_lr(j, length, peak, cycle == 0))
+                      [adam_v[k] for k in keys], t + j, cycle_lr(j, length, peak))
         t += length
         if not active.numel():
             break
