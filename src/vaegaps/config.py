@@ -271,6 +271,21 @@ def check_parts(config: dict) -> None:
                                    f"than {what} ({n}); lower parts")
 
 
+def check_refinement_steps(steps: list[int], where: str) -> None:
+    """The refinement grid must increase (the schema checks the rest): one line naming `where`."""
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise VaegapsError(f"{where}: the step counts must be increasing, got {steps}")
+
+
+def check_refinement(config: dict) -> None:
+    """Every dataset's refinement grid (`check_refinement_steps`)."""
+    for dataset in evaluated_datasets(config):
+        override = config.get("dataset_overrides", {}).get(dataset, {}).get("evaluation", {})
+        key = (f"dataset_overrides.{dataset}.evaluation.refinement.steps" if "steps" in override.get("refinement", {})
+               else "evaluation.refinement.steps")
+        check_refinement_steps(evaluation_config(config, dataset)["refinement"]["steps"], f"config error at '{key}'")
+
+
 def variant_refs(config: dict) -> list[tuple[str, str]]:
     """(config key, variant) of every variant the study names outside `variants:`."""
     exp = config.get("experiments", {})

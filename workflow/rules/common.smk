@@ -5,7 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 import copy
 from vaegaps.config import (  # torch-free
-    SCHEMA, check_parts, check_variants, evaluation_config, figure2_config, local_config,
+    SCHEMA, check_parts, check_refinement, check_variants, evaluation_config, figure2_config, local_config,
     model_config, model_path, over_training_evaluation, resolved_config, settings_key, split_ref,
     starts_from_qstar_ffg, validate, write_resolved)
 from vaegaps.preflight import preflight  # torch-free
@@ -24,6 +24,7 @@ with one_line(VERBOSE):
     validate(config, SCHEMA)   # src/vaegaps/config.schema.yaml, package data
     config.setdefault("datasets", [])  # a study of user models alone names none (workflow/rules/user.smk)
     check_parts(config)
+    check_refinement(config)
     check_variants(config)
     RESOLVED = resolved_config(config)
 
