@@ -115,14 +115,14 @@ def refine_curve(log_likelihood: LogLikelihood, start: dict, *, steps, optimizer
     n_points, z_dim = start["mean"].shape
     dtype, device = check_likelihood(log_likelihood, z_dim, n_points)
     start = _check_init([start], LocalPosterior(family, 1, z_dim, hidden, flow_steps), n_points)[0]
+    start = {k: v.to(device=device, dtype=dtype) for k, v in start.items()}
     seed = rng.seed_from(generator)
     index = check_index(index, n_points).to(device, torch.int64)
     parts = []
     for sl in batches(n_points, batch_size):
         q = LocalPosterior(family, sl.stop - sl.start, z_dim, hidden, flow_steps)
         q = q.to(device=device, dtype=dtype).init_keyed(seed, stream, index[sl])
-        start_sl = {k: v.to(device=device, dtype=dtype) for k, v in start.items()}
-        parts.append(_refine_batch(q, _overlay(q, start_sl, sl), restrict(log_likelihood, sl, n_points),
+        parts.append(_refine_batch(q, _overlay(q, start, sl), restrict(log_likelihood, sl, n_points),
                                    index[sl], seed, stream, grid, optimizer, lr, n_samples, final_samples,
                                    sample_batch))
     elbo, se, diverged_at = (torch.cat([p[i] for p in parts]) for i in range(3))

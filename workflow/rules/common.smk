@@ -184,6 +184,12 @@ def claim_gap_keys():
     return list(dict.fromkeys(keys))
 
 
+def refinement_keys():
+    """(dataset, variant, family) of every model with a refinement curve (workflow/rules/refinement.smk):
+    Table 2's and Table 3's, each once."""
+    return claim_gap_keys()
+
+
 def over_training_keys():
     """(model name, VARIANT/FAMILY, epoch) for every saved snapshot of the over-training models."""
     keys = []
@@ -228,7 +234,8 @@ def bdmc_file(dataset, variant, family, setting, epoch):
     return f"{RES}/bdmc/{dataset}/{variant}/{family}/{run}.parquet"
 
 
-ALL_OUTPUTS = [f"{RES}/table2.csv", f"{RES}/table2.md", f"{RES}/bdmc.csv"]
+ALL_OUTPUTS = [f"{RES}/table2.csv", f"{RES}/table2.md", f"{RES}/bdmc.csv", f"{RES}/refinement.csv",
+               f"{RES}/figures/refinement.png", f"{RES}/figures/refinement.pdf"]
 # each experiment's outputs, built by `all` when the study configures that experiment
 EXPERIMENT_OUTPUTS = {
     "variant_tables": ["table3.csv"],

@@ -4,11 +4,6 @@
 # stages), then the fraction of the amortization gap they close, per model, and its figure.
 
 
-def refinement_keys():
-    """(dataset, variant, family) of every model with a curve: Table 2's and Table 3's, each once."""
-    return claim_gap_keys()
-
-
 rule refinement:
     """The refinement curve of one model on one part of its evaluation set, in its own family."""
     input:
@@ -102,7 +97,3 @@ rule figure_refinement:
         "../../envs/vaegaps.yaml"
     script:
         "../scripts/figure_refinement.py"
-
-
-if config["datasets"]:
-    ALL_OUTPUTS += [f"{RES}/{o}" for o in ("refinement.csv", "figures/refinement.png", "figures/refinement.pdf")]
