@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_measure import LOCAL_LG, LinearGaussianVAE
+from test_measure import LOCAL_LG, TINY, FullCovarianceEncoder, LinearGaussianVAE, Toy, X
 
 import vaegaps
 from vaegaps import rng
@@ -284,3 +284,18 @@ def test_config_refinement_settings_are_checked_in_one_line():
                        ({"steps": [-1]}, "steps.0"), ({"n_samples": 0}, "n_samples")):
         with pytest.raises(VaegapsError, match=f"config error at 'evaluation.refinement.{where}'"):
             validate({"datasets": ["digits"], "evaluation": {"refinement": bad}}, schema)
+
+
+def test_an_encoder_outside_the_families_has_no_curve():
+    """A full-covariance encoder cannot be copied into a family, declared or not: one line saying
+    why; a diagonal-Gaussian encoder in a declared flow family starts exactly at L[q]."""
+    for kw in ({}, {"family": "flow"}):
+        with pytest.raises(VaegapsError) as err:
+            vaegaps.refine(FullCovarianceEncoder(), X, progress=False, **kw)
+        assert str(err.value).startswith("no refinement curve: ") and "\n" not in str(err.value)
+    curve = vaegaps.refine(Toy(), X, progress=False, family="flow", flow_hidden=8,
+                           refinement={"steps": [0, 3], "n_samples": 4, "final_samples": 500})
+    gaps = vaegaps.measure(Toy(), X, family="flow", **TINY)
+    d = curve[curve["steps"] == 0]["elbo"].to_numpy() - gaps["elbo_amortized"].to_numpy()
+    assert (np.abs(d) <= 4 * np.hypot(curve[curve["steps"] == 0]["elbo_se"].to_numpy(),
+                                      gaps["elbo_amortized_se"].to_numpy())).all(), d
