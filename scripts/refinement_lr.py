@@ -54,11 +54,13 @@ def main(argv=None) -> None:
         model = load_vae(res / "models" / args.dataset / variant / family / "model.pt", "cpu")
         amortized = pd.read_parquet(res / "eval" / args.dataset / variant / family / "amortized.parquet")
         qstar = pd.read_parquet(res / "eval" / args.dataset / variant / family / f"local_{family}.parquet")
-        ffg = pd.read_parquet(res / "eval" / args.dataset / variant / family / "local_ffg.parquet")
-        precision = np.exp(-np.stack(ffg["qstar_logvar"].to_numpy()))
+        ffg = res / "eval" / args.dataset / variant / family / "local_ffg.parquet"
+        sharpness = ""
+        if ffg.exists():
+            precision = np.exp(-np.stack(pd.read_parquet(ffg)["qstar_logvar"].to_numpy()))
+            sharpness = f"; q*_FFG precision: largest {precision.max():.1f}, median {np.median(precision):.2f}"
         print(f"\n{args.dataset} {ref}: amortization gap {float((qstar['elbo'] - amortized['elbo']).mean()):.3f} nats "
-              f"on {len(index)} points; q*_FFG precision: largest {precision.max():.1f}, median "
-              f"{np.median(precision):.2f}")
+              f"on {len(index)} points{sharpness}")
         for lr in args.lr:
             cfg = {**base, "lr": lr}
             start = time.process_time()
