@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 import yaml
 
-from vaegaps.config import SCHEMA, evaluation_config, validate
+from vaegaps.config import SCHEMA, evaluation_config, refinement_config, validate
 from vaegaps.errors import VaegapsError
 from vaegaps.evaluate import evaluation_set, refinement_curve
 from vaegaps.tables import refinement_table
@@ -46,8 +46,6 @@ def main(argv=None) -> None:
     res = Path(args.results)
     study = yaml.safe_load(Path(args.config).read_text())
     ev = evaluation_config(validate(study, SCHEMA), args.dataset)
-    base = dict(ev["refinement"])
-    base.update({k: v for k, v in (("optimizer", args.optimizer), ("n_samples", args.n_samples)) if v is not None})
     index, x = evaluation_set(res / "data" / f"{args.dataset}.parquet", ev["split"], ev["n_points"], "cpu")
     for ref in args.model:
         variant, family = ref.split("/")
@@ -61,6 +59,8 @@ def main(argv=None) -> None:
             sharpness = f"; q*_FFG precision: largest {precision.max():.1f}, median {np.median(precision):.2f}"
         print(f"\n{args.dataset} {ref}: amortization gap {float((qstar['elbo'] - amortized['elbo']).mean()):.3f} nats "
               f"on {len(index)} points{sharpness}")
+        base = refinement_config(ev["refinement"], family)   # the study's settings for this family
+        base.update({k: v for k, v in (("optimizer", args.optimizer), ("n_samples", args.n_samples)) if v is not None})
         for lr in args.lr:
             cfg = {**base, "lr": lr}
             start = time.process_time()

@@ -196,7 +196,8 @@ def test_k0_is_exactly_the_encoders_q(family):
     assert (np.abs(d) <= 4 * np.hypot(k0["elbo_se"].to_numpy(), amort["elbo_se"].to_numpy())).all()
     k100 = curve[curve["steps"] == 100]["elbo"].to_numpy()
     assert k100.mean() > k0["elbo"].mean()
-    with pytest.raises(VaegapsError, match="lower evaluation.refinement.lr$"):
+    with pytest.raises(VaegapsError, match=f"lower evaluation.refinement.{family}.lr, or set "
+                                           f"evaluation.refinement.{family}.optimizer: adam$"):
         refinement_curve(model, x, index, family, {**cfg, "lr": 1e4}, seed=3)
 
 
@@ -266,7 +267,7 @@ def test_a_users_vae_gets_the_closed_form_curve():
 
 
 def test_config_refinement_settings_are_checked_in_one_line():
-    from vaegaps.config import check_refinement, defaults, validate
+    from vaegaps.config import check_refinement, defaults, resolved_config, validate
 
     schema = Path(__file__).resolve().parents[1] / "src" / "vaegaps" / "config.schema.yaml"
     assert defaults("evaluation")["refinement"] == {"steps": [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
@@ -280,6 +281,15 @@ def test_config_refinement_settings_are_checked_in_one_line():
         "steps": [3, 1]}}}}}, schema)
     with pytest.raises(VaegapsError, match="dataset_overrides.digits.evaluation.refinement.steps"):
         check_refinement(cfg)
+    cfg = validate({"datasets": ["digits"], "evaluation": {"refinement": {"lr": 0.01, "flow": {"optimizer": "adam",
+                                                                                           "steps": [0, 9, 3]}}}},
+                   schema)
+    with pytest.raises(VaegapsError, match="'evaluation.refinement.flow.steps': the step counts must be increasing"):
+        check_refinement(cfg)
+    resolved = resolved_config(validate({"datasets": ["digits"], "evaluation": {"refinement": {
+        "lr": 0.01, "flow": {"optimizer": "adam"}}}}, schema))["evaluation"]["digits"]["refinement"]
+    assert resolved["ffg"]["optimizer"] == "sgd" and resolved["flow"]["optimizer"] == "adam"
+    assert resolved["ffg"]["lr"] == resolved["flow"]["lr"] == 0.01 and resolved["flow"]["n_samples"] == 50
     for bad, where in (({"optimizer": "momentum"}, "optimizer"), ({"lr": 0}, "lr"), ({"steps": [0, 0]}, "steps"),
                        ({"steps": [-1]}, "steps.0"), ({"n_samples": 0}, "n_samples")):
         with pytest.raises(VaegapsError, match=f"config error at 'evaluation.refinement.{where}'"):

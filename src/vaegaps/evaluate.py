@@ -188,9 +188,10 @@ def refinement_curve(model: VAE, x: torch.Tensor, index: np.ndarray, family: str
     """The refinement curve (docs/method.md §12): the ELBO of each datapoint's copy of the
     encoder's q after every k of `refinement["steps"]` steps in `family`, the family of the
     amortization gap's q*, with its Monte Carlo standard error; one row per datapoint and k
-    (`index, steps, elbo, elbo_se`). The start is `encoder_start`, exactly the encoder's q (an
-    encoder whose q is not in `family` has no curve: an error). A datapoint whose steps turn
-    non-finite is an error naming `key`.lr, never a result."""
+    (`index, steps, elbo, elbo_se`). `refinement`: that family's settings
+    (`vaegaps.config.refinement_config`). The start is `encoder_start`, exactly the encoder's q
+    (an encoder whose q is not in `family` has no curve: an error). A datapoint whose steps turn
+    non-finite is an error naming the settings under `key` to change, never a result."""
     model = _frozen(model)
     if family != model.family_name and model.family_name != "ffg":
         raise VaegapsError(f"no refinement curve: the encoder's q ({model.family_name}) cannot be copied exactly "
@@ -206,7 +207,7 @@ def refinement_curve(model: VAE, x: torch.Tensor, index: np.ndarray, family: str
         raise VaegapsError(
             f"refinement ({refinement['optimizer']}, lr {refinement['lr']:g}) diverged (non-finite ELBO or gradient) on "
             f"{int(gone.sum())} of {len(index)} datapoints, first at step {int(r.diverged_at[gone].min())}; lower "
-            f"{key}.lr")
+            f"{key}.{family}.lr, or set {key}.{family}.optimizer: adam")
     k = len(r.steps)
     return pd.DataFrame({"index": np.repeat(np.asarray(index), k), "steps": np.tile(np.asarray(r.steps), len(index)),
                          "elbo": r.elbo.reshape(-1).numpy(), "elbo_se": r.elbo_se.reshape(-1).numpy()})

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import starts_from_qstar_ffg
+from .config import refinement_config, starts_from_qstar_ffg
 from .errors import VaegapsError
 from .evaluate import ais_estimate, amortized_bounds, bdmc_validation, chunk_key, local_optimum, refinement_curve
 from .user_config import estimators, measure_settings
@@ -41,8 +41,9 @@ def estimate(name: str, model: UserVAE, index: np.ndarray, x: torch.Tensor, sett
     flow's start)."""
     ev = settings["evaluation"]
     if name == "refinement":
-        return refinement_curve(model, x, index, model.qstar_family, ev["refinement"], seed, key=settings.get(
-            "refinement_key", "refinement"))
+        return refinement_curve(model, x, index, model.qstar_family,
+                                refinement_config(ev["refinement"], model.qstar_family), seed,
+                                key=settings.get("refinement_key", "refinement"))
     if name == "amortized":
         return amortized_bounds(model, x, index, ev["amortized"]["n_samples"], seed)
     if name == "ais":

@@ -6,7 +6,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 import copy
 from vaegaps.config import (  # torch-free
     SCHEMA, check_parts, check_refinement, check_variants, evaluation_config, figure2_config, local_config,
-    model_config, model_path, over_training_evaluation, resolved_config, settings_key, split_ref,
+    model_config, model_path, over_training_evaluation, refinement_config, resolved_config, settings_key, split_ref,
     starts_from_qstar_ffg, validate, write_resolved)
 from vaegaps.preflight import preflight  # torch-free
 from vaegaps.errors import one_line

@@ -14,6 +14,7 @@ rule refinement:
         f"{RES}/refinement/{MODEL_ID}/{PART}.parquet",
     params:
         evaluation=eval_cfg,
+        refinement=lambda w: refinement_config(eval_cfg(w)["refinement"], w.family),
         resume=f"{RES}/resume/{MODEL_ID}/refinement",
     log:
         log_path("refinement", MODEL_ID, PART),

@@ -5,5 +5,5 @@ from vaegaps.stage import stage
 
 with stage(snakemake):
     sm = snakemake
-    cfg, seed, family = sm.params.evaluation["refinement"], sm.config["seed"], sm.wildcards.family
+    cfg, seed, family = sm.params.refinement, sm.config["seed"], sm.wildcards.family   # the family's settings
     evaluation_stage(sm, "refinement", cfg, lambda model, i, x: refinement_curve(model, x, i, family, cfg, seed))
