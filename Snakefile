@@ -27,6 +27,7 @@ include: "workflow/rules/over_training.smk"
 include: "workflow/rules/figure2.smk"
 include: "workflow/rules/bdmc_table.smk"
 include: "workflow/rules/claims.smk"
+include: "workflow/rules/refinement.smk"
 include: "workflow/rules/user.smk"
 
 

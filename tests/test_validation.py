@@ -99,6 +99,8 @@ PARSE_TIME_ERRORS = [
      "config error at 'experiments.over_training.models.standard': unknown variant 'bogus'"),
     ("experiments={variant_tables: {variants: [bogus]}}",
      "config error at 'experiments.variant_tables.variants.0': unknown variant 'bogus'"),
+    ("evaluation={refinement: {steps: [0, 5, 2]}}",
+     "config error at 'evaluation.refinement.steps': the step counts must be increasing, got [0, 5, 2]"),
 ]
 
 

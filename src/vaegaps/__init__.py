@@ -4,14 +4,15 @@ __version__ = "0.1.0"
 
 # Measuring your own VAE (docs/method.md §11). Imported on first use: `import vaegaps` (and the
 # Snakefile's torch-free `vaegaps.config`) must not import torch.
-_USER_API = ("measure", "certify", "summary")
+_USER_API = ("measure", "refine", "certify", "summary", "refinement_summary")
 
 
 def __getattr__(name):
     if name in _USER_API:
         from importlib import import_module
 
-        return getattr(import_module(".user_tables" if name == "summary" else ".user_eval", __name__), name)
+        module = ".user_tables" if name in ("summary", "refinement_summary") else ".user_eval"
+        return getattr(import_module(module, __name__), name)
     raise AttributeError(f"module 'vaegaps' has no attribute {name!r}")
 
 

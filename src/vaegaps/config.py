@@ -230,6 +230,12 @@ def local_config(local: dict, family: str) -> dict:
     return cfg
 
 
+def refinement_config(refinement: dict, family: str) -> dict:
+    """The refinement-curve settings of one family (docs/method.md §12): as `local_config`, the
+    shared keys of `evaluation.refinement` with that family's changes."""
+    return local_config(refinement, family)
+
+
 def starts_from_qstar_ffg(local: dict, family: str) -> bool:
     """Whether q*_{family} starts (also) from q*_FFG: every flow family, unless the local
     optimisation starts from the prior (docs/method.md §4)."""
@@ -251,8 +257,9 @@ def figure2_config(config: dict) -> dict:
 
 
 def _resolved_evaluation(ev: dict) -> dict:
-    """An evaluation section with the local settings spelled out per family."""
-    return {**ev, "local": {f: local_config(ev["local"], f) for f in LOCAL_FAMILIES}}
+    """An evaluation section with the local and refinement settings spelled out per family."""
+    return {**ev, "local": {f: local_config(ev["local"], f) for f in LOCAL_FAMILIES},
+            "refinement": {f: refinement_config(ev["refinement"], f) for f in LOCAL_FAMILIES}}
 
 
 def resolved_config(config: dict) -> dict:
@@ -296,6 +303,25 @@ def check_parts(config: dict) -> None:
             if n is not None and ev["parts"] > n:
                 raise VaegapsError(f"config error: evaluation.parts ({ev['parts']}) for {dataset} is more "
                                    f"than {what} ({n}); lower parts")
+
+
+def check_refinement_steps(steps: list[int], where: str) -> None:
+    """The refinement grid must increase (the schema checks the rest): one line naming `where`."""
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise VaegapsError(f"{where}: the step counts must be increasing, got {steps}")
+
+
+def check_refinement(config: dict) -> None:
+    """Every dataset's refinement grid, per family (`check_refinement_steps`)."""
+    for dataset in evaluated_datasets(config):
+        refinement = evaluation_config(config, dataset)["refinement"]
+        override = config.get("dataset_overrides", {}).get(dataset, {}).get("evaluation", {}).get("refinement", {})
+        for family in LOCAL_FAMILIES:   # the key that set the grid: a family's own, else the shared one
+            own = "steps" in refinement.get(family, {})
+            src = override.get(family, {}) if own else override
+            base = f"dataset_overrides.{dataset}.evaluation.refinement" if "steps" in src else "evaluation.refinement"
+            key = f"{base}.{family}.steps" if own else f"{base}.steps"
+            check_refinement_steps(refinement_config(refinement, family)["steps"], f"config error at '{key}'")
 
 
 def variant_refs(config: dict) -> list[tuple[str, str]]:

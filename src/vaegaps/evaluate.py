@@ -25,6 +25,7 @@ from .errors import VaegapsError
 from .families import LocalPosterior
 from .io import file_digest, write_parquet
 from .local_opt import LR_BACKOFF, optimize_local
+from .refinement import refine_curve
 from .runtime import resolve_device
 from .scatter import part_bounds, run_in_chunks
 from .stage import part_of
@@ -182,6 +183,36 @@ def qstar_params(ffg: pd.DataFrame, index: np.ndarray, device) -> list[torch.Ten
         raise VaegapsError("the q*_FFG results lack some of the datapoints of this part; delete "
                            "the local_ffg results of this model and rerun")
     return [torch.as_tensor(np.stack(rows[f"qstar_{k}"].to_numpy()), device=device) for k in ("mean", "logvar")]
+
+
+def refinement_curve(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, refinement: dict, seed: int,
+                     key: str = "evaluation.refinement") -> pd.DataFrame:
+    """The refinement curve (docs/method.md §12): the ELBO of each datapoint's copy of the
+    encoder's q after every k of `refinement["steps"]` steps in `family`, the family of the
+    amortization gap's q*, with its Monte Carlo standard error; one row per datapoint and k
+    (`index, steps, elbo, elbo_se`). `refinement`: that family's settings
+    (`vaegaps.config.refinement_config`). The start is `encoder_start`, exactly the encoder's q
+    (an encoder whose q is not in `family` has no curve: an error). A datapoint whose steps turn
+    non-finite is an error naming the settings under `key` to change, never a result."""
+    model = _frozen(model)
+    if family != model.family_name and model.family_name != "ffg":
+        raise VaegapsError(f"no refinement curve: the encoder's q ({model.family_name}) cannot be copied exactly "
+                           f"into the {family} family")
+    start = encoder_start(model, x, family, index, seed)
+    r = refine_curve(model.log_likelihood(x), start, steps=refinement["steps"], optimizer=refinement["optimizer"],
+                     lr=refinement["lr"], n_samples=refinement["n_samples"],
+                     final_samples=refinement["final_samples"], family=family, generator=seed,
+                     index=torch.as_tensor(index), hidden=model.family_hidden[family], flow_steps=model.flow_steps,
+                     stream=f"refinement_{family}")
+    gone = r.diverged_at > 0
+    if gone.any():
+        raise VaegapsError(
+            f"refinement ({refinement['optimizer']}, lr {refinement['lr']:g}) diverged (non-finite ELBO or gradient) on "
+            f"{int(gone.sum())} of {len(index)} datapoints, first at step {int(r.diverged_at[gone].min())}; lower "
+            f"{key}.{family}.lr, or set {key}.{family}.optimizer: adam")
+    k = len(r.steps)
+    return pd.DataFrame({"index": np.repeat(np.asarray(index), k), "steps": np.tile(np.asarray(r.steps), len(index)),
+                         "elbo": r.elbo.reshape(-1).numpy(), "elbo_se": r.elbo_se.reshape(-1).numpy()})
 
 
 def ais_start(model: VAE, x: torch.Tensor, index, init: str, seed: int, n_samples: int = 1000):

@@ -182,3 +182,30 @@ def figure_gaps_over_training(summary: pd.DataFrame, png_path, pdf_path) -> None
                bbox_to_anchor=(0.5, -0.01))
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     save(fig, png_path, pdf_path)
+
+
+def figure_refinement(table: pd.DataFrame, png_path, pdf_path) -> None:
+    """The fraction of the amortization gap closed after k refinement steps (docs/method.md §12),
+    one line per model (dataset, variant, family) with a band of ±2 standard errors; k on a
+    symmetric-log axis (linear below 1), so k = 0, the encoder's own q, is on it."""
+    _style()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    models = list(dict.fromkeys(zip(table["dataset"], table["variant"], table["family"])))
+    palette = sns.color_palette("colorblind", max(len(models), 1))
+    for color, (d, v, f) in zip(palette, models):
+        rows = table[(table["dataset"] == d) & (table["variant"] == v) & (table["family"] == f)].sort_values("steps")
+        k, frac, se = (rows[c].to_numpy(float) for c in ("steps", "fraction_closed", "fraction_closed_se"))
+        ax.fill_between(k, frac - 2 * se, frac + 2 * se, color=color, alpha=0.2, lw=0)
+        ax.plot(k, frac, color=color, lw=1.6, marker="o", ms=3, label=f"{d} {v}/{f}")
+    for level in (0.0, 1.0):
+        ax.axhline(level, color="0.4", lw=0.8, ls="--")
+    ax.set_xscale("symlog", linthresh=1.0)
+    top = max(float(table["steps"].max()), 1.0)
+    ticks = [0] + [10.0 ** e for e in range(int(np.floor(np.log10(top))) + 1)]
+    ax.set_xticks(ticks, ["0"] + [f"{t:g}" for t in ticks[1:]])
+    ax.set_xlim(0, top * 1.15)
+    ax.set(xlabel="refinement steps k from the encoder's q", ylabel="fraction of the amortization gap closed",
+           title="(mean L_k − mean L[q]) / (mean L[q*] − mean L[q])")
+    ax.legend(loc="best", fontsize=8, frameon=False)
+    fig.tight_layout()
+    save(fig, png_path, pdf_path)

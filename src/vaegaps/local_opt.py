@@ -68,6 +68,21 @@ class LocalResult:
     remaining_gain: torch.Tensor | None = None   # (N,) FFG: estimated gain in L left at q* (NaN: flows)
 
 
+def elbo_loss_and_grads(q: LocalPosterior, params: dict, log_likelihood: LogLikelihood,
+                        noise: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The reparametrised −ELBO of each datapoint's q (functional form, per-datapoint `params`)
+    estimated on `noise` (N, S, n_noise, D), and its gradients in `params` (in their order). The
+    parameters are detached again on return, so no autograd graph outlives the call."""
+    with torch.enable_grad():
+        leaves = {k: p.requires_grad_(True) for k, p in params.items()}
+        z, log_q = functional_call(q, leaves, (noise,))
+        loss = -(log_likelihood(z) + log_normal_std(z) - log_q).mean(-1)
+        grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
+    for p in params.values():
+        p.detach_()
+    return loss.detach(), grads
+
+
 class _Run:
     """Bookkeeping of one optimisation over n datapoints: the working (active) rows and, per
     datapoint, its final parameters, steps, convergence and divergence."""
@@ -113,11 +128,7 @@ def _optimize_batch(q, params, log_likelihood, index, seed, stream, n_samples, l
     for step in range(1, max_steps + 1):
         noise = rng.normal(seed, stream, index[run.active], step, (n_samples, n_noise, z_dim),
                            dtype=params["mean"].dtype)
-        with torch.enable_grad():
-            leaves = {k: p.requires_grad_(True) for k, p in run.work.items()}
-            z, log_q = functional_call(q, leaves, (noise,))
-            loss = -(loglik(z) + log_normal_std(z) - log_q).mean(-1)   # (n_active,) −ELBO
-            grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
+        loss, grads = elbo_loss_and_grads(q, run.work, loglik, noise)   # (n_active,) −ELBO
         with torch.no_grad():
             blown = ~torch.isfinite(loss)
             for g in grads:   # a non-finite gradient poisons the parameters just as surely

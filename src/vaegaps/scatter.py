@@ -56,9 +56,11 @@ def run_in_chunks(estimate: Callable[[np.ndarray, torch.Tensor], pd.DataFrame], 
 PER_PART_METADATA = ("part", "parts", "versions")  # may differ between parts of one stage
 
 
-def gather_parts(paths: list[str | Path]) -> tuple[pd.DataFrame, dict]:
+def gather_parts(paths: list[str | Path], keys=("index",)) -> tuple[pd.DataFrame, dict]:
     """The parts 0..k-1 written by one evaluation stage, concatenated in datapoint order, and
-    their shared metadata. Parts made under different settings are an error, not a silent mix."""
+    their shared metadata. Parts made under different settings are an error, not a silent mix.
+    `keys`: the columns that name a row (one row per datapoint: index; a refinement curve, one
+    per datapoint and step count: index, steps)."""
     metas = [read_metadata(p) for p in paths]
     k = len(paths)
     for i, (path, meta) in enumerate(zip(paths, metas)):
@@ -70,6 +72,6 @@ def gather_parts(paths: list[str | Path]) -> tuple[pd.DataFrame, dict]:
         raise VaegapsError(f"the parts {paths[0]} ... were made with different settings; "
                            "delete them and rerun")
     df = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-    if not df["index"].is_monotonic_increasing or not df["index"].is_unique:
+    if not df["index"].is_monotonic_increasing or df.duplicated(subset=list(keys)).any():
         raise VaegapsError(f"the parts {paths[0]} ... overlap or are out of order; delete them and rerun")
     return df, {**shared[0], "parts": k}

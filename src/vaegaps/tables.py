@@ -268,3 +268,51 @@ def to_markdown(table: pd.DataFrame, id_columns=("dataset", "trained_family"), l
         lines.append(f"Where AIS fell below an IWAE beyond noise on more than {AIS_BELOW_MAX:.0%} of the "
                      "datapoints, log p̂ is mostly an IWAE and the approximation gap only a lower bound.")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------
+# the refinement curve (docs/method.md §12)
+# ------------------------------------------------------------------------------------------------
+
+REFINEMENT_COLUMNS = ["steps", "elbo", "elbo_se", "fraction_closed", "fraction_closed_se"]
+
+
+def fraction_closed(elbo_k, elbo_amortized, elbo_qstar) -> tuple[float, float]:
+    """The fraction of the amortization gap that k refinement steps close, as a ratio of means
+    over the same datapoints: f = (mean L_k − mean L[q]) / (mean L[q*] − mean L[q]), and its
+    delta-method standard error on the paired per-datapoint values a = L_k − L[q],
+    b = L[q*] − L[q]: sd(a − f·b) / (√n · mean b). NaN where there is no gap to close
+    (mean b ≤ 0); the standard error NaN under 2 datapoints."""
+    a = np.asarray(elbo_k, dtype=float) - np.asarray(elbo_amortized, dtype=float)
+    b = np.asarray(elbo_qstar, dtype=float) - np.asarray(elbo_amortized, dtype=float)
+    if not len(a) == len(b) > 0:
+        raise VaegapsError(f"fraction_closed needs the same datapoints on each side, got {len(a)} and {len(b)}")
+    gap = b.mean()
+    if not gap > 0:
+        return float("nan"), float("nan")
+    f = a.mean() / gap
+    if len(a) < 2:
+        return float(f), float("nan")
+    return float(f), float((a - f * b).std(ddof=1) / (np.sqrt(len(a)) * gap))
+
+
+def refinement_table(curve: pd.DataFrame, amortized: pd.DataFrame, qstar: pd.DataFrame) -> pd.DataFrame:
+    """One row per step count k of a per-datapoint refinement curve (`index, steps, elbo, ...`):
+    the mean ELBO after k steps with its standard error across datapoints, and the fraction of
+    the amortization gap closed (`fraction_closed`), with L[q] from `amortized` and L[q*] (the
+    encoder's own family) from `qstar`, both per datapoint (`index, elbo`)."""
+    ref = _check_same_points({"amortized": amortized, "q*": qstar})
+    rows = []
+    for k, df in curve.groupby("steps", sort=True):
+        index = df["index"].to_numpy()
+        if not np.array_equal(np.sort(index), np.sort(ref)):
+            raise VaegapsError(f"the refinement curve at k = {k} and the amortized bounds were computed on "
+                               "different datapoints; rerun them with the same evaluation settings")
+        df = df.set_index("index").loc[ref]
+        lk = df["elbo"].to_numpy(dtype=float)
+        f, f_se = fraction_closed(lk, amortized["elbo"].to_numpy(), qstar["elbo"].to_numpy())
+        n = len(lk)
+        rows.append({"steps": int(k), "elbo": float(lk.mean()),
+                     "elbo_se": float(lk.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+                     "fraction_closed": f, "fraction_closed_se": f_se})
+    return pd.DataFrame(rows, columns=REFINEMENT_COLUMNS)

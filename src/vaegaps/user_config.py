@@ -17,10 +17,18 @@ import functools
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from .config import deep_merge, fill_defaults, load_schema, local_config
+from .config import (
+    LOCAL_FAMILIES,
+    check_refinement_steps,
+    deep_merge,
+    fill_defaults,
+    load_schema,
+    local_config,
+    refinement_config,
+)
 from .errors import VaegapsError
 
-EVALUATION_KEYS = ("split", "n_points", "chunk_size", "parts", "amortized", "local", "ais")
+EVALUATION_KEYS = ("split", "n_points", "chunk_size", "parts", "amortized", "local", "ais", "refinement")
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,6 +66,10 @@ def resolve(entry: dict, where: str = "user model", need_files: bool = True) -> 
     changes = entry.pop("evaluation", {}) or {}
     out = fill_defaults(entry, {k: v for k, v in sub.items() if k != "required"}, schema)
     ev = deep_merge(evaluation_defaults(), changes)
+    for family in LOCAL_FAMILIES:
+        key = f"refinement.{family}.steps" if "steps" in ev["refinement"].get(family, {}) else "refinement.steps"
+        check_refinement_steps(refinement_config(ev["refinement"], family)["steps"],
+                               f"{where} '{'evaluation.' if need_files else ''}{key}'")
     out["evaluation"] = ev
     out["local"] = {f: local_config(ev["local"], f) for f in qstar_families(out)}
     return out

@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import starts_from_qstar_ffg
-from .evaluate import ais_estimate, amortized_bounds, bdmc_validation, chunk_key, local_optimum
+from .config import refinement_config, starts_from_qstar_ffg
+from .errors import VaegapsError
+from .evaluate import ais_estimate, amortized_bounds, bdmc_validation, chunk_key, local_optimum, refinement_curve
 from .user_config import estimators, measure_settings
 from .user_model import N_PROBE, UserVAE, frozen, load_data, unvalidated_distributions
-from .user_tables import gap_table, summary, user_table  # also the Python API
+from .user_tables import amortization_note, gap_table, refinement_summary, summary, user_table  # the Python API
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,14 @@ def adapter(model, x: torch.Tensor, settings: dict) -> UserVAE:
 
 def estimate(name: str, model: UserVAE, index: np.ndarray, x: torch.Tensor, settings: dict, seed: int,
              ffg: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One estimator ('amortized', 'local_<family>' or 'ais') on one batch of datapoints: the
-    functions of vaegaps.evaluate, unchanged. `ffg`: q*_FFG of these datapoints (a flow's start)."""
+    """One estimator ('amortized', 'local_<family>', 'ais' or 'refinement') on one batch of
+    datapoints: the functions of vaegaps.evaluate, unchanged. `ffg`: q*_FFG of these datapoints (a
+    flow's start)."""
     ev = settings["evaluation"]
+    if name == "refinement":
+        return refinement_curve(model, x, index, model.qstar_family,
+                                refinement_config(ev["refinement"], model.qstar_family), seed,
+                                key=settings.get("refinement_key", "refinement"))
     if name == "amortized":
         return amortized_bounds(model, x, index, ev["amortized"]["n_samples"], seed)
     if name == "ais":
@@ -73,7 +79,7 @@ def measure(model, data, *, seed: int = 0, progress: bool = True, **settings) ->
     `model`: an object with encode(x) and decode(z) (vaegaps.user_model's protocol). `data`: a
     tensor, a NumPy array, or a .npy, .npz or .parquet file (`vaegaps.user_model.load_data`).
     `settings` take the names of the config's `evaluation` keys (n_points, split, chunk_size,
-    amortized, local, ais; `parts` is accepted and changes nothing) and of a `user_models` entry
+    amortized, local, ais; `parts` is accepted and changes nothing, `refinement` is `refine`'s) and of a `user_models` entry
     (likelihood, noise_std, family, local_families, flow_hidden, realnvp_hidden, flow_steps,
     shape); nested ones change only the keys they name, e.g. ais={"n_intermediate": 1000}. Defaults
     (src/vaegaps/config.schema.yaml, `$defs.user_model`): the first 1000 datapoints; L[q] and
@@ -119,6 +125,47 @@ def measure(model, data, *, seed: int = 0, progress: bool = True, **settings) ->
     full = {n: pd.concat(f, ignore_index=True) for n, f in frames.items()}
     local = {n.removeprefix("local_"): full[n] for n in names if n.startswith("local_")}
     return gap_table(full["amortized"], local, full["ais"], user.encoder_family, user.qstar_family)
+
+
+def refinable(user: UserVAE) -> bool:
+    """Whether the encoder's q can be copied exactly into the family of its q* (the refinement
+    curve's start): a diagonal-Gaussian encoder (any family), or a q of that very family."""
+    return user.qstar_family is not None and user.family_name in ("ffg", user.qstar_family)
+
+
+def refine(model, data, *, seed: int = 0, progress: bool = True, **settings) -> pd.DataFrame:
+    """The refinement curve of your own VAE (docs/method.md §12): per datapoint and per k of
+    `refinement["steps"]`, the ELBO of its copy of the encoder's q after k gradient steps in the
+    family of its q* (FFG for a diagonal-Gaussian encoder, or the declared `family`), with its
+    Monte Carlo standard error: columns `index, steps, elbo, elbo_se`, the rows the `user_models`
+    pipeline writes to results/user/NAME/refinement.parquet.
+
+    Settings as in `measure` (the same datapoints, chunks and seed); the steps under `refinement`
+    (steps, optimizer, lr, n_samples, final_samples; defaults in the schema's
+    `$defs.refinement`), e.g. refinement={"steps": [0, 10, 100], "lr": 1e-3}. With the frame of
+    `measure` on the same settings, `vaegaps.refinement_summary(curve, gaps)` gives the fraction
+    of the amortization gap closed at each k. An encoder whose q cannot be copied into a family
+    (not a diagonal Gaussian, no family declared, or a declared one it is not an instance of) has
+    no curve: a one-line error.
+    """
+    s = measure_settings(**settings)
+    ev = s["evaluation"]
+    index, x = load_data(data, ev["split"], ev["n_points"], s["shape"])
+    user = adapter(model, x, s)
+    if not refinable(user):
+        raise VaegapsError("no refinement curve: " + (amortization_note(user.encoder_family, user.qstar_family) or
+                                                      f"the encoder's q ({user.encoder_family}) cannot be copied "
+                                                      f"into the declared family {user.qstar_family}"))
+    x = user.prepare(x)
+    chunks = range(0, len(index), ev["chunk_size"])
+    bar = _Progress(len(chunks), progress)
+    frames = []
+    with frozen(user), unvalidated_distributions():
+        for k, start in enumerate(chunks):
+            sl = slice(start, start + ev["chunk_size"])
+            frames.append(estimate("refinement", user, index[sl], x[sl], s, seed))
+            bar.step(f"refinement (chunk {k + 1}/{len(chunks)})")
+    return pd.concat(frames, ignore_index=True)
 
 
 def certify(model, data, *, seed: int = 0, progress: bool = True, **settings) -> pd.DataFrame:
@@ -173,9 +220,16 @@ def stage_estimate(sm) -> None:
     provenance = _provenance(sm, s, name)
     # a flow's start keys the chunks (new q*_FFG results invalidate them), not the part's metadata
     key = chunk_key(provenance, {"ffg_start": sm.input.ffg} if ffg is not None else {})
+    s = {**s, "refinement_key": f"user_models.{sm.wildcards.name}.evaluation.refinement"}
     with frozen(user), unvalidated_distributions():
-        df = run_in_chunks(lambda i, xx: estimate(name, user, i, xx, s, seed, ffg), index[start:stop],
-                           x[start:stop], s["evaluation"]["chunk_size"], sm.params.resume, key)
+        if name == "refinement" and not refinable(user):   # no curve: no rows (docs/method.md §12)
+            log.warning("user model %s: no refinement curve, its encoder's q (%s) is not copied into a family",
+                        sm.wildcards.name, user.encoder_family)
+            df = pd.DataFrame({"index": pd.Series(dtype="int64"), "steps": pd.Series(dtype="int64"),
+                               "elbo": pd.Series(dtype="float64"), "elbo_se": pd.Series(dtype="float64")})
+        else:
+            df = run_in_chunks(lambda i, xx: estimate(name, user, i, xx, s, seed, ffg), index[start:stop],
+                               x[start:stop], s["evaluation"]["chunk_size"], sm.params.resume, key)
     write_parquet(df, sm.output[0], {**provenance, "encoder_family": user.encoder_family,
                                      "qstar_family": user.qstar_family, "part": part[0], "parts": part[1]})
 
@@ -194,4 +248,5 @@ def stage_bdmc(sm) -> None:
                                      "part": part[0], "parts": part[1]})
 
 
-__all__ = ["measure", "certify", "summary", "gap_table", "user_table", "stage_estimate", "stage_bdmc"]
+__all__ = ["measure", "refine", "certify", "summary", "refinement_summary", "gap_table", "user_table",
+           "stage_estimate", "stage_bdmc"]

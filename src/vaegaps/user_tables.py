@@ -11,7 +11,7 @@ import pandas as pd
 
 from .errors import VaegapsError
 from .pareto import KHAT_MAX
-from .tables import NEGATIVE_GAP_SE, diagnostics, gap_frame, iwae_khat, summarize
+from .tables import NEGATIVE_GAP_SE, REFINEMENT_COLUMNS, diagnostics, gap_frame, iwae_khat, refinement_table, summarize
 
 SUMMARY_COLUMNS = ["log_px", "elbo_local_flow", "elbo_local_realnvp", "elbo_local_ffg", "elbo_amortized",
                    "iwae_amortized", "approximation_gap", "amortization_gap", "inference_gap",
@@ -117,3 +117,30 @@ def user_table(frames: dict[str, pd.DataFrame], bdmc: dict[str, pd.DataFrame]) -
     """One `summary` row per user model, named, with its BDMC gap."""
     return pd.concat([summary(df, bdmc.get(name)).assign(name=name) for name, df in frames.items()],
                      ignore_index=True).pipe(lambda t: t[["name", *[c for c in t.columns if c != "name"]]])
+
+
+def refinement_summary(curve: pd.DataFrame, gaps: pd.DataFrame) -> pd.DataFrame:
+    """Per k, the mean ELBO of a user model's refinement curve (`vaegaps.refine`) and the fraction
+    of its amortization gap closed (`vaegaps.tables.refinement_table`), with L[q] and L[q*] from
+    its gaps frame (`vaegaps.measure`, the same settings): columns steps, elbo, elbo_se,
+    fraction_closed, fraction_closed_se. No rows where there is no curve (an empty `curve`)."""
+    if not len(curve):
+        return pd.DataFrame(columns=REFINEMENT_COLUMNS)
+    if "elbo_qstar" not in gaps:
+        raise VaegapsError("the gaps frame has no elbo_qstar (no amortization gap): no refinement summary")
+    pick = (lambda col: gaps[["index", col]].rename(columns={col: "elbo"}))
+    return refinement_table(curve, pick("elbo_amortized"), pick("elbo_qstar"))
+
+
+def stage_refinement_table(sm) -> None:
+    """results/user_refinement.csv: `refinement_summary` of every user model, named, with the
+    family its q* and curve are in."""
+    from .io import read_metadata, write_csv
+
+    rows = []
+    for name, curve, gaps in zip(sm.params.names, sm.input.curves, sm.input.gaps, strict=True):
+        family = read_metadata(gaps).get("qstar_family") or ""
+        rows.append(refinement_summary(pd.read_parquet(curve), pd.read_parquet(gaps)).assign(name=name, family=family))
+    columns = ["name", "family", *REFINEMENT_COLUMNS]
+    rows = [r[columns] for r in rows if len(r)]
+    write_csv(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns), sm.output.csv)

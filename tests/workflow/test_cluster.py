@@ -22,15 +22,17 @@ ESTIMATORS = ["amortized", "local_ffg", "local_flow", "ais"]
 GATHERED = ([f"eval/{m}/{e}.parquet" for m in MODELS for e in ESTIMATORS]
             + [f"bdmc/{m}/main.parquet" for m in MODELS] + [OT_BDMC]
             + [f"gaps/{m}.parquet" for m in MODELS])
+# the refinement curves (one row per datapoint and step count) are split and gathered the same way
+REFINED = [f"refinement/{m}.parquet" for m in MODELS]
 # what each rule's resources: ask of SLURM (mem_mb -> ReqMem, runtime -> Timelimit), per job
 SLURM_RULES = {"train_vae": ("8000M", "1-00:00:00"), "amortized_bounds": ("8000M", "02:00:00"),
                "local_optimum": ("8000M", "1-00:00:00"), "ais": ("8000M", "1-00:00:00"),
                "bdmc": ("4000M", "1-00:00:00"), "bdmc_snapshot": ("4000M", "1-00:00:00")}
 
 
-def assert_same_results(a, b, exact: bool):
+def assert_same_results(a, b, exact: bool, gathered=GATHERED):
     """Every gathered per-datapoint Parquet of results folders a and b holds the same rows."""
-    for rel in GATHERED:
+    for rel in gathered:
         x, y = pd.read_parquet(a / rel), pd.read_parquet(b / rel)
         # float32 estimators over a different batch of datapoints may differ in the last bit; a
         # Pareto k̂ (a fit to the largest weights) carries that round-off up to a hundredfold
@@ -50,7 +52,7 @@ def split_config(tmp_path_factory):
 @pytest.fixture(scope="module")
 def split_run(tmp_path_factory, split_config):
     work = tmp_path_factory.mktemp("split_run")
-    snakemake(work, *TARGETS, configfiles=[split_config])
+    snakemake(work, *TARGETS, *(f"results/{r}" for r in REFINED), configfiles=[split_config])
     return work / "results"
 
 
@@ -61,7 +63,9 @@ def test_split_evaluation_gathers_the_unsplit_parquet(split_run, tiny_run):
             assert [p.name for p in parts] == [f"part_{p}_of_{K}.parquet" for p in range(K)]
             assert [read_metadata(p)["part"] for p in parts] == list(range(K))
             assert read_metadata(split_run / "eval" / m / f"{e}.parquet")["parts"] == K
-    assert_same_results(split_run, tiny_run, exact=False)  # k = 2 against k = 1
+        parts = sorted((split_run / "refinement" / m).glob("part_*.parquet"))
+        assert [p.name for p in parts] == [f"part_{p}_of_{K}.parquet" for p in range(K)]
+    assert_same_results(split_run, tiny_run, exact=False, gathered=GATHERED + REFINED)  # k = 2 against k = 1
     # gaps are differences of bounds near -40 nats: float32 noise is absolute, not relative
     pd.testing.assert_frame_equal(pd.read_csv(split_run / "table2.csv"), pd.read_csv(tiny_run / "table2.csv"),
                                   rtol=1e-6, atol=1e-5)

@@ -60,7 +60,8 @@ SETTINGS = {
     "evaluation": {"n_points": 10, "chunk_size": 4, "amortized": {"n_samples": 64},
                    "local": {"n_samples": 8, "check_every": 10, "patience": 3, "max_steps": 60,
                              "final_samples": 64, "flow": {"lr": 3.0e-3}},
-                   "ais": {"n_chains": 4, "n_intermediate": 20, "leapfrog_steps": 2, "pilot_chains": 2}},
+                   "ais": {"n_chains": 4, "n_intermediate": 20, "leapfrog_steps": 2, "pilot_chains": 2},
+                   "refinement": {"steps": [0, 2, 10], "n_samples": 4, "final_samples": 64}},
 }
 
 
@@ -82,7 +83,7 @@ def _user_study(work):
 
 def test_pipeline_rows_equal_measure_and_the_table_certifies(tmp_path):
     model, env = _user_study(tmp_path)
-    snakemake(tmp_path, "results/user_table.csv", "results/user/lg/gaps.png",
+    snakemake(tmp_path, "results/user_table.csv", "results/user/lg/gaps.png", "results/user_refinement.csv",
               configfiles=[tmp_path / "user.yaml"], env=env)
     res = tmp_path / "results"
     pipe = pd.read_parquet(res / "user" / "lg" / "gaps.parquet")
@@ -107,7 +108,16 @@ def test_pipeline_rows_equal_measure_and_the_table_certifies(tmp_path):
     assert "AIS from the encoder" in read_metadata(res / "user" / "lg" / "bdmc.parquet")["procedure"]
     png = (res / "user" / "lg" / "gaps.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and (res / "user" / "lg" / "gaps.pdf").read_bytes()[:4] == b"%PDF"
-    for stage in ("amortized", "local_ffg", "local_flow", "ais", "bdmc"):
+    # the refinement curve: vaegaps.refine's rows, and its fractions of the amortization gap
+    curve = pd.read_parquet(res / "user" / "lg" / "refinement.parquet")
+    pd.testing.assert_frame_equal(vaegaps.refine(model, tmp_path / "data.npy", seed=0, progress=False, **kw), curve)
+    refined = pd.read_csv(res / "user_refinement.csv")
+    assert list(refined.columns) == ["name", "family", "steps", "elbo", "elbo_se", "fraction_closed",
+                                     "fraction_closed_se"]
+    assert refined["steps"].tolist() == [0, 2, 10] and set(refined["name"]) == {"lg"} and set(refined["family"]) == {"ffg"}
+    pd.testing.assert_frame_equal(refined.drop(columns=["name", "family"]), vaegaps.refinement_summary(curve, pipe),
+                                  check_dtype=False)
+    for stage in ("amortized", "local_ffg", "local_flow", "ais", "bdmc", "refinement"):
         assert (res / "logs" / "user" / "lg" / stage / "part_0_of_1.log").exists(), stage
         assert (res / "benchmarks" / "user" / "lg" / stage / "part_0_of_1.tsv").exists(), stage
 

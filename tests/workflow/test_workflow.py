@@ -267,7 +267,7 @@ def test_bdmc_certifies_every_model_a_table_or_claim_uses(tiny_run):
 
 
 def test_figures_are_valid_png_and_pdf(tiny_run):
-    for stem in ("figure2", "posteriors_ffg_vs_flow", "gaps_over_training"):
+    for stem in ("figure2", "posteriors_ffg_vs_flow", "gaps_over_training", "refinement"):
         png = (tiny_run / "figures" / f"{stem}.png").read_bytes()
         pdf = (tiny_run / "figures" / f"{stem}.pdf").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 10_000, stem
@@ -303,7 +303,8 @@ def test_dry_run_lists_every_output(tmp_path):
     out = snakemake(tmp_path, "-n", "all")
     for name in ["table2.csv", "table3.csv", "flows_amortization.csv", "decoder_capacity.csv",
                  "gaps_over_training.csv", "bdmc.csv", "claims.csv", "figures/figure2.png",
-                 "figures/posteriors_ffg_vs_flow.pdf", "figures/gaps_over_training.png"]:
+                 "figures/posteriors_ffg_vs_flow.pdf", "figures/gaps_over_training.png", "refinement.csv",
+                 "figures/refinement.png", "figures/refinement.pdf"]:
         assert f"results/{name}" in out.stdout, name
 
 
@@ -414,3 +415,38 @@ def test_the_usage_line_runs_without_cores(tmp_path):
     out = snakemake(tmp_path, "results/data/digits.parquet", cores=None)
     assert (tmp_path / "results/data/digits.parquet").is_file()
     assert re.search(r"Provided cores: \d+", out.stderr), out.stderr[-2000:]
+
+
+def test_refinement_curve_of_every_table_model(tiny_run):
+    """Issue 24 on the tiny run: results/refinement.csv has the curve of every Table 2 and Table 3
+    model at every k of the grid; k = 0 is L[q] (the encoder's q) within noise per datapoint, the
+    curve stays below log p̂ beyond noise on average, and the settings are recorded."""
+    import numpy as np
+
+    from vaegaps.io import read_metadata
+
+    t = pd.read_csv(tiny_run / "refinement.csv")
+    assert list(t.columns) == ["dataset", "variant", "family", "steps", "elbo", "elbo_se", "fraction_closed",
+                               "fraction_closed_se"]
+    models = {("digits", "standard", "ffg"), ("digits", "standard", "flow"), ("digits", "large_encoder", "ffg"),
+              ("digits", "no_annealing", "ffg")}
+    assert set(zip(t["dataset"], t["variant"], t["family"])) == models
+    assert all(steps == [0, 1, 5, 20] for steps in t.groupby(["variant", "family"])["steps"].apply(list))
+    assert t[["elbo", "elbo_se", "fraction_closed", "fraction_closed_se"]].notna().all().all()
+    for _, variant, family in models:
+        curve = pd.read_parquet(tiny_run / "refinement" / "digits" / variant / f"{family}.parquet")
+        assert list(curve.columns) == ["index", "steps", "elbo", "elbo_se"]
+        assert curve["index"].tolist() == [i for i in range(24) for _ in range(4)]
+        amort = pd.read_parquet(tiny_run / "eval" / "digits" / variant / family / "amortized.parquet")
+        k0 = curve[curve["steps"] == 0]
+        d = k0["elbo"].to_numpy() - amort["elbo"].to_numpy()
+        assert (np.abs(d) <= 4.5 * np.hypot(k0["elbo_se"].to_numpy(), amort["elbo_se"].to_numpy())).all(), d
+        gaps = pd.read_parquet(tiny_run / "gaps" / "digits" / variant / f"{family}.parquet")
+        for k, ck in curve.groupby("steps"):
+            over = ck["elbo"].to_numpy() - gaps["log_px"].to_numpy()
+            assert over.mean() < 2 * over.std(ddof=1) / np.sqrt(len(over)), (variant, family, k)
+        meta = read_metadata(tiny_run / "refinement" / "digits" / variant / f"{family}.parquet")
+        assert meta["estimator"] == "refinement" and meta["settings"] == {
+            "steps": [0, 1, 5, 20], "optimizer": "sgd", "lr": 1e-3, "n_samples": 4, "final_samples": 64}
+        row0 = t[(t["variant"] == variant) & (t["family"] == family) & (t["steps"] == 0)].iloc[0]
+        assert abs(row0["fraction_closed"]) <= 3 * row0["fraction_closed_se"] + 1e-9

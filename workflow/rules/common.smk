@@ -5,8 +5,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 import copy
 from vaegaps.config import (  # torch-free
-    SCHEMA, check_parts, check_variants, evaluation_config, figure2_config, local_config,
-    model_config, model_path, over_training_evaluation, resolved_config, settings_key, split_ref,
+    SCHEMA, check_parts, check_refinement, check_variants, evaluation_config, figure2_config, local_config,
+    model_config, model_path, over_training_evaluation, refinement_config, resolved_config, settings_key, split_ref,
     starts_from_qstar_ffg, validate, write_resolved)
 from vaegaps.preflight import preflight  # torch-free
 from vaegaps.errors import one_line
@@ -24,6 +24,7 @@ with one_line(VERBOSE):
     validate(config, SCHEMA)   # src/vaegaps/config.schema.yaml, package data
     config.setdefault("datasets", [])  # a study of user models alone names none (workflow/rules/user.smk)
     check_parts(config)
+    check_refinement(config)
     check_variants(config)
     RESOLVED = resolved_config(config)
 
@@ -183,6 +184,12 @@ def claim_gap_keys():
     return list(dict.fromkeys(keys))
 
 
+def refinement_keys():
+    """(dataset, variant, family) of every model with a refinement curve (workflow/rules/refinement.smk):
+    Table 2's and Table 3's, each once."""
+    return claim_gap_keys()
+
+
 def over_training_keys():
     """(model name, VARIANT/FAMILY, epoch) for every saved snapshot of the over-training models."""
     keys = []
@@ -227,7 +234,8 @@ def bdmc_file(dataset, variant, family, setting, epoch):
     return f"{RES}/bdmc/{dataset}/{variant}/{family}/{run}.parquet"
 
 
-ALL_OUTPUTS = [f"{RES}/table2.csv", f"{RES}/table2.md", f"{RES}/bdmc.csv"]
+ALL_OUTPUTS = [f"{RES}/table2.csv", f"{RES}/table2.md", f"{RES}/bdmc.csv", f"{RES}/refinement.csv",
+               f"{RES}/figures/refinement.png", f"{RES}/figures/refinement.pdf"]
 # each experiment's outputs, built by `all` when the study configures that experiment
 EXPERIMENT_OUTPUTS = {
     "variant_tables": ["table3.csv"],

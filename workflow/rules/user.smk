@@ -86,6 +86,82 @@ rule user_ais:
         "../scripts/user_estimate.py"
 
 
+rule user_refinement:
+    """The refinement curve of a user model on one part of its data: each datapoint's copy of its
+    encoder's q after k gradient steps in the family of its q* (docs/method.md §12; no rows where
+    the encoder's q cannot be copied into a family)."""
+    input:
+        data=user_data,
+        inputs=user_inputs,
+        code=script_code("user_estimate"),
+    output:
+        f"{UDIR}/parts/{{ustage}}/{PART}.parquet",
+    wildcard_constraints:
+        ustage="refinement",
+    params:
+        settings=user_settings,
+        resume=f"{RES}/resume/user/{{name}}/{{ustage}}",
+    log:
+        log_path("user", "{name}", "{ustage}", PART),
+    benchmark:
+        bench_path("user", "{name}", "{ustage}", PART)
+    threads: THREADS
+    resources:
+        **GPU_DAY_JOB,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/user_estimate.py"
+
+
+rule user_gather_refinement:
+    """The refinement parts of a user model, joined in datapoint order (one row per datapoint and k)."""
+    localrule: True
+    input:
+        parts=lambda w: user_parts(w, "refinement"),
+        code=script_code("gather_parts"),
+    output:
+        f"{UDIR}/refinement.parquet",
+    params:
+        row_keys=["index", "steps"],
+    log:
+        log_path("user", "{name}", "gather_refinement"),
+    benchmark:
+        bench_path("user", "{name}", "gather_refinement")
+    threads: 1
+    resources:
+        **LOCAL_JOB,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/gather_parts.py"
+
+
+rule user_refinement_table:
+    """Per user model and k: the mean ELBO after k refinement steps and the fraction of its
+    amortization gap closed, with L[q] and L[q*] from its gaps."""
+    localrule: True
+    input:
+        curves=[f"{RES}/user/{n}/refinement.parquet" for n in USER],
+        gaps=[f"{RES}/user/{n}/gaps.parquet" for n in USER],
+        code=script_code("user_refinement_table"),
+    output:
+        csv=report(f"{RES}/user_refinement.csv", caption="../report/user_refinement.rst", category="Tables"),
+    params:
+        names=list(USER),
+    log:
+        log_path("user_refinement_table"),
+    benchmark:
+        bench_path("user_refinement_table")
+    threads: 1
+    resources:
+        **LOCAL_JOB,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/user_refinement_table.py"
+
+
 rule user_bdmc:
     """Forward and reverse AIS (the model's AIS setting) on one part of the data simulated from a
     user model: z from its prior, x = decode(z).sample()."""

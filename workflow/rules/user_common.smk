@@ -7,7 +7,8 @@ with one_line(VERBOSE):  # a user model's bad entry or missing file: one line (c
 if USER:  # results/config.resolved.yaml records each user model's settings, defaults filled
     RESOLVED["user_models"] = USER
 UDIR = f"{RES}/user/{{name}}"
-USER_OUTPUTS = [f"{RES}/user_table.csv"] + [f"{RES}/user/{n}/gaps.{ext}" for n in USER for ext in ("png", "pdf")]
+USER_OUTPUTS = [f"{RES}/user_table.csv", f"{RES}/user_refinement.csv"] + [
+    f"{RES}/user/{n}/gaps.{ext}" for n in USER for ext in ("png", "pdf")]
 if USER:
     if not config["datasets"]:  # a study of user models alone: no built-in dataset to run
         ALL_OUTPUTS.clear()
@@ -16,7 +17,7 @@ if USER:
 
 wildcard_constraints:
     name="[A-Za-z0-9_]+",
-    ustage="amortized|local_(ffg|flow|realnvp)|ais|bdmc",
+    ustage="amortized|local_(ffg|flow|realnvp)|ais|bdmc|refinement",
 
 
 def user_settings(wildcards):

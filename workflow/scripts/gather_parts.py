@@ -5,5 +5,5 @@ from vaegaps.stage import stage
 
 with stage(snakemake):
     sm = snakemake
-    df, meta = gather_parts(list(sm.input.parts))
+    df, meta = gather_parts(list(sm.input.parts), sm.params.get("row_keys", ("index",)))
     write_parquet(df, sm.output[0], meta)

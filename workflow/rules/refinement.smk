@@ -1,0 +1,100 @@
+# The refinement curve (docs/method.md §12): for every Table 2 and Table 3 model, the ELBO of each
+# datapoint's copy of the encoder's q after k gradient steps, for every k of
+# `evaluation.refinement.steps` (`evaluation.parts` jobs each, gathered like the other evaluation
+# stages), then the fraction of the amortization gap they close, per model, and its figure.
+
+
+rule refinement:
+    """The refinement curve of one model on one part of its evaluation set, in its own family."""
+    input:
+        model=f"{MODEL}/model.pt",
+        data=ancient(f"{RES}/data/{{dataset}}.parquet"),
+        code=script_code("refinement"),
+    output:
+        f"{RES}/refinement/{MODEL_ID}/{PART}.parquet",
+    params:
+        evaluation=eval_cfg,
+        refinement=lambda w: refinement_config(eval_cfg(w)["refinement"], w.family),
+        resume=f"{RES}/resume/{MODEL_ID}/refinement",
+    log:
+        log_path("refinement", MODEL_ID, PART),
+    benchmark:
+        bench_path("refinement", MODEL_ID, PART)
+    threads: THREADS
+    resources:
+        **GPU_DAY_JOB,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/refinement.py"
+
+
+rule gather_refinement:
+    """One model's refinement parts, joined in datapoint order (one row per datapoint and k)."""
+    localrule: True
+    input:
+        parts=lambda w: parts_of(f"{RES}/refinement/{w.dataset}/{w.variant}/{w.family}", eval_cfg(w)["parts"]),
+        code=script_code("gather_parts"),
+    output:
+        f"{RES}/refinement/{MODEL_ID}.parquet",
+    params:
+        row_keys=["index", "steps"],
+    log:
+        log_path("gather_refinement", MODEL_ID),
+    benchmark:
+        bench_path("gather_refinement", MODEL_ID)
+    threads: 1
+    resources:
+        **LOCAL_JOB,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/gather_parts.py"
+
+
+rule refinement_table:
+    """Per model and k: the mean ELBO after k steps and the fraction of the amortization gap
+    L[q*] − L[q] (q* of the encoder's own family) it closes, on the same datapoints."""
+    localrule: True
+    input:
+        curves=[f"{RES}/refinement/{d}/{v}/{f}.parquet" for d, v, f in refinement_keys()],
+        amortized=[ref_path(d, f"{v}/{f}", "amortized") for d, v, f in refinement_keys()],
+        qstar=[ref_path(d, f"{v}/{f}", f"local_{f}") for d, v, f in refinement_keys()],
+        code=script_code("refinement_table"),
+    output:
+        csv=report(f"{RES}/refinement.csv", caption="../report/refinement.rst", category="Tables"),
+    params:
+        models=refinement_keys(),
+    log:
+        log_path("refinement_table"),
+    benchmark:
+        bench_path("refinement_table")
+    threads: 1
+    resources:
+        **LOCAL_JOB,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/refinement_table.py"
+
+
+rule figure_refinement:
+    """The fraction of the amortization gap closed against k, one line and band per model."""
+    localrule: True
+    input:
+        table=f"{RES}/refinement.csv",
+        code=script_code("figure_refinement"),
+    output:
+        png=report(f"{RES}/figures/refinement.png", caption="../report/figure_refinement.rst", category="Figures"),
+        pdf=f"{RES}/figures/refinement.pdf",
+    log:
+        log_path("figure_refinement"),
+    benchmark:
+        bench_path("figure_refinement")
+    threads: 1
+    resources:
+        **LOCAL_JOB,
+    conda:
+        "../../envs/vaegaps.yaml"
+    script:
+        "../scripts/figure_refinement.py"
