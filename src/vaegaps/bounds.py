@@ -65,6 +65,20 @@ def annealed_objective(log_px_z: torch.Tensor, log_pz: torch.Tensor, log_q: torc
     return (log_px_z + log_pz - lam * log_q).mean(-1)
 
 
+def elbo_loss_and_grads(sample_q, params: dict, log_likelihood, noise: torch.Tensor):
+    """The reparametrised −ELBO of each datapoint's q, estimated on `noise`, and its gradients in
+    `params` (in their order): sample_q(params, noise) -> (z (N, S, D), log q (N, S)). The
+    parameters are detached again on return, so no autograd graph outlives the call."""
+    with torch.enable_grad():
+        leaves = {k: p.requires_grad_(True) for k, p in params.items()}
+        z, log_q = sample_q(leaves, noise)
+        loss = -(log_likelihood(z) + log_normal_std(z) - log_q).mean(-1)
+        grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
+    for p in params.values():
+        p.detach_()
+    return loss.detach(), grads
+
+
 class MonteCarloBounds(NamedTuple):
     """Per-datapoint bounds of `monte_carlo_bounds`; the last two only with `iwae_diagnostics`."""
 

@@ -24,7 +24,7 @@ from torch.func import functional_call
 
 from . import rng
 from .adam import adam_update
-from .bounds import log_normal_std, monte_carlo_bounds
+from .bounds import elbo_loss_and_grads, monte_carlo_bounds
 from .likelihood import restrict
 from .whiten import fold, whiten
 
@@ -86,16 +86,6 @@ def _refresh(params: dict, fresh: dict | None) -> dict:
     return out
 
 
-def _sampler(q, m, s):
-    """noise -> (z, log q) of the z-space q whose u-space parameters are given."""
-    log_s = torch.log(s).sum(-1, keepdim=True)
-
-    def sample(params, noise):
-        u, log_qu = functional_call(q, params, (noise,))
-        return m.unsqueeze(1) + s.unsqueeze(1) * u, log_qu - log_s
-    return sample
-
-
 def adam_cycles(q, start: dict, log_likelihood, index, seed: int, stream: str, n_samples: int, lr: float,
                 cycle_steps: int, probe_steps: int, max_steps: int, gain_tol: float, gain_samples: int,
                 std_samples: int, sample_batch: int = 500, fresh: dict | None = None) -> CyclesRun:
@@ -115,8 +105,11 @@ def adam_cycles(q, start: dict, log_likelihood, index, seed: int, stream: str, n
     loglik, t, cycle = log_likelihood, 0, 0
     z_dim, n_noise = start["mean"].shape[-1], q.n_noise
 
+    def sample(params, noise):   # the z-space q of u-space `params`, on the active rows' (m, s)
+        u, log_qu = functional_call(q, params, (noise,))
+        return m.unsqueeze(1) + s.unsqueeze(1) * u, log_qu - torch.log(s).sum(-1, keepdim=True)
+
     def common_elbo(params):
-        sample = _sampler(q, m, s)
         with torch.no_grad():
             return monte_carlo_bounds(
                 lambda e: sample(params, e), loglik, gain_samples,
@@ -138,7 +131,6 @@ def adam_cycles(q, start: dict, log_likelihood, index, seed: int, stream: str, n
         if active.numel():
             loglik = restrict(log_likelihood, active, n)
 
-    before = work
     adam_m = {k: torch.zeros_like(v) for k, v in work.items()}   # kept across cycles: a probe
     adam_v = {k: torch.zeros_like(v) for k, v in work.items()}   # continues, it does not restart
     l_before = common_elbo(work)
@@ -146,14 +138,9 @@ def adam_cycles(q, start: dict, log_likelihood, index, seed: int, stream: str, n
         length, peak = (cycle_steps, lr) if cycle == 0 else (probe_steps, lr * PROBE_LR)
         length = min(length, max_steps - t)
         before = {k: v.clone() for k, v in work.items()}
-        sample = _sampler(q, m, s)
         for j in range(1, length + 1):
             noise = rng.normal(seed, stream, index[active], t + j, (n_samples, n_noise, z_dim), dtype=m.dtype)
-            with torch.enable_grad():
-                leaves = {k: v.requires_grad_(True) for k, v in work.items()}
-                z, log_q = sample(leaves, noise)
-                loss = -(loglik(z) + log_normal_std(z) - log_q).mean(-1)
-                grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
+            loss, grads = elbo_loss_and_grads(sample, work, loglik, noise)
             with torch.no_grad():
                 blown = ~torch.isfinite(loss)
                 for g in grads:
@@ -162,12 +149,11 @@ def adam_cycles(q, start: dict, log_likelihood, index, seed: int, stream: str, n
                     diverged[active[blown].cpu()] = True
                     leave(blown, torch.zeros_like(blown), {k: v[active] for k, v in u_start.items()}, t + j)
                     grads = [g[~blown] for g in grads]
-                    sample = _sampler(q, m, s)
                     if not active.numel():
                         break
                 keys = list(work)
-                adam_update([work[k].detach_() for k in keys], list(grads), [adam_m[k] for k in keys],
-                      [adam_v[k] for k in keys], t + j, cycle_lr(j, length, peak))
+                adam_update([work[k] for k in keys], list(grads), [adam_m[k] for k in keys],
+                            [adam_v[k] for k in keys], t + j, cycle_lr(j, length, peak))
         t += length
         if not active.numel():
             break

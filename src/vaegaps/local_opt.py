@@ -22,7 +22,7 @@ from torch.func import functional_call
 
 from . import rng
 from .adam import adam_update
-from .bounds import log_normal_std, monte_carlo_bounds
+from .bounds import elbo_loss_and_grads, monte_carlo_bounds
 from .config import local_method
 from .cycles import adam_cycles
 from .errors import VaegapsError
@@ -43,6 +43,8 @@ from .newton import gain_estimate, newton_ffg
 log = logging.getLogger(__name__)
 
 LR_BACKOFF = 0.1   # learning-rate factor for each restart of a diverged datapoint
+
+
 def resolve_method(method: str, family: str) -> str:
     """config.local_method, as an InputError (an estimator's argument)."""
     try:
@@ -66,21 +68,6 @@ class LocalResult:
     diverged: torch.Tensor | None = None   # (N,) non-finite at every learning rate tried (q* = start)
     iwae_khat: torch.Tensor | None = None  # (N,) Pareto k̂ of the weights of `iwae` (vaegaps.pareto)
     remaining_gain: torch.Tensor | None = None   # (N,) FFG: estimated gain in L left at q* (NaN: flows)
-
-
-def elbo_loss_and_grads(q: LocalPosterior, params: dict, log_likelihood: LogLikelihood,
-                        noise: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """The reparametrised −ELBO of each datapoint's q (functional form, per-datapoint `params`)
-    estimated on `noise` (N, S, n_noise, D), and its gradients in `params` (in their order). The
-    parameters are detached again on return, so no autograd graph outlives the call."""
-    with torch.enable_grad():
-        leaves = {k: p.requires_grad_(True) for k, p in params.items()}
-        z, log_q = functional_call(q, leaves, (noise,))
-        loss = -(log_likelihood(z) + log_normal_std(z) - log_q).mean(-1)
-        grads = torch.autograd.grad(loss.sum(), list(leaves.values()))
-    for p in params.values():
-        p.detach_()
-    return loss.detach(), grads
 
 
 class _Run:
@@ -128,7 +115,8 @@ def _optimize_batch(q, params, log_likelihood, index, seed, stream, n_samples, l
     for step in range(1, max_steps + 1):
         noise = rng.normal(seed, stream, index[run.active], step, (n_samples, n_noise, z_dim),
                            dtype=params["mean"].dtype)
-        loss, grads = elbo_loss_and_grads(q, run.work, loglik, noise)   # (n_active,) −ELBO
+        loss, grads = elbo_loss_and_grads(lambda p, e: functional_call(q, p, (e,)), run.work, loglik,
+                                          noise)   # (n_active,) −ELBO
         with torch.no_grad():
             blown = ~torch.isfinite(loss)
             for g in grads:   # a non-finite gradient poisons the parameters just as surely
@@ -139,7 +127,7 @@ def _optimize_batch(q, params, log_likelihood, index, seed, stream, n_samples, l
                 loss, grads = loss[keep], [g[keep] for g in grads]
             keys = list(run.work)
             adam_update([run.work[k].detach_() for k in keys], list(grads), [run.adam_m[k] for k in keys],
-                  [run.adam_v[k] for k in keys], step, lr)
+                        [run.adam_v[k] for k in keys], step, lr)
             run.window[run.active] += loss.double()
             full_window = step % check_every == 0
             if full_window:

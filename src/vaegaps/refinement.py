@@ -29,7 +29,7 @@ from torch.func import functional_call
 
 from . import rng
 from .adam import adam_update
-from .bounds import monte_carlo_bounds
+from .bounds import elbo_loss_and_grads, monte_carlo_bounds
 from .families import FAMILIES, LocalPosterior
 from .likelihood import (
     InputError,
@@ -42,7 +42,7 @@ from .likelihood import (
     check_optional_int,
     restrict,
 )
-from .local_opt import _check_init, _overlay, elbo_loss_and_grads
+from .local_opt import _check_init, _overlay
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -158,7 +158,7 @@ def _refine_batch(q, params, loglik, index, seed, stream, grid, optimizer, lr, n
         col = 1
     for step in range(1, grid[-1] + 1):
         noise = rng.normal(seed, f"{stream}/step", index, step, (n_samples, q.n_noise, z_dim), dtype=dtype)
-        loss, grads = elbo_loss_and_grads(q, params, loglik, noise)
+        loss, grads = elbo_loss_and_grads(lambda p, e: functional_call(q, p, (e,)), params, loglik, noise)
         with torch.no_grad():
             bad = ~torch.isfinite(loss)
             for g in grads:
