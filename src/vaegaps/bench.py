@@ -9,11 +9,12 @@
     transition), separate forward passes for the weight update (2) and the accept test (2), its
     own prior and Bernoulli formulas, trainable decoder weights. Target ≥ 3×. The same baseline
     with torch's one-pass Bernoulli kernel is printed for reference.
-(c) Time to accuracy on a trained Fashion-MNIST-sized model (given by --model, e.g. the
-    fashion_cpu preset's): for AIS settings from the prior and from the encoder, CPU-seconds per
-    datapoint (pilot, both directions) against the BDMC gap on simulated data (target: below
-    `vaegaps.tables.BDMC_PASS_NATS`, the claims' pass mark) and the share of real datapoints where AIS ≥ IWAE-5000 − 2 combined standard errors
-    (target ≥ 95%; reference: --qstar, the pipeline's local_ffg.parquet, else the encoder's q).
+(c) Time to a certified answer on trained Fashion-MNIST models (the fashion_cpu preset's, by
+    default both): CPU-seconds per datapoint to a log p̂ whose BDMC gap is at most
+    `vaegaps.tables.BDMC_PASS_NATS`, ours (encoder start) against the public code's AIS from the
+    prior, each at the cheapest schedule of its ladder that certifies; and to a converged q*_FFG
+    and q*_Flow, the default optimiser against Adam with the patience rule
+    (`vaegaps.bench_certified`). Prints both sides and the ratio.
 (d) Local optimisation: 200 datapoints batched vs one at a time (scaled from a subset).
 (e) Your own VAE (vaegaps.user_bench): CPU-seconds per datapoint of vaegaps.measure on a
     user-protocol wrapper of a vaegaps VAE (784-200-200, z = 50) ÷ the built-in estimators on the
@@ -33,7 +34,6 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -42,7 +42,6 @@ from .bounds import log_mean_exp
 from .likelihood import ll_and_grad
 from .local_opt import optimize_local
 from .nets import MLP
-from .tables import BDMC_PASS_NATS
 from .vae import DecoderLikelihood
 
 
@@ -116,7 +115,7 @@ def _fused_bernoulli(logits, x):
 
 
 def baseline_ais(decoder, x, z_dim, n_chains, n_intermediate, leapfrog_steps=10, step_size=0.01, seed=0,
-                 log_bernoulli=_log_bernoulli):
+                 log_bernoulli=_log_bernoulli, z_true=None):
     """The common public AIS code (lxuechen/BDMC's ais.py and hmc.py), re-implemented for timing.
 
     What it does per transition, as that code does: two forward passes of log f for the weight
@@ -126,9 +125,15 @@ def baseline_ais(decoder, x, z_dim, n_chains, n_intermediate, leapfrog_steps=10,
     repeated per chain, the decoder's weights as trained (requires_grad on), the prior and the
     likelihood in the code's own formulas (`log_bernoulli=_fused_bernoulli` swaps in torch's
     one-pass kernel, to show what the structure alone costs). Returns log p̂ (N,).
+
+    With `z_true` (N, D), the latents x was simulated from, it runs as that code's reverse
+    direction for BDMC: from z_true (an exact posterior sample) along the schedule from β = 1 back
+    to 0, and returns the stochastic upper bound −log mean exp of the reverse weights.
     """
     gen = torch.Generator().manual_seed(seed)
     betas = schedule_betas(n_intermediate, "linear").tolist()
+    if z_true is not None:
+        betas = betas[::-1]
     data = x.repeat(n_chains, 1)                   # chain-major rows, as the public code repeats the batch
     rows = data.shape[0]
 
@@ -149,7 +154,7 @@ def baseline_ais(decoder, x, z_dim, n_chains, n_intermediate, leapfrog_steps=10,
 
     with torch.no_grad():
         dev = data.device
-        z = torch.randn(rows, z_dim, generator=gen).to(dev)
+        z = torch.randn(rows, z_dim, generator=gen).to(dev) if z_true is None else z_true.repeat(n_chains, 1)
         eps = torch.full((rows,), step_size, device=dev)
         accepted = torch.zeros(rows, device=dev)
         log_w = torch.zeros(rows, device=dev)
@@ -171,7 +176,8 @@ def baseline_ais(decoder, x, z_dim, n_chains, n_intermediate, leapfrog_steps=10,
             accepted += accept
             up = accepted / t > 0.65
             eps = (eps * (up * 1.02 + ~up * 0.98)).clamp(1e-4, 0.5)
-    return log_mean_exp(log_w.view(n_chains, -1).t(), -1)
+    log_px = log_mean_exp(log_w.view(n_chains, -1).t(), -1)
+    return log_px if z_true is None else -log_px
 
 
 def _trainable_copy(decoder):
@@ -213,42 +219,6 @@ def baseline_transitions(n_intermediate: int) -> int:
     return n_intermediate - 1
 
 
-def bench_accuracy(model_path, data_path, qstar_path=None, n_real=20, n_sim=10, settings=None,
-                   device="cpu"):
-    """Per AIS setting: CPU-s per datapoint (pilot + both directions on simulated data; pilot +
-    forward on real data), BDMC gap, and the share of real points with AIS ≥ IWAE − 2 se."""
-    import pandas as pd
-
-    from .evaluate import ais_estimate, amortized_bounds, bdmc_validation, evaluation_set
-    from .vae import load_vae
-
-    model = load_vae(model_path, device)
-    index, x = evaluation_set(data_path, "train", n_real, device)
-    if qstar_path and Path(qstar_path).exists():
-        ref = pd.read_parquet(qstar_path).set_index("index").loc[index]
-        ref_name = f"IWAE-5000 of {qstar_path}"
-    else:
-        ref = amortized_bounds(model, x, index, 5000, 0).set_index("index")
-        ref_name = "IWAE-5000(encoder q)"
-    settings = settings or [("prior", 16, 1000), ("encoder", 16, 300), ("encoder", 16, 100)]
-    rows = []
-    for init, chains, dists in settings:
-        step = 0.2 if init == "encoder" else 0.01  # the encoder start's steps are in units of σ(x)
-        cfg = dict(n_chains=chains, n_intermediate=dists, schedule="sigmoid", leapfrog_steps=10,
-                   step_size=step, target_accept=0.65, tuning="pilot", pilot_chains=4, init=init)
-        c0 = time.process_time()
-        b = bdmc_validation(model, n_sim, cfg, 0, device)
-        c1 = time.process_time()
-        a = ais_estimate(model, x, index, cfg, 0)
-        c2 = time.process_time()
-        se = np.hypot(a["log_px_se"].to_numpy(), ref["iwae_se"].to_numpy())
-        diff = a["log_px"].to_numpy() - ref["iwae"].to_numpy()
-        rows.append(dict(init=init, chains=chains, distributions=dists, bdmc_gap=float(b["gap"].mean()),
-                         cpu_s_per_point_bdmc=(c1 - c0) / n_sim, cpu_s_per_point=(c2 - c1) / n_real,
-                         ais_minus_ref=float(diff.mean()), frac_ais_ok=float((diff >= -2 * se).mean())))
-    return ref_name, rows
-
-
 def bench_local(n_points=200, steps=100, sequential_subset=10, device="cpu"):
     """Benchmark (d): `steps` FFG local-optimisation steps on n_points batched vs one datapoint at
     a time (timed on `sequential_subset` points, scaled). Returns (speed-up, batched s, one-at-a-time s)."""
@@ -271,11 +241,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    ap.add_argument("--model", default="results/models/fashion_mnist/standard/ffg/model.pt",
-                    help="trained Fashion-MNIST-sized model for (c)")
+    ap.add_argument("--model", action="append", default=None,
+                    help="trained Fashion-MNIST-sized model for (c) (repeat; default: the fashion_cpu preset's two)")
     ap.add_argument("--data", default="results/data/fashion_mnist.parquet")
-    ap.add_argument("--qstar", default="results/eval/fashion_mnist/standard/ffg/local_ffg.parquet",
-                    help="(c)'s reference: a local_*.parquet whose IWAE AIS is compared with; '' for the encoder's q")
+    ap.add_argument("--preset", default="workflow/presets/fashion_cpu.yaml", help="(c)'s q* settings")
+    ap.add_argument("--sim-points", type=int, default=4, help="(c): simulated datapoints per BDMC run")
+    ap.add_argument("--real-points", type=int, default=8, help="(c): datapoints per q* run")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip, e.g. c,d")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -296,19 +267,15 @@ def main(argv=None):
         print(f"    the baseline with torch's one-pass Bernoulli kernel instead of its own formula / ours: "
               f"{structural:.2f}x  [{_timing(*t['baseline_fused_kernel'])}; reference: the algorithm's share]")
     if "c" not in skip:
-        if not Path(args.model).exists():
-            print(f"(c) skipped: no model at {args.model}; build it with `snakemake --cores 2 {args.model} "
-                  "--configfile workflow/presets/fashion_cpu.yaml` or pass --model")
+        from .bench_certified import bench_certified
+
+        models = args.model or [f"results/models/fashion_mnist/standard/{f}/model.pt" for f in ("ffg", "flow")]
+        missing = [m for m in models if not Path(m).exists()]
+        if missing:
+            print(f"(c) skipped: no model at {', '.join(missing)}; build them with `snakemake --cores 2 "
+                  "results/table2.csv --configfile workflow/presets/fashion_cpu.yaml` or pass --model")
         else:
-            ref, rows = bench_accuracy(args.model, args.data, args.qstar, device=args.device)
-            print(f"(c) time to accuracy, {args.model} (reference {ref}); targets: BDMC gap < {BDMC_PASS_NATS:g}, "
-                  "AIS >= reference on >= 95%, <= 10 CPU-s per datapoint")
-            for r in rows:
-                ok = r["bdmc_gap"] < BDMC_PASS_NATS and r["frac_ais_ok"] >= 0.95 and r["cpu_s_per_point"] <= 10
-                print(f"    from {r['init']:7s} {r['chains']:3d} chains x {r['distributions']:5d}: BDMC gap "
-                      f"{r['bdmc_gap']:.3f}, AIS - ref {r['ais_minus_ref']:+.3f}, AIS ok on {r['frac_ais_ok']:.0%}, "
-                      f"{r['cpu_s_per_point']:.2f} CPU-s/point (BDMC {r['cpu_s_per_point_bdmc']:.2f}); "
-                      f"{'meets all targets' if ok else 'misses a target'}")
+            bench_certified(models, args.data, args.preset, args.sim_points, args.real_points)
     if "d" not in skip:
         speedup, t_b, t_s = bench_local(device=args.device)
         print(f"(d) local optimisation, batched 200 vs one at a time: {speedup:.1f}x faster  "
