@@ -274,3 +274,37 @@ def test_newton_converges_where_the_diagonal_step_overshoots():
     gap = m.gaussian_elbo(x, q.params["mean"], q.params["logvar"].exp()) - m.optimal_ffg_elbo(x)
     assert float(gap.mean()) >= -0.02 and float(gap.min()) >= -0.05, gap
     assert float(q.converged.double().mean()) >= 0.75, q.remaining_gain
+
+
+def test_sequential_gain_probe_draws_more_only_where_it_is_unsure(monkeypatch):
+    """With a tolerance, `gain_estimate` adds rounds of fresh draws only for datapoints whose
+    estimate is within 2 standard errors of it: at the optimal FFG (true gain 0) and far from it
+    (true gain in nats) two rounds decide; near the tolerance more rounds run. Where only the
+    variances are off, the pooled estimate matches the closed-form gain of a linear-Gaussian model
+    (the ELBO is separable in the log-variances, so the diagonal Newton decrement is exact)."""
+    from vaegaps import newton
+
+    m = gt.LinearGaussian(z_dim=3, x_dim=5, seed=4)
+    _, x = m.sample(6, seed=3)
+    mean, var = m.optimal_ffg(x)
+    shift = torch.tensor([0.0, 0.0, 3.0, 3.0, 0.0, 0.0], dtype=m.dtype)
+    near = torch.tensor([0, 0, 0, 0, 1, 1], dtype=torch.bool)
+    mean = mean + shift[:, None] * var.sqrt()                       # far: gain ≈ 4.5 nats
+    logvar = var.log() + near[:, None] * 0.2                        # near: gain ≈ 3 × 0.0098 nats
+    truth = m.optimal_ffg_elbo(x) - m.gaussian_elbo(x, mean, logvar.exp())
+    rows = []
+    real = newton._moments
+
+    def counting(lik, seed, stream, index, *a):
+        rows.append(len(index))
+        return real(lik, seed, stream, index, *a)
+
+    monkeypatch.setattr(newton, "_moments", counting)
+    est = newton.gain_estimate(m.likelihood(x), mean, logvar, 0, "probe", torch.arange(6), 1000, tol=0.03)
+    assert rows[:2] == [6, 6] and len(rows) > 2 and max(rows[2:]) <= 2, rows
+    far = shift > 0
+    assert bool((est[far] > 1.0).all()) and bool((truth[far] > 1.0).all()), (est, truth)
+    assert torch.allclose(est[~far], truth[~far], atol=0.01), (est, truth)
+    rows.clear()
+    one = newton.gain_estimate(m.likelihood(x), mean, logvar, 0, "probe", torch.arange(6), 1000)
+    assert rows == [6] and torch.allclose(one[~far], truth[~far], atol=0.02), (one, truth)

@@ -185,7 +185,8 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
     Adam in the start's standardised coordinates, a first cosine cycle of `cycle_steps` at peak
     rate `cycle_lr`, then probe cycles of `probe_steps` until one gains less than `gain_tol` on
     `gain_samples` common draws) or 'adam' (the patience rule below). Every FFG q* is then
-    probed on `gain_samples` fresh draws (`remaining_gain`, vaegaps.newton.gain_estimate) and is
+    probed on rounds of `gain_samples` fresh draws, 2 to 16, more where the estimate is within
+    2 standard errors of `gain_tol` (`remaining_gain`, vaegaps.newton.gain_estimate), and is
     `converged` only where that estimate is below `gain_tol` nats; a flow's `remaining_gain` is
     its last probe cycle's gain (cycles) or NaN (adam, converged by the patience rule).
 
@@ -281,7 +282,7 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
         elbo, iwae, se, iwae_se, khat = bounds(params, final_samples, "final", with_se=True)
         if family == "ffg":   # converged means close to the optimum, judged on fresh draws
             gain = gain_estimate(loglik, params["mean"], params["logvar"], seed, f"{stream}/gain", index[sl],
-                                 gain_samples).cpu()
+                                 gain_samples, gain_tol).cpu()
             converged = (gain < gain_tol) & ~diverged
         results.append((elbo, iwae, steps, converged, se, iwae_se, n_restarts, diverged, khat, gain, params))
     elbo, iwae, steps, converged, se, iwae_se, n_restarts, diverged, khat, gain = (

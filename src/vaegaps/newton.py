@@ -25,6 +25,7 @@ from .likelihood import ll_and_grad, restrict
 
 H_FLOOR = 0.05   # curvature estimates are floored at this fraction of the current precision
 STOP_MARGIN = 0.3   # stop below 0.3 x the tolerance, so that the fresh probe (noisy too) finds it below
+PROBE_ROUNDS = (2, 16)   # a remaining-gain probe with a tolerance runs 2 to 16 rounds of fresh draws
 
 
 def _draw(seed, stream, index, step, mean, logvar, n_samples):
@@ -51,12 +52,49 @@ def _moments(log_likelihood, seed, stream, index, step, mean, logvar, n_samples)
 
 
 def gain_estimate(log_likelihood, mean, logvar, seed: int, stream: str, index: torch.Tensor,
-                  n_samples: int = 1000) -> torch.Tensor:
-    """(N,) the estimated gain in L left at the FFG (mean, logvar), from `n_samples` fresh
-    antithetic draws, the squared-mean terms corrected for their Monte Carlo noise (never < 0)."""
+                  n_samples: int = 1000, tol: float | None = None) -> torch.Tensor:
+    """(N,) the estimated gain in L left at the FFG (mean, logvar), from fresh antithetic draws,
+    the squared-mean terms corrected for their Monte Carlo noise (never < 0), pooled over every
+    draw taken. Without `tol`: one round of `n_samples` draws. With `tol`, a sequential probe:
+    rounds of `n_samples` draws (at least PROBE_ROUNDS[0]) go on for the datapoints whose pooled
+    estimate is within 2 standard errors of tol (the spread of the rounds' own estimates), up to
+    PROBE_ROUNDS[1]: a posterior far from Gaussian makes one round's curvature noisy, and the
+    probe then draws more before it calls a datapoint converged or not."""
+    rounds = (1, 1) if tol is None else PROBE_ROUNDS
+    n = len(index)
+    sums = torch.zeros(4, n, mean.shape[-1], dtype=torch.float64, device=mean.device)   # g, g², h, h² over pairs
+    per_round = torch.zeros(rounds[1], n, dtype=torch.float64, device=mean.device)
+    pairs = torch.zeros(n, 1, dtype=torch.float64, device=mean.device)
+    active = torch.arange(n, device=mean.device)
     with torch.no_grad():
-        g, h = _moments(log_likelihood, seed, stream, index, 0, mean, logvar, n_samples)
-        return _gain(g, h, logvar)
+        for k in range(rounds[1]):
+            lik = restrict(log_likelihood, active, n)
+            g, h = _moments(lik, seed, stream, index[active], k, mean[active], logvar[active], n_samples)
+            per_round[k, active] = _gain_terms(g, h, logvar[active]).sum(-1).double()
+            g, h = g.double(), h.double()
+            sums[:, active] += torch.stack([g.sum(1), g.pow(2).sum(1), h.sum(1), h.pow(2).sum(1)])
+            pairs[active] += g.shape[1]
+            if k + 1 < rounds[0]:
+                continue
+            if k + 1 == rounds[1]:
+                break
+            est = _pooled_gain(sums[:, active], pairs[active], logvar[active])
+            se = per_round[: k + 1, active].std(0) / (k + 1) ** 0.5
+            active = active[(est - tol).abs() <= 2 * se]
+            if not active.numel():
+                break
+    return _pooled_gain(sums, pairs, logvar).clamp_min(0)
+
+
+def _pooled_gain(sums, pairs, logvar):
+    """(N,) the gain (unclamped) from per-datapoint sums over `pairs` draw pairs of g, g², h, h²."""
+    g, h = sums[0] / pairs, sums[2] / pairs
+    g_var = (sums[1] / pairs - g.pow(2)) * pairs / (pairs - 1).clamp_min(1) / pairs
+    h_var = (sums[3] / pairs - h.pow(2)) * pairs / (pairs - 1).clamp_min(1) / pairs
+    h_pos = h.clamp_min(1e-6)
+    r = torch.exp(logvar.double()) * h_pos
+    r_var = torch.exp(2 * logvar.double()) * h_var
+    return (0.5 * (g.pow(2) - g_var) / h_pos + 0.5 * (r - 1 - torch.log(r)) - 0.25 * r_var).sum(-1)
 
 
 def _gain_terms(g, h, logvar):
@@ -70,10 +108,6 @@ def _gain_terms(g, h, logvar):
     r = torch.exp(logvar) * h_pos
     r_var = torch.exp(2 * logvar) * (h.var(1) / p if p > 1 else torch.zeros_like(h_pos))
     return 0.5 * (g_mean.pow(2) - g_var) / h_pos + 0.5 * (r - 1 - torch.log(r)) - 0.25 * r_var
-
-
-def _gain(g, h, logvar):
-    return _gain_terms(g, h, logvar).sum(-1).clamp_min(0).double()
 
 
 class NewtonRun:
