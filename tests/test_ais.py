@@ -307,7 +307,8 @@ def test_ais_from_a_gaussian_start_beats_the_prior_start():
     c = gt.linear_case()
     m, x = c["model"], c["x"]
     mean, var = m.optimal_ffg(x)
-    kw = dict(z_dim=m.D, n_points=len(x), n_chains=16, n_intermediate=30, leapfrog_steps=10, generator=1)
+    kw = dict(z_dim=m.D, n_points=len(x), n_chains=16, n_intermediate=30, schedule="sigmoid", leapfrog_steps=10,
+              generator=1)
     near = ais(m.likelihood(x), init=(mean, var.sqrt().expand_as(mean)), **kw)
     prior = ais(m.likelihood(x), **kw)
     err_near = float((near.log_px - c["log_px"]).mean())
@@ -322,11 +323,12 @@ def test_bdmc_from_a_gaussian_start_sandwiches_exact_log_px():
     m, x, z = c["model"], c["x"], c["z"]
     mean, var = m.optimal_ffg(x)
     init = (mean + 0.5, 2.0 * var.sqrt().expand_as(mean))
-    long = bdmc(m.likelihood(x), z, n_chains=16, n_intermediate=200, generator=0, init=init)
+    long = bdmc(m.likelihood(x), z, n_chains=16, n_intermediate=200, schedule="sigmoid", generator=0, init=init)
     assert float((long.lower - c["log_px"]).mean()) <= 0.02
     assert float((long.upper - c["log_px"]).mean()) >= -0.02
     assert float((long.upper - long.lower).mean()) <= 0.1
-    short = bdmc(m.likelihood(x), z, n_chains=16, n_intermediate=3, leapfrog_steps=2, generator=0, init=init)
+    short = bdmc(m.likelihood(x), z, n_chains=16, n_intermediate=3, schedule="sigmoid", leapfrog_steps=2, generator=0,
+                 init=init)
     assert float((short.lower - c["log_px"]).mean()) < -0.05 < float((short.upper - c["log_px"]).mean())
 
 
@@ -349,7 +351,7 @@ def test_ais_from_a_full_covariance_start():
     tril = torch.linalg.cholesky(cov).expand(len(x), -1, -1)
     r = ais(m.likelihood(x), m.D, len(x), 4, 8, leapfrog_steps=3, generator=0, init=(mean, tril))
     torch.testing.assert_close(r.log_weights, m.log_px(x)[:, None].expand(-1, 4), rtol=0, atol=1e-8)
-    b = bdmc(m.likelihood(x), z, n_chains=16, n_intermediate=200, generator=0, step_size=0.3,
+    b = bdmc(m.likelihood(x), z, n_chains=16, n_intermediate=200, schedule="sigmoid", generator=0, step_size=0.3,
              init=(mean + 0.5, 1.5 * tril))
     assert float((b.lower - c["log_px"]).mean()) <= 0.02 <= 0.02 + float((b.upper - c["log_px"]).mean())
     assert float((b.upper - b.lower).mean()) <= 0.3  # measured 0.22

@@ -203,7 +203,7 @@ def _case(n=5):
 def _ais(**kw):
     m, _, x = _case()
     args = dict(log_likelihood=m.likelihood(x), z_dim=2, n_points=5, n_chains=2, n_intermediate=5,
-                leapfrog_steps=2, generator=0)
+                schedule="sigmoid", leapfrog_steps=2, generator=0)
     args.update(kw)
     return ais(**args)
 
@@ -211,7 +211,7 @@ def _ais(**kw):
 def _bdmc(**kw):
     m, z, x = _case()
     args = dict(log_likelihood=m.likelihood(x), z_true=z, n_chains=2, n_intermediate=5,
-                leapfrog_steps=2, generator=0)
+                schedule="sigmoid", leapfrog_steps=2, generator=0)
     args.update(kw)
     return bdmc(**args)
 

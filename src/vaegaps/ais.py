@@ -23,6 +23,7 @@ import torch
 
 from . import rng
 from .bounds import log_mean_exp
+from .config import defaults
 from .likelihood import (
     InputError,
     LogLikelihood,
@@ -37,6 +38,18 @@ from .likelihood import (
 )
 
 log = logging.getLogger(__name__)
+
+# A direct call's defaults are a study's: the schema's evaluation.ais section (config.schema.yaml).
+AIS_DEFAULTS = defaults("ais")
+# The step-size adaptation of every run that is not frozen (a pilot run, or tuning: online): the
+# factor a step size grows or shrinks by per transition, small so that one chain's luck does not
+# swing it, and the range it is kept in, wide enough for every model measured (docs/method.md §5).
+ADAPT_FACTOR = 0.02
+STEP_SIZE_BOUNDS = (1e-4, 0.5)
+# The sigmoid schedule's steepness δ: β ∝ σ(δ(2t − 1)), rescaled to [0, 1]; δ = 4 puts 24% of the
+# distributions in each end tenth of the β range (a linear schedule: 10%), where steps are 14x finer
+# than in the middle.
+SIGMOID_DELTA = 4.0
 
 
 @dataclass
@@ -61,7 +74,7 @@ class BDMCResult:
     reverse_accept_rate: torch.Tensor  # (N,)
 
 
-def schedule_betas(n: int, kind: str = "sigmoid", delta: float = 4.0) -> torch.Tensor:
+def schedule_betas(n: int, kind: str, delta: float = SIGMOID_DELTA) -> torch.Tensor:
     """β_0 = 0 < … < β_{n-1} = 1 (float64); 'sigmoid' spends more steps near both ends."""
     check_int("n_intermediate", n, 2)
     t = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
@@ -175,11 +188,13 @@ def _anneal(target, z, betas, seed, stream, index, n_leapfrog, step_size, target
     return log_w, accepted.mean(1) / max(1, n_steps - 1), log_eps
 
 
-def ais(log_likelihood: LogLikelihood, z_dim: int, n_points: int, n_chains: int = 16,
-        n_intermediate: int = 1000, schedule: str = "sigmoid", leapfrog_steps: int = 10,
+def ais(log_likelihood: LogLikelihood, z_dim: int, n_points: int, n_chains: int = AIS_DEFAULTS["n_chains"],
+        n_intermediate: int = AIS_DEFAULTS["n_intermediate"], schedule: str = AIS_DEFAULTS["schedule"],
+        leapfrog_steps: int = AIS_DEFAULTS["leapfrog_steps"],
         generator: torch.Generator | int | None = None, *, index: torch.Tensor | None = None,
-        step_size: float = 0.01, target_accept: float = 0.65, adapt_factor: float = 0.02,
-        step_size_bounds: tuple[float, float] = (1e-4, 0.5), step_sizes: torch.Tensor | None = None,
+        step_size: float = AIS_DEFAULTS["step_size"], target_accept: float = AIS_DEFAULTS["target_accept"],
+        adapt_factor: float = ADAPT_FACTOR, step_size_bounds: tuple[float, float] = STEP_SIZE_BOUNDS,
+        step_sizes: torch.Tensor | None = None,
         batch_size: int | None = None, dtype: torch.dtype | None = None, device=None,
         stream: str = "ais", init: tuple[torch.Tensor, torch.Tensor] | None = None) -> AISResult:
     """AIS estimate of log p(x) for N datapoints with S chains each.
@@ -201,6 +216,8 @@ def ais(log_likelihood: LogLikelihood, z_dim: int, n_points: int, n_chains: int 
         n_intermediate: T, distributions on the path, both ends included (≥ 2).
         schedule: 'sigmoid' or 'linear' spacing of the inverse temperatures.
         leapfrog_steps: leapfrog steps per HMC transition (≥ 1).
+        (n_chains, n_intermediate, schedule, leapfrog_steps, step_size and target_accept default
+        to the schema's evaluation.ais settings, AIS_DEFAULTS: a study's values.)
         generator: seed (int) or torch.Generator; with `index` it keys every random draw.
         index: (N,) datapoint ids for the keys (default 0..N-1).
         step_size: initial leapfrog step (> 0), adapted towards `target_accept` unless `step_sizes`.
@@ -285,10 +302,12 @@ def _log_mean_exp_se(log_w: torch.Tensor) -> torch.Tensor:
     return w.std(-1) / (math.sqrt(log_w.shape[-1]) * w.mean(-1))
 
 
-def bdmc(log_likelihood: LogLikelihood, z_true: torch.Tensor, n_chains: int = 16,
-         n_intermediate: int = 1000, schedule: str = "sigmoid", leapfrog_steps: int = 10,
+def bdmc(log_likelihood: LogLikelihood, z_true: torch.Tensor, n_chains: int = AIS_DEFAULTS["n_chains"],
+         n_intermediate: int = AIS_DEFAULTS["n_intermediate"], schedule: str = AIS_DEFAULTS["schedule"],
+         leapfrog_steps: int = AIS_DEFAULTS["leapfrog_steps"],
          generator: torch.Generator | int | None = None, *, index: torch.Tensor | None = None,
-         step_size: float = 0.01, target_accept: float = 0.65, batch_size: int | None = None,
+         step_size: float = AIS_DEFAULTS["step_size"], target_accept: float = AIS_DEFAULTS["target_accept"],
+         batch_size: int | None = None,
          init: tuple[torch.Tensor, torch.Tensor] | None = None, **kwargs) -> BDMCResult:
     """Forward AIS (lower bound) and reverse AIS from the exact z (upper bound) on data simulated
     from the model (Grosse et al.). The reverse chains reuse the forward run's per-distribution

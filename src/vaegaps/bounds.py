@@ -17,6 +17,10 @@ from .likelihood import check_int
 from .pareto import keep_top, pareto_khat, tail_size
 
 LOG_2PI = math.log(2.0 * math.pi)
+# Draws per sample batch of every Monte Carlo bound (and of the flows' standardiser): memory only,
+# never results (draws are keyed by their sample offset, vaegaps.rng): the decoder then holds
+# N x 500 activations whatever n_samples is (5000 by default), not N x n_samples.
+SAMPLE_BATCH = 500
 
 
 def log_mean_exp(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
@@ -89,7 +93,7 @@ class MonteCarloBounds(NamedTuple):
     iwae_khat: torch.Tensor | None = None   # Pareto k̂ of the IWAE's weights (vaegaps.pareto)
 
 
-def monte_carlo_bounds(sample_q, log_likelihood, n_samples: int, noise_fn, sample_batch: int = 500,
+def monte_carlo_bounds(sample_q, log_likelihood, n_samples: int, noise_fn, sample_batch: int = SAMPLE_BATCH,
                        iwae_diagnostics: bool = False) -> MonteCarloBounds:
     """ELBO, IWAE-n_samples and the ELBO's standard error for every datapoint, in sample batches;
     with `iwae_diagnostics`, also the IWAE's delta-method standard error and the Pareto k̂ of its

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import re
@@ -48,11 +49,27 @@ def load_schema(schema_path: str | Path = SCHEMA) -> dict:
     return yaml.safe_load(Path(schema_path).read_text())
 
 
+@functools.cache
+def _package_schema() -> dict:
+    """The package's schema, read once per process (callers never change it: `defaults` copies)."""
+    return load_schema()
+
+
 def defaults(section: str) -> dict:
-    """The schema's defaults of one base section ('model', 'train', 'evaluation', ...): the
-    settings a caller from Python starts from before changing a few."""
-    schema = load_schema()
+    """The schema's defaults of one base section ('model', 'train', 'evaluation', 'local', 'ais',
+    ...): the settings a caller from Python starts from before changing a few, and the defaults
+    of the estimators' signatures (vaegaps.ais, vaegaps.local_opt), so a direct call and a study
+    that leaves a key out use the same value."""
+    schema = _package_schema()
     return fill_defaults({}, schema["$defs"][section], schema)
+
+
+# The variational families by name, for the torch-free callers (this module, the Snakefile's
+# wildcards): the schema's `$defs.family`, kept equal to the registry vaegaps.families.FAMILIES by
+# tests/test_config_registry.py (that module imports torch). TABLE_FAMILIES: those a study's
+# `families` (Table 2, Table 3) may train, `$defs.table_family`.
+FAMILIES: tuple[str, ...] = tuple(_package_schema()["$defs"]["family"]["enum"])
+TABLE_FAMILIES: tuple[str, ...] = tuple(_package_schema()["$defs"]["table_family"]["enum"])
 
 
 # "integer" means an int: 1000.0 is read as 1000 (below), never passed on as a float.
@@ -194,9 +211,6 @@ def evaluation_config(config: dict, dataset: str) -> dict:
     return deep_merge(config["evaluation"], override)
 
 
-LOCAL_FAMILIES = ("ffg", "flow", "realnvp")
-
-
 LOCAL_METHODS = ("auto", "newton", "adam", "cycles")
 
 
@@ -217,7 +231,7 @@ def local_method(method: str, family: str) -> str:
 def local_config(local: dict, family: str) -> dict:
     """The local-optimisation settings of one family: the shared keys with that family's changes,
     its method resolved (`local_method`)."""
-    shared = {k: v for k, v in local.items() if k not in LOCAL_FAMILIES}
+    shared = {k: v for k, v in local.items() if k not in FAMILIES}
     cfg = deep_merge(shared, local.get(family, {}))
     if "method" not in local.get(family, {}) and cfg.get("method") in ("newton", "cycles"):
         # a shared method made for one kind of family leaves the other kind at auto
@@ -258,8 +272,8 @@ def figure2_config(config: dict) -> dict:
 
 def _resolved_evaluation(ev: dict) -> dict:
     """An evaluation section with the local and refinement settings spelled out per family."""
-    return {**ev, "local": {f: local_config(ev["local"], f) for f in LOCAL_FAMILIES},
-            "refinement": {f: refinement_config(ev["refinement"], f) for f in LOCAL_FAMILIES}}
+    return {**ev, "local": {f: local_config(ev["local"], f) for f in FAMILIES},
+            "refinement": {f: refinement_config(ev["refinement"], f) for f in FAMILIES}}
 
 
 def resolved_config(config: dict) -> dict:
@@ -270,7 +284,7 @@ def resolved_config(config: dict) -> dict:
     models = {}
     for dataset in config["datasets"]:
         for variant in config["variants"]:
-            for family in ("ffg", "flow", "realnvp"):
+            for family in FAMILIES:
                 models[f"{dataset}/{variant}/{family}"] = model_config(config, dataset, variant, family)
     exp = config.get("experiments", {})
     out = {**run, "evaluation": {d: _resolved_evaluation(evaluation_config(config, d)) for d in evaluated_datasets(config)},
@@ -316,7 +330,7 @@ def check_refinement(config: dict) -> None:
     for dataset in evaluated_datasets(config):
         refinement = evaluation_config(config, dataset)["refinement"]
         override = config.get("dataset_overrides", {}).get(dataset, {}).get("evaluation", {}).get("refinement", {})
-        for family in LOCAL_FAMILIES:   # the key that set the grid: a family's own, else the shared one
+        for family in FAMILIES:   # the key that set the grid: a family's own, else the shared one
             own = "steps" in refinement.get(family, {})
             src = override.get(family, {}) if own else override
             base = f"dataset_overrides.{dataset}.evaluation.refinement" if "steps" in src else "evaluation.refinement"

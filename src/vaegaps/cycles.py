@@ -24,7 +24,7 @@ from torch.func import functional_call
 
 from . import rng
 from .adam import adam_update
-from .bounds import elbo_loss_and_grads, monte_carlo_bounds
+from .bounds import SAMPLE_BATCH, elbo_loss_and_grads, monte_carlo_bounds
 from .likelihood import restrict
 from .whiten import fold, whiten
 
@@ -53,7 +53,7 @@ class CyclesRun:
         self.diverged, self.remaining_gain = diverged, remaining_gain
 
 
-def standardiser(q, params: dict, index, seed: int, stream: str, n_samples: int, sample_batch: int = 500):
+def standardiser(q, params: dict, index, seed: int, stream: str, n_samples: int, sample_batch: int = SAMPLE_BATCH):
     """(m, s) (N, D): the per-dimension mean and standard deviation of q under `params`, from
     n_samples draws keyed by datapoint."""
     z_dim = params["mean"].shape[-1]
@@ -88,7 +88,7 @@ def _refresh(params: dict, fresh: dict | None) -> dict:
 
 def adam_cycles(q, start: dict, log_likelihood, index, seed: int, stream: str, n_samples: int, lr: float,
                 cycle_steps: int, probe_steps: int, max_steps: int, gain_tol: float, gain_samples: int,
-                std_samples: int, sample_batch: int = 500, fresh: dict | None = None) -> CyclesRun:
+                std_samples: int, sample_batch: int = SAMPLE_BATCH, fresh: dict | None = None) -> CyclesRun:
     """Optimise the per-datapoint flow parameters `start` (z space, LocalPosterior names) of q.
     `fresh`: q's keyed initial parameters of these datapoints (see `_refresh`)."""
     n, dev = index.shape[0], start["mean"].device

@@ -18,7 +18,7 @@ import torch
 
 from . import rng
 from .ais import ais, bdmc
-from .bounds import monte_carlo_bounds
+from .bounds import SAMPLE_BATCH, monte_carlo_bounds
 from .config import digest, local_config, starts_from_qstar_ffg
 from .data import load_split
 from .errors import VaegapsError
@@ -33,6 +33,17 @@ from .tables import gap_frame
 from .vae import VAE, load_vae
 
 log = logging.getLogger(__name__)
+
+# The Gaussians standing in for a flow encoder's q(z|x), from its moments on keyed draws (not
+# settings: each only starts an optimiser or AIS, whose results stay bounds whatever the start).
+# ENCODER_GAUSSIAN_SAMPLES: draws for the diagonal Gaussian a flow q* starts from (per-dimension
+# mean and std); MIN_ENCODER_STD keeps its log-variance finite where a dimension barely moves.
+ENCODER_GAUSSIAN_SAMPLES = 256
+MIN_ENCODER_STD = 1e-4
+# AIS_START_SAMPLES: draws for the full-covariance Gaussian AIS starts from (a D x D covariance
+# needs more than a diagonal); COV_JITTER is added to its diagonal so its Cholesky factor exists.
+AIS_START_SAMPLES = 1000
+COV_JITTER = 1e-5
 
 
 def evaluation_set(data_path, split: str, n_points: int, device,
@@ -54,7 +65,7 @@ def _frozen(model: VAE) -> VAE:
 
 
 def amortized_bounds(model: VAE, x: torch.Tensor, index: np.ndarray, n_samples: int, seed: int,
-                     sample_batch: int = 500) -> pd.DataFrame:
+                     sample_batch: int = SAMPLE_BATCH) -> pd.DataFrame:
     """L[q] and IWAE-n_samples of the encoder's q(z|x), with their standard errors and the
     Pareto k̂ of the IWAE's weights (`iwae_khat`, vaegaps.pareto)."""
     model = _frozen(model)
@@ -81,7 +92,7 @@ def _encoder_draws(model: VAE, x: torch.Tensor, index, seed: int, n_samples: int
     return model.family(mean, logvar, noise, h)[0]
 
 
-def encoder_gaussian(model: VAE, x: torch.Tensor, index, seed: int, n_samples: int = 256):
+def encoder_gaussian(model: VAE, x: torch.Tensor, index, seed: int, n_samples: int = ENCODER_GAUSSIAN_SAMPLES):
     """The diagonal Gaussian closest to the encoder's q(z|x), as (mean, logvar) per datapoint: q
     itself for an FFG encoder; for a flow encoder, the Gaussian with its q's per-dimension mean and
     variance (n_samples draws). Its base z0 would be no such proxy: the flow moves it far."""
@@ -90,7 +101,7 @@ def encoder_gaussian(model: VAE, x: torch.Tensor, index, seed: int, n_samples: i
             mean, logvar, _ = model.encode(x)
             return mean, logvar
         z = _encoder_draws(model, x, index, seed, n_samples, "encoder_gaussian")
-        return z.mean(1), 2 * torch.log(z.std(1).clamp_min(1e-4))
+        return z.mean(1), 2 * torch.log(z.std(1).clamp_min(MIN_ENCODER_STD))
 
 
 def encoder_start(model: VAE, x: torch.Tensor, family: str, index=None, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -215,7 +226,7 @@ def refinement_curve(model: VAE, x: torch.Tensor, index: np.ndarray, family: str
                          "elbo": r.elbo.reshape(-1).numpy(), "elbo_se": r.elbo_se.reshape(-1).numpy()})
 
 
-def ais_start(model: VAE, x: torch.Tensor, index, init: str, seed: int, n_samples: int = 1000):
+def ais_start(model: VAE, x: torch.Tensor, index, init: str, seed: int, n_samples: int = AIS_START_SAMPLES):
     """The normalised density AIS starts from (`evaluation.ais.init`): None for the prior (the
     paper's AIS); for 'encoder', the encoder's own Gaussian q(z|x) (mean, std) for an FFG encoder,
     and for a flow encoder the full-covariance Gaussian with its q's mean and covariance
@@ -230,7 +241,7 @@ def ais_start(model: VAE, x: torch.Tensor, index, init: str, seed: int, n_sample
         z = _encoder_draws(model, x, index, seed, n_samples, "ais_start")
         centred = z - z.mean(1, keepdim=True)
         cov = centred.transpose(1, 2) @ centred / (n_samples - 1)
-        cov = cov + 1e-5 * torch.eye(model.z_dim, dtype=z.dtype, device=z.device)
+        cov = cov + COV_JITTER * torch.eye(model.z_dim, dtype=z.dtype, device=z.device)
         return z.mean(1), torch.linalg.cholesky(cov)
 
 

@@ -22,8 +22,8 @@ from torch.func import functional_call
 
 from . import rng
 from .adam import adam_update
-from .bounds import elbo_loss_and_grads, monte_carlo_bounds
-from .config import local_method
+from .bounds import SAMPLE_BATCH, elbo_loss_and_grads, monte_carlo_bounds
+from .config import defaults, local_method
 from .cycles import adam_cycles
 from .errors import VaegapsError
 from .families import FAMILIES, LocalPosterior
@@ -43,6 +43,15 @@ from .newton import gain_estimate, newton_ffg
 log = logging.getLogger(__name__)
 
 LR_BACKOFF = 0.1   # learning-rate factor for each restart of a diverged datapoint
+# A direct call's defaults are a study's: the schema's evaluation.local section (config.schema.yaml),
+# and its model.flow_steps for a flow's coupling steps.
+LOCAL_DEFAULTS = defaults("local")
+_D = LOCAL_DEFAULTS
+FLOW_STEPS = defaults("model")["flow_steps"]
+# Draws on which each datapoint picks its start (of several) and then the better of start and
+# optimum: their own draws, so the reported bounds (final_samples fresh ones) carry no selection
+# bias. Not a setting: it decides only which candidate a datapoint keeps, never a reported number.
+SELECT_SAMPLES = 1000
 
 
 def resolve_method(method: str, family: str) -> str:
@@ -154,16 +163,18 @@ def _optimize_batch(q, params, log_likelihood, index, seed, stream, n_samples, l
 
 
 def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, family: str = "ffg",
-                   n_samples: int = 100, lr: float = 1e-3, check_every: int = 100, patience: int = 10,
-                   max_steps: int = 50000, final_samples: int = 5000,
+                   n_samples: int = _D["n_samples"], lr: float = _D["lr"], check_every: int = _D["check_every"],
+                   patience: int = _D["patience"], max_steps: int = _D["max_steps"],
+                   final_samples: int = _D["final_samples"],
                    generator: torch.Generator | int | None = None, *, index: torch.Tensor | None = None,
                    init: tuple[torch.Tensor, torch.Tensor] | dict | list[dict] | None = None,
-                   hidden: int | None = None, flow_steps: int = 2, restarts: int = 2,
-                   select_samples: int = 1000, batch_size: int | None = None, sample_batch: int = 500,
-                   dtype: torch.dtype | None = None, device=None, stream: str = "local",
-                   method: str = "auto", newton_step: float = 0.5, newton_window: int = 10,
-                   gain_tol: float = 0.01, gain_samples: int = 1000, cycle_lr: float = 2e-3,
-                   cycle_steps: int = 1000, probe_steps: int = 250) -> LocalResult:
+                   hidden: int | None = None, flow_steps: int = FLOW_STEPS, restarts: int = _D["restarts"],
+                   select_samples: int = SELECT_SAMPLES, batch_size: int | None = None,
+                   sample_batch: int = SAMPLE_BATCH, dtype: torch.dtype | None = None, device=None,
+                   stream: str = "local", method: str = _D["method"], newton_step: float = _D["newton_step"],
+                   newton_window: int = _D["newton_window"], gain_tol: float = _D["gain_tol"],
+                   gain_samples: int = _D["gain_samples"], cycle_lr: float = _D["cycle_lr"],
+                   cycle_steps: int = _D["cycle_steps"], probe_steps: int = _D["probe_steps"]) -> LocalResult:
     """Fit one q of `family` ('ffg', 'flow', 'realnvp') per datapoint and score it with fresh samples.
 
     Starts at the prior, or at `init`: a (mean, logvar) pair (e.g. the encoder's), a dict of
@@ -207,6 +218,7 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
         batch_size, sample_batch: datapoints per batch and samples per batch (memory only;
             results do not depend on them).
         dtype, device: of the parameters (default: the likelihood's).
+        The settings default to the schema's evaluation.local ones (LOCAL_DEFAULTS): a study's values.
 
     Returns:
         LocalResult: elbo, iwae, elbo_se, iwae_se, iwae_khat (N,), steps (N,), converged (N,), restarts (N,),

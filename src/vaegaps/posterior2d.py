@@ -47,7 +47,7 @@ def _grid_batches(n_grid: int, per_node: int) -> list[slice]:
     return [slice(s, min(s + size, n_grid)) for s in range(0, n_grid, size)]
 
 
-def grid_posterior(model, x: torch.Tensor, grid_limit: float = 4.0, grid_size: int = 121):
+def grid_posterior(model, x: torch.Tensor, grid_limit: float, grid_size: int):
     """(z_grid (G, 2), log p(z_g|x) (N, G), log p(x) (N,)), all datapoints and nodes batched.
 
     The nodes are quadrature points with weight `area`, so Σ_g exp(log_post)·area = 1 exactly.
@@ -109,7 +109,7 @@ def aux_flow_log_marginal(flow: AuxFlow, mean, logvar, z, noise, context=None,
 
 
 def family_log_density(family, mean, logvar, z, context=None, *, seed=0, index=None,
-                       stream="grid/v", n_v: int = 128) -> torch.Tensor:
+                       stream="grid/v", n_v: int) -> torch.Tensor:
     """log q(z_g) (N, G) of a family's q (amortized or local) at grid nodes z (G, 2)."""
     n = mean.shape[0]
     zn = z.unsqueeze(0).expand(n, -1, -1)
@@ -146,14 +146,14 @@ def _long(index, name, z, density) -> pd.DataFrame:
                          "density": density.double().cpu().numpy().reshape(-1)})
 
 
-def true_posterior_frame(model, x, index, grid_limit=4.0, grid_size=121) -> pd.DataFrame:
+def true_posterior_frame(model, x, index, grid_limit: float, grid_size: int) -> pd.DataFrame:
     """The quadrature posterior alone, as grid rows with distribution 'true'."""
     z, log_post, _ = grid_posterior(model, x, grid_limit, grid_size)
     return _long(index, "true", z, torch.exp(log_post))
 
 
-def grid_densities(model, x: torch.Tensor, index, local_cfg: dict, seed: int, grid_limit: float = 4.0,
-                   grid_size: int = 121, n_v: int = 128, amortized_samples: int = 5000):
+def grid_densities(model, x: torch.Tensor, index, local_cfg: dict, seed: int, grid_limit: float,
+                   grid_size: int, *, n_v: int, amortized_samples: int):
     """Densities on the grid (long frame) and bounds (one row per datapoint × distribution) of the
     true posterior, the amortized q, and the optimal FFG and Flow q*.
 

@@ -29,7 +29,7 @@ from torch.func import functional_call
 
 from . import rng
 from .adam import adam_update
-from .bounds import elbo_loss_and_grads, monte_carlo_bounds
+from .bounds import SAMPLE_BATCH, elbo_loss_and_grads, monte_carlo_bounds
 from .families import FAMILIES, LocalPosterior
 from .likelihood import (
     InputError,
@@ -77,7 +77,7 @@ def refine_curve(log_likelihood: LogLikelihood, start: dict, *, steps, optimizer
                  n_samples: int, final_samples: int, family: str = "ffg",
                  generator: torch.Generator | int | None = None, index: torch.Tensor | None = None,
                  hidden: int | None = None, flow_steps: int = 2, batch_size: int | None = None,
-                 sample_batch: int = 500, stream: str = "refinement") -> RefinementCurve:
+                 sample_batch: int = SAMPLE_BATCH, stream: str = "refinement") -> RefinementCurve:
     """ELBO of each datapoint's q after every k in `steps` refinement steps from `start`.
 
     Args:

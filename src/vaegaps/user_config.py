@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from .config import (
-    LOCAL_FAMILIES,
+    FAMILIES,
     check_refinement_steps,
     deep_merge,
     fill_defaults,
@@ -66,7 +66,7 @@ def resolve(entry: dict, where: str = "user model", need_files: bool = True) -> 
     changes = entry.pop("evaluation", {}) or {}
     out = fill_defaults(entry, {k: v for k, v in sub.items() if k != "required"}, schema)
     ev = deep_merge(evaluation_defaults(), changes)
-    for family in LOCAL_FAMILIES:
+    for family in FAMILIES:
         key = f"refinement.{family}.steps" if "steps" in ev["refinement"].get(family, {}) else "refinement.steps"
         check_refinement_steps(refinement_config(ev["refinement"], family)["steps"],
                                f"{where} '{'evaluation.' if need_files else ''}{key}'")

@@ -18,7 +18,8 @@ rule claims:
         md=f"{RES}/claims.md",
     params:
         gap_keys=claim_gap_keys(),
-        figure2_dataset=f"{F2.get('dataset', 'digits')} (2-D latent)",
+        # a function: read only when claims run, which needs figure2 configured
+        figure2_dataset=lambda w: f"{F2['dataset']} (2-D latent)",
     log:
         log_path("claims"),
     benchmark:

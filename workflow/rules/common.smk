@@ -5,10 +5,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 import copy
 from vaegaps.config import (  # torch-free
-    SCHEMA, check_parts, check_refinement, check_variants, evaluation_config, figure2_config, local_config,
+    FAMILIES, SCHEMA, check_parts, check_refinement, check_variants, evaluation_config, figure2_config, local_config,
     model_config, model_path, over_training_evaluation, refinement_config, resolved_config, settings_key, split_ref,
     starts_from_qstar_ffg, validate, write_resolved)
 from vaegaps.preflight import preflight  # torch-free
+from vaegaps.datasets import DATASETS  # the dataset registry, torch-free
 from vaegaps.errors import one_line
 from vaegaps.codedeps import script_code as code_of  # reads sources, imports nothing
 
@@ -48,6 +49,9 @@ THREADS = config["threads"]
 GPU = 0 if config["device"] == "cpu" else 1
 PART = "part_{part}_of_{parts}"
 MODEL_ID = "{dataset}/{variant}/{family}"  # a model's wildcards, as folders
+# the registries' names as wildcard patterns: digits|mnist|…, ffg|flow|realnvp
+DATASET_NAMES = "|".join(DATASETS)
+FAMILY_NAMES = "|".join(FAMILIES)
 
 
 def log_path(name, *segments):
@@ -70,13 +74,13 @@ GPU_DAY_JOB = {"mem_mb": 8000, "runtime": 24 * 60, "gpu": GPU}
 
 
 wildcard_constraints:
-    dataset="digits|mnist|fashion_mnist|cifar10",
+    dataset=DATASET_NAMES,
     variant="[A-Za-z0-9_]+",
-    family="ffg|flow|realnvp",
-    qfamily="ffg|flow|realnvp",
+    family=FAMILY_NAMES,
+    qfamily=FAMILY_NAMES,
     epoch="[0-9]+",
     bdmc_run="main|over_training_epoch_[0-9]+",
-    estimator="amortized|local_(ffg|flow|realnvp)|ais",
+    estimator=f"amortized|local_({FAMILY_NAMES})|ais",
     part="[0-9]+",
     parts="[0-9]+",
 

@@ -1,11 +1,23 @@
 # Figure 2 (docs/method.md §6): true posteriors of 2-D latent models, by grid quadrature.
 
+# Its models (VARIANT/ffg, VARIANT/flow of its dataset) and data; none in a study without the
+# experiment, whose `all` never asks for these rules.
+F2_FILES = (
+    {
+        "ffg": ref_path(F2["dataset"], f"{F2['variant']}/ffg", "model"),
+        "flow": ref_path(F2["dataset"], f"{F2['variant']}/flow", "model"),
+        "data": f"{RES}/data/{F2['dataset']}.parquet",
+    }
+    if F2
+    else {"ffg": [], "flow": [], "data": []}
+)
+
 
 rule figure2:
     """Figure 2: true posterior of a 2-D latent FFG model vs amortized, optimal FFG and optimal Flow."""
     input:
-        model=ref_path(F2.get("dataset", "digits"), f"{F2.get('variant', 'z2')}/ffg", "model"),
-        data=ancient(f"{RES}/data/{F2.get('dataset', 'digits')}.parquet"),
+        model=F2_FILES["ffg"],
+        data=ancient(F2_FILES["data"]),
         code=script_code("figure2"),
     output:
         grid=f"{RES}/figure2/grid.parquet",
@@ -32,9 +44,9 @@ rule figure2:
 rule figure_posteriors:
     """True posteriors of the same datapoints under a 2-D model trained with FFG and one with Flow."""
     input:
-        ffg=ref_path(F2.get("dataset", "digits"), f"{F2.get('variant', 'z2')}/ffg", "model"),
-        flow=ref_path(F2.get("dataset", "digits"), f"{F2.get('variant', 'z2')}/flow", "model"),
-        data=ancient(f"{RES}/data/{F2.get('dataset', 'digits')}.parquet"),
+        ffg=F2_FILES["ffg"],
+        flow=F2_FILES["flow"],
+        data=ancient(F2_FILES["data"]),
         code=script_code("figure_posteriors"),
     output:
         grid=f"{RES}/figure2/posteriors_grid.parquet",

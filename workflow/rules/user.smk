@@ -43,7 +43,7 @@ rule user_local:
     output:
         f"{UDIR}/parts/{{ustage}}/{PART}.parquet",
     wildcard_constraints:
-        ustage="local_(ffg|flow|realnvp)",
+        ustage=f"local_({FAMILY_NAMES})",
     params:
         settings=user_settings,
         resume=f"{RES}/resume/user/{{name}}/{{ustage}}",

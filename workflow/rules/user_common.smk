@@ -17,7 +17,7 @@ if USER:
 
 wildcard_constraints:
     name="[A-Za-z0-9_]+",
-    ustage="amortized|local_(ffg|flow|realnvp)|ais|bdmc|refinement",
+    ustage=f"amortized|local_({FAMILY_NAMES})|ais|bdmc|refinement",
 
 
 def user_settings(wildcards):
