@@ -268,7 +268,7 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
         gain = torch.full((sl.stop - sl.start,), torch.nan, dtype=torch.float64)
         if method == "newton":
             run = newton_ffg(start, loglik, index[sl], seed, stream, n_samples, newton_step, newton_window,
-                             max_steps, gain_tol)
+                             max_steps, gain_tol, gain_samples // 2)
             params = {**start, **run.full}
             steps, converged, diverged = run.steps, run.converged, run.diverged
             n_restarts = torch.zeros(len(steps), dtype=torch.int64)

@@ -152,7 +152,7 @@ class _Window:
 
 
 def newton_ffg(params: dict, log_likelihood, index, seed: int, stream: str, n_samples: int, step: float,
-               window: int, max_steps: int, gain_tol: float) -> NewtonRun:
+               window: int, max_steps: int, gain_tol: float, min_pairs: int = 0) -> NewtonRun:
     """Optimise FFG parameters {'mean', 'logvar'} (N, D) from where they are.
 
     Each step moves the mean by α·λ⁻¹·ĝ, α = min(step, 1/ρ), where ρ is the curvature met along the
@@ -163,7 +163,9 @@ def newton_ffg(params: dict, log_likelihood, index, seed: int, stream: str, n_sa
     window's pooled curvature as precision, is a datapoint's q*, and it stops when the gain
     estimated left there is below STOP_MARGIN·gain_tol (so that the fresh probe of
     `optimize_local` finds it below gain_tol), or at `max_steps`. A window that fails the test is
-    followed by one twice as long (the average's noise halves). Draws are keyed by datapoint and
+    followed by one twice as long (the average's noise halves); a window with fewer than
+    `min_pairs` antithetic draw pairs in all is not tested (`optimize_local` passes half its
+    probe's draws, so the in-run test is no noisier than the probe that judges its result). Draws are keyed by datapoint and
     step, and the windows are the same for every datapoint, so results do not depend on the batch."""
     n = index.shape[0]
     full = {k: params[k].detach().clone() for k in ("mean", "logvar")}
@@ -194,7 +196,9 @@ def newton_ffg(params: dict, log_likelihood, index, seed: int, stream: str, n_sa
             out = None
             if t == win_end or t == max_steps:
                 out = win.result(prec)
-                if t > window:   # the first window is the approach, not yet an average
+                # the first window is the approach, not yet an average; and a window with fewer draw
+                # pairs than `min_pairs` is too noisy to trust (its chance lows stop points early)
+                if t > window and win.pairs >= min_pairs:
                     stop = (out[2] < STOP_MARGIN * gain_tol) & ~bad
                 win_len *= 1 if t == window else 2
                 win_end = t + win_len
