@@ -5,16 +5,17 @@
 
 
 rule refinement:
-    """The refinement curve of one model on one part of its evaluation set, in its own family."""
+    """The refinement curve of one model on one part of its evaluation set, in its own family (the
+    estimator rules' script and driver; its own folder, as before them)."""
     input:
         model=f"{MODEL}/model.pt",
         data=ancient(f"{RES}/data/{{dataset}}.parquet"),
-        code=script_code("refinement"),
+        code=script_code("estimate"),
     output:
         f"{RES}/refinement/{MODEL_ID}/{PART}.parquet",
     params:
-        evaluation=eval_cfg,
-        refinement=lambda w: refinement_config(eval_cfg(w)["refinement"], w.family),
+        source=lambda w: builtin_source(w.dataset, w.variant, w.family),
+        estimator="refinement",
         resume=f"{RES}/resume/{MODEL_ID}/refinement",
     log:
         log_path("refinement", MODEL_ID, PART),
@@ -26,7 +27,7 @@ rule refinement:
     conda:
         "../../envs/vaegaps.yaml"
     script:
-        "../scripts/refinement.py"
+        "../scripts/estimate.py"
 
 
 rule gather_refinement:
