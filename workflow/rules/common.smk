@@ -78,8 +78,7 @@ wildcard_constraints:
     variant="[A-Za-z0-9_]+",
     family=FAMILY_NAMES,
     epoch="[0-9]+",
-    bdmc_run="main|over_training_epoch_[0-9]+",
-    estimator=f"amortized|local_({FAMILY_NAMES})|ais|refinement|bdmc",
+    estimator=f"amortized|local_({FAMILY_NAMES})|ais|refinement",
     source="eval|user",
     model=f"({DATASET_NAMES})/[A-Za-z0-9_]+/({FAMILY_NAMES})|[A-Za-z0-9_]+",
     part="[0-9]+",
@@ -97,6 +96,42 @@ def script_code(script):
 # writes {source}/{model}/parts/{estimator}/part_P_of_K.parquet, gathered into
 # {source}/{model}/{estimator}.parquet by one rule.
 SOURCE = "{source}/{model}"
+
+
+# Every stage split into `evaluation.parts` jobs writes FOLDER/part_P_of_K.parquet, gathered into
+# one Parquet, PATH.parquet, by the one gather rule (gather_parts, evaluate.smk). {gathered} is
+# PATH: an estimator of a model source, {source}/{model}/{estimator} (its parts under
+# {source}/{model}/parts/{estimator}: a user model's refinement curve and BDMC too), or, in their
+# own folders (FOLDER = PATH), a built-in model's refinement curve, refinement/DATASET/VARIANT/
+# FAMILY, and BDMC run, bdmc/DATASET/VARIANT/FAMILY/{main,over_training_epoch_E}.
+_BUILTIN = f"({DATASET_NAMES})/[A-Za-z0-9_]+/({FAMILY_NAMES})"
+_ESTIMATORS = f"amortized|local_({FAMILY_NAMES})|ais"
+GATHERED = "|".join([f"eval/{_BUILTIN}/({_ESTIMATORS})", f"user/[A-Za-z0-9_]+/({_ESTIMATORS}|refinement|bdmc)",
+                     f"refinement/{_BUILTIN}", f"bdmc/{_BUILTIN}/(main|over_training_epoch_[0-9]+)"])
+
+
+def gathered_parts(w):
+    """The part files gather_parts joins into {gathered}.parquet, as many as the model's
+    `evaluation.parts` (its dataset's, or its user_models entry's)."""
+    kind, key = w.gathered.split("/", 1)
+    folder = w.gathered
+    if kind in ("eval", "user"):
+        model, leaf = key.rsplit("/", 1)
+        folder = f"{kind}/{model}/parts/{leaf}"
+    name = key.split("/")[0]   # the user model's name, or the built-in model's dataset
+    parts = USER[name]["evaluation"]["parts"] if kind == "user" else eval_parts(name)
+    return parts_of(f"{RES}/{folder}", parts)
+
+
+def eval_parts(dataset):
+    return evaluation_config(config, dataset)["parts"]
+
+
+def gathered_row_keys(w):
+    """The columns that name a row of {gathered}: index and steps for a refinement curve (one row
+    per datapoint and k), index for the rest."""
+    path = w.gathered.split("/")
+    return ["index", "steps"] if "refinement" in (path[0], path[-1]) else ["index"]
 
 
 def builtin_source(dataset, variant, family):

@@ -2,11 +2,11 @@
 # VAE of the study (eval/DATASET/VARIANT/FAMILY) and a user's model (user/NAME, user.smk) run the
 # same estimator rules, script and driver (vaegaps.sources). Each estimator runs as
 # `evaluation.parts` jobs, one per consecutive part of the datapoints (one cluster job each), each
-# resuming from its finished chunks; gather_parts joins them into the estimator's Parquet
-# (identical for any number of parts). A job's log and benchmark mirror its output:
+# resuming from its finished chunks; gather_parts, the one gather rule of every split stage, joins
+# them into the estimator's Parquet (identical for any number of parts). A job's log and benchmark mirror its output:
 # results/logs/{source}/{model}/{estimator}/part_P_of_K.log.
 # BDMC certifies an AIS setting on data simulated from a model's final weights (bdmc) or from an
-# over-training snapshot (bdmc_snapshot), in the same parts (gather_bdmc), and
+# over-training snapshot (bdmc_snapshot), in the same parts (gather_parts), and
 # over_training_point estimates at one snapshot of an over-training model.
 # The data file is ancient() here and in every rule that reads it (see train.smk).
 
@@ -95,21 +95,23 @@ rule ais:
 
 
 rule gather_parts:
-    """One estimator's parts of a model source, joined in datapoint order into its per-datapoint
-    Parquet (a refinement curve: one row per datapoint and k)."""
+    """The parts of one split stage joined in datapoint order into its per-datapoint Parquet, after
+    checking that every part was made with the same settings: an estimator of any model source, a
+    refinement curve (one row per datapoint and k) or a BDMC run (common.smk's GATHERED)."""
     localrule: True
     input:
-        parts=lambda w: parts_of(f"{RES}/{w.source}/{w.model}/parts/{w.estimator}",
-                                 source_of(w)["evaluation"]["parts"]),
+        parts=gathered_parts,
         code=script_code("gather_parts"),
     output:
-        f"{RES}/{SOURCE}/{{estimator}}.parquet",
+        f"{RES}/{{gathered}}.parquet",
+    wildcard_constraints:
+        gathered=GATHERED,
     params:
-        row_keys=lambda w: ["index", "steps"] if w.estimator == "refinement" else ["index"],
+        row_keys=gathered_row_keys,
     log:
-        log_path("{source}", "{model}", "gather_{estimator}"),
+        log_path("gather_parts", "{gathered}"),
     benchmark:
-        bench_path("{source}", "{model}", "gather_{estimator}")
+        bench_path("gather_parts", "{gathered}")
     threads: 1
     resources:
         **LOCAL_JOB,
@@ -177,29 +179,6 @@ rule bdmc_snapshot:
         "../../envs/vaegaps.yaml"
     script:
         "../scripts/bdmc.py"
-
-
-rule gather_bdmc:
-    """The BDMC parts of one model (main) or snapshot (over_training_epoch_E), joined in datapoint
-    order."""
-    localrule: True
-    input:
-        parts=lambda w: parts_of(f"{RES}/bdmc/{w.dataset}/{w.variant}/{w.family}/{w.bdmc_run}",
-                                 eval_cfg(w)["parts"]),
-        code=script_code("gather_parts"),
-    output:
-        f"{RES}/bdmc/{MODEL_ID}/{{bdmc_run}}.parquet",
-    log:
-        log_path("gather_bdmc", MODEL_ID, "{bdmc_run}"),
-    benchmark:
-        bench_path("gather_bdmc", MODEL_ID, "{bdmc_run}")
-    threads: 1
-    resources:
-        **LOCAL_JOB,
-    conda:
-        "../../envs/vaegaps.yaml"
-    script:
-        "../scripts/gather_parts.py"
 
 
 rule over_training_point:

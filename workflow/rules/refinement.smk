@@ -30,29 +30,6 @@ rule refinement:
         "../scripts/estimate.py"
 
 
-rule gather_refinement:
-    """One model's refinement parts, joined in datapoint order (one row per datapoint and k)."""
-    localrule: True
-    input:
-        parts=lambda w: parts_of(f"{RES}/refinement/{w.dataset}/{w.variant}/{w.family}", eval_cfg(w)["parts"]),
-        code=script_code("gather_parts"),
-    output:
-        f"{RES}/refinement/{MODEL_ID}.parquet",
-    params:
-        row_keys=["index", "steps"],
-    log:
-        log_path("gather_refinement", MODEL_ID),
-    benchmark:
-        bench_path("gather_refinement", MODEL_ID)
-    threads: 1
-    resources:
-        **LOCAL_JOB,
-    conda:
-        "../../envs/vaegaps.yaml"
-    script:
-        "../scripts/gather_parts.py"
-
-
 rule refinement_table:
     """Per model and k: the mean ELBO after k steps and the fraction of the amortization gap
     L[q*] − L[q] (q* of the encoder's own family) it closes, on the same datapoints."""
