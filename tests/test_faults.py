@@ -134,7 +134,7 @@ def test_kill_9_then_the_same_command_finishes_as_if_uninterrupted(tmp_path):
     assert _stale_locks(work)
     out = snakemake(work, AIS, configfiles=[long])
     assert "stale Snakemake lock file" in _output(out)
-    assert "reusing" in (work / "results/logs/ais/digits/standard/ffg/part_0_of_1.log").read_text()
+    assert "reusing" in (work / "results/logs/eval/digits/standard/ffg/ais/part_0_of_1.log").read_text()
 
     ref = tmp_path / "uninterrupted"
     ref.mkdir()

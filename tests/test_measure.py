@@ -435,7 +435,7 @@ def test_user_gaps_check_ais_against_every_bound():
     """The user path (`gap_table`, what `measure` returns): AIS below IWAE(q) beyond noise is
     flagged per datapoint and counted by `summary`; without a declared q* family the reference
     IWAE is the best *trusted* one of the fitted q*, and an untrusted IWAE is never log p̂."""
-    from vaegaps.user_tables import gap_table
+    from vaegaps.tables import gap_table
 
     n = 10
     lp = np.linspace(-50, -40, n)
@@ -455,6 +455,33 @@ def test_user_gaps_check_ais_against_every_bound():
     local["flow"]["iwae"], local["flow"]["iwae_khat"] = lp + 3, 0.9
     other = gap_table(amortized, local, ais, "other (X)", None)
     assert np.allclose(other["iwae_qstar"], lp - 0.1) and (other["iwae_qstar_khat"] == 0.3).all()
+
+
+def test_one_gap_function_for_builtin_and_user_models():
+    """A built-in model's gaps (`extended=False`, the gaps Parquet of the README) are columns of a
+    user model's from the same frames, equal and in the same order; a q* family
+    without its frame is a one-line error, not a KeyError."""
+    from vaegaps.tables import gap_table
+
+    n = 6
+    lp = np.linspace(-50, -40, n)
+    ais = pd.DataFrame({"index": range(n), "log_px": lp, "log_px_se": 0.1, "accept_rate": 0.7, "ais_start": "prior"})
+    local = {f: pd.DataFrame({"index": range(n), "elbo": lp - d, "elbo_se": 0.1, "iwae": lp - 0.1, "iwae_se": 0.1,
+                              "iwae_khat": 0.3, "converged": True, "steps": 100}) for f, d in (("ffg", 2), ("flow", 1))}
+    amortized = pd.DataFrame({"index": range(n), "elbo": lp - 5, "elbo_se": 0.1, "iwae": lp - 1, "iwae_se": 0.1})
+    builtin = gap_table(amortized, local, ais, "flow", "flow", extended=False)
+    user = gap_table(amortized, local, ais, "flow", "flow")
+    assert [c for c in user.columns if c in builtin.columns] == list(builtin.columns)   # in the same order
+    pd.testing.assert_frame_equal(builtin, user[list(builtin.columns)])
+    extras = set(user.columns) - set(builtin.columns)
+    assert extras == {"inference_gap_se", "steps_local_ffg", "steps_local_flow", "approximation_gap_ffg",
+                      "approximation_gap_ffg_se", "approximation_gap_flow", "approximation_gap_flow_se",
+                      "accept_rate", "encoder_family", "qstar_family"}
+    assert np.allclose(builtin["amortization_gap"], 4.0) and np.allclose(builtin["elbo_local_ffg"], lp - 2)
+    with pytest.raises(VaegapsError, match="need its local_realnvp results; only ffg, flow"):
+        gap_table(amortized, local, ais, "realnvp", "realnvp", extended=False)
+    with pytest.raises(VaegapsError, match="different datapoints"):
+        gap_table(amortized, {**local, "ffg": local["ffg"].iloc[::-1]}, ais, "flow", "flow")
 
 
 def test_measure_flags_the_iwae_of_a_too_narrow_encoder():

@@ -1,5 +1,8 @@
 """Evaluation parts and resumable chunks: the cuts, the gathering, stale chunks, the SLURM device."""
 
+import contextlib
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -79,28 +82,37 @@ def test_slurm_job_without_gpu_stays_on_cpu(env, withheld):
     assert slurm_withholds_gpu(env) is withheld
 
 
-def test_chunks_are_keyed_by_the_start_a_part_read(tmp_path, monkeypatch):
-    """A q*_Flow part resumes only from chunks fitted on the same q*_FFG start (`key_files`),
-    while the start stays out of the part's metadata (which every part of a stage shares)."""
-    import vaegaps.evaluate as ev
+@pytest.mark.parametrize("kind", ["eval", "user"])
+def test_chunks_are_keyed_by_the_start_a_part_read(tmp_path, monkeypatch, kind):
+    """A q*_Flow part resumes only from chunks fitted on the same q*_FFG start, while the start
+    stays out of the part's metadata (which every part of a stage shares): for a built-in model
+    and a user's alike (vaegaps.sources.run_estimator, the one driver of both)."""
+    import vaegaps.sources as src
+    from vaegaps.config import defaults
 
     keys = []
-    monkeypatch.setattr(ev, "load_vae", lambda path, device: None)
-    monkeypatch.setattr(ev, "evaluation_set", lambda *a, **k: (np.arange(4), torch.zeros(4, 2)))
-    monkeypatch.setattr(ev, "run_in_chunks", lambda fn, index, x, size, resume, key: keys.append(key))
-    model, data, start = (tmp_path / n for n in ("model.pt", "data.parquet", "ffg.parquet"))
-    for f in (model, data, start):
+    model = SimpleNamespace(encoder_family="ffg", qstar_family="ffg")
+    monkeypatch.setattr(src, "run_in_chunks", lambda fn, index, x, size, resume, key: keys.append(key) or pd.DataFrame())
+    weights, data, start = (tmp_path / n for n in ("model.pt", "data.parquet", "ffg.parquet"))
+    for f in (weights, data):
         f.write_bytes(b"v1")
-    evaluation = {"split": "train", "n_points": 4, "chunk_size": 2}
+    pd.DataFrame({"index": [0, 1]}).to_parquet(start)
+    evaluation = {**defaults("evaluation"), "split": "train", "n_points": 4, "chunk_size": 2}
+    if kind == "eval":
+        source = src.BuiltinSource(str(weights), str(data), evaluation, "flow", "cpu")
+    else:
+        source = src.UserSource({"evaluation": evaluation, "inputs": [str(weights)]}, str(data), "m")
+        monkeypatch.setattr(src.UserSource, "context", lambda self, m: contextlib.nullcontext())
+    monkeypatch.setattr(type(source), "load", lambda self: (model, np.arange(4), torch.zeros(4, 2)))
 
     def run():
-        ev.evaluate_set(model, data, evaluation, "cpu", tmp_path, None, {"estimator": "local_flow"},
-                        key_files={"ffg_start": start})
+        return src.run_estimator(source, "local_flow", 0, (0, 1), tmp_path, str(start))[1]
 
-    run(), run()
-    start.write_bytes(b"v2")   # q*_FFG refitted
-    run()
+    metas = [run(), run()]
+    pd.DataFrame({"index": [0, 1, 2]}).to_parquet(start)   # q*_FFG refitted
+    metas.append(run())
     assert keys[0] == keys[1] != keys[2]
+    assert metas[0] == metas[2] and "ffg_start" not in str(metas[0]) and metas[0]["estimator"] == "local_flow"
 
 
 def test_resume_chunks_are_keyed_by_the_package_code(monkeypatch, tmp_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +18,16 @@ import torch
 from . import rng
 from .ais import ais, bdmc
 from .bounds import SAMPLE_BATCH, monte_carlo_bounds
-from .config import digest, local_config, starts_from_qstar_ffg
+from .config import digest, local_config, refinement_config, starts_from_qstar_ffg
 from .data import load_split
 from .errors import VaegapsError
 from .families import LocalPosterior
-from .io import file_digest, write_parquet
+from .io import file_digest
 from .local_opt import LR_BACKOFF, optimize_local
 from .refinement import refine_curve
-from .runtime import resolve_device
-from .scatter import part_bounds, run_in_chunks
-from .stage import part_of
+from .scatter import part_bounds
 from .tables import gap_frame
-from .vae import VAE, load_vae
+from .vae import VAE
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +272,29 @@ def ais_estimate(model: VAE, x: torch.Tensor, index: np.ndarray, cfg: dict, seed
                          "accept_rate": r.accept_rate.cpu().numpy(), "ais_start": cfg["init"]})
 
 
+def estimate(estimator: str, model: VAE, index: np.ndarray, x: torch.Tensor, evaluation: dict, seed: int,
+             qstar_family: str | None, ffg: pd.DataFrame | None = None,
+             refinement_key: str = "evaluation.refinement") -> pd.DataFrame:
+    """One estimator on one batch of datapoints of any model (a built-in VAE or a user's,
+    vaegaps.sources): 'amortized' (`amortized_bounds`), 'local_<family>' (`local_optimum`), 'ais'
+    (`ais_estimate`) or 'refinement' (`refinement_curve` in `qstar_family`, the family of the
+    model's q*), each with its section of the `evaluation` settings. `ffg`: q*_FFG of these
+    datapoints, the start of a family that `evaluation.local` starts from it (ignored otherwise).
+    `refinement_key`: where the refinement settings live, for its errors."""
+    if estimator == "amortized":
+        return amortized_bounds(model, x, index, evaluation["amortized"]["n_samples"], seed)
+    if estimator == "ais":
+        return ais_estimate(model, x, index, evaluation["ais"], seed)
+    if estimator == "refinement":
+        return refinement_curve(model, x, index, qstar_family,
+                                refinement_config(evaluation["refinement"], qstar_family), seed, key=refinement_key)
+    if not estimator.startswith("local_"):
+        raise VaegapsError(f"no estimator {estimator!r}: amortized, local_<family>, ais or refinement")
+    family = estimator.removeprefix("local_")
+    start = ffg if starts_from_qstar_ffg(evaluation["local"], family) else None
+    return local_optimum(model, x, index, family, evaluation["local"], seed, start)
+
+
 def simulate(model: VAE, n: int, seed: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(z, x) from the model: z ~ p(z), x ~ Bernoulli(sigmoid(decoder(z))), keyed like the estimators.
     A model with its own `simulate` (a user model, vaegaps.user_model) draws from its own likelihood."""
@@ -318,40 +338,6 @@ def chunk_key(provenance: dict, files: dict) -> str:
     digests of the files (name -> path) its results depend on, so any change recomputes them."""
     return digest({**provenance, "code": package_digest(),
                    **{name: file_digest(path) for name, path in files.items()}})
-
-
-def evaluate_set(model_path, data_path, evaluation: dict, device_name: str, resume_dir,
-                 estimate: Callable[[VAE, np.ndarray, torch.Tensor], pd.DataFrame],
-                 provenance: dict, part: tuple[int, int] = (0, 1),
-                 key_files: dict | None = None) -> pd.DataFrame:
-    """What every evaluation stage does: load the model on its device, take part `part` = (p, k)
-    of the evaluation set, and run estimate(model, index, x) over it in resumable chunks.
-    `provenance` (estimator and settings), with the model's and data's digests, keys the chunks,
-    so a rerun after any change recomputes instead of reusing stale ones; so do the digests of
-    `key_files` (name -> path), other inputs a part's results depend on (e.g. its q*_FFG start)."""
-    device = resolve_device(device_name)
-    model = load_vae(model_path, device)
-    index, x = evaluation_set(data_path, evaluation["split"], evaluation["n_points"], device)
-    start, stop = part_bounds(len(index), *part)
-    key = chunk_key({**provenance, "split": evaluation["split"]},
-                    {"model": model_path, "data": data_path, **(key_files or {})})
-    return run_in_chunks(lambda i, xx: estimate(model, i, xx), index[start:stop], x[start:stop],
-                         evaluation["chunk_size"], resume_dir, key)
-
-
-def evaluation_stage(snakemake, estimator: str, settings: dict, estimate, key_files: dict | None = None) -> None:
-    """The body of every per-datapoint evaluation stage: part {part} of {parts} of the evaluation
-    set through estimate(model, index, x), written with its provenance (gathered later).
-    `key_files`: as in `evaluate_set` (they key the resumable chunks, not the metadata, which
-    must be the same for every part)."""
-    sm = snakemake
-    ev = sm.params.evaluation
-    part = part_of(sm)
-    provenance = {"estimator": estimator, "split": ev["split"], "settings": settings,
-                  "seed": sm.config["seed"]}
-    df = evaluate_set(sm.input.model, sm.input.data, ev, sm.config["device"], sm.params.resume,
-                      estimate, provenance, part, key_files)
-    write_parquet(df, sm.output[0], {**provenance, "part": part[0], "parts": part[1]})
 
 
 def over_training_point(model: VAE, sets: dict[str, tuple[np.ndarray, torch.Tensor]], family: str,

@@ -17,7 +17,7 @@ def _check_same_points(frames: dict[str, pd.DataFrame]) -> np.ndarray:
     for name, df in frames.items():
         if not np.array_equal(df["index"].to_numpy(), first["index"].to_numpy()):
             raise VaegapsError(f"{name} and {first_name} were computed on different datapoints; "
-                               "rerun the evaluation stages with the same evaluation settings")
+                               "rerun them with the same evaluation settings")
     return first["index"].to_numpy()
 
 
@@ -96,20 +96,63 @@ def gap_frame(index, ais: pd.DataFrame, q_star: pd.DataFrame, amortized: pd.Data
     return out
 
 
-def gaps(amortized: pd.DataFrame, local_ffg: pd.DataFrame, local_flow: pd.DataFrame,
-         ais: pd.DataFrame, trained_family: str) -> pd.DataFrame:
-    """One row per datapoint of a Table 2 model: the estimates, both local families' L[q*] and
-    convergence, and the three gaps (q* of the family the model was trained with)."""
-    index = _check_same_points({"amortized": amortized, "local_ffg": local_ffg,
-                                "local_flow": local_flow, "ais": ais})
-    local = {"ffg": local_ffg, "flow": local_flow}
-    if trained_family not in local:
-        raise VaegapsError(f"Table 2 needs a model trained with ffg or flow, not {trained_family!r}")
-    out = gap_frame(index, ais, local[trained_family], amortized)
+def _best_iwae(local: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per datapoint, the q* with the highest IWAE whose weights are trusted (k̂ ≤ 0.7; the highest
+    of all where none is), with its standard error and k̂."""
+    names = list(local)
+    iwae = np.stack([local[f]["iwae"].to_numpy() for f in names])
+    se = np.stack([local[f]["iwae_se"].to_numpy() for f in names])
+    khat = np.stack([iwae_khat(local[f]) for f in names])
+    trusted = ~(khat > KHAT_MAX)
+    best = np.where(trusted | ~trusted.any(0), iwae, -np.inf).argmax(0)
+    cols = np.arange(iwae.shape[1])
+    return pd.DataFrame({"iwae": iwae[best, cols], "iwae_se": se[best, cols], "iwae_khat": khat[best, cols]})
+
+
+def gap_table(amortized: pd.DataFrame, local: dict[str, pd.DataFrame], ais: pd.DataFrame,
+              encoder_family: str, qstar_family: str | None, extended: bool = True) -> pd.DataFrame:
+    """One row per datapoint of any model, a built-in VAE or a user's (docs/method.md §1, §11):
+    the estimator frames of its encoder's q (`amortized`), of q* per family (`local`, family ->
+    frame) and of AIS, through `gap_frame` with q* of `qstar_family`, plus each fitted family's
+    L[q*] (`elbo_local_{family}`, its standard error) and convergence.
+
+    `extended` adds the columns of a user model's gaps (`vaegaps.measure`): inference_gap_se,
+    steps_local_* and approximation_gap_{family} (log p̂ − L[q*_family]) for every q* fitted, AIS
+    acceptance, and the encoder's and q*'s family; the built-in models' gaps Parquet (README) has
+    none of them. Without a q* family for the encoder (a q that is not a diagonal Gaussian, none
+    declared) approximation_gap and amortization_gap are NaN and iwae_qstar is the best trusted
+    IWAE of the fitted q*."""
+    index = _check_same_points({"amortized": amortized, **{f"local_{f}": d for f, d in local.items()}, "ais": ais})
+    if qstar_family and qstar_family not in local:
+        raise VaegapsError(f"the gaps of a model with q* in {qstar_family} need its local_{qstar_family} "
+                           f"results; only {', '.join(local) or 'none'} were given")
+    ref = local[qstar_family] if qstar_family else _best_iwae(local).assign(
+        elbo=np.nan, elbo_se=np.nan, converged=False)
+    out = gap_frame(index, ais, ref, amortized)
+    if not qstar_family:
+        out = out.drop(columns=["elbo_qstar", "elbo_qstar_se", "qstar_converged", "negative_amortization_gap"])
+        out[["approximation_gap", "approximation_gap_se", "amortization_gap", "amortization_gap_se"]] = np.nan
+    log_px_se = out["log_px_se"].to_numpy()
+    if extended:
+        out["inference_gap_se"] = np.hypot(log_px_se, out["elbo_amortized_se"])
+    negative = np.zeros(len(out), dtype=bool)
     for fam, df in local.items():
-        out[f"elbo_local_{fam}"] = df["elbo"].to_numpy()
-        out[f"elbo_local_{fam}_se"] = df["elbo_se"].to_numpy()
+        elbo, se = df["elbo"].to_numpy(), df["elbo_se"].to_numpy()
+        out[f"elbo_local_{fam}"] = elbo
+        out[f"elbo_local_{fam}_se"] = se
         out[f"converged_local_{fam}"] = df["converged"].to_numpy(dtype=bool)
+        if extended:
+            out[f"steps_local_{fam}"] = df["steps"].to_numpy()
+            out[f"approximation_gap_{fam}"] = out["log_px"] - elbo
+            out[f"approximation_gap_{fam}_se"] = np.hypot(log_px_se, se)
+            negative |= (out[f"approximation_gap_{fam}"].to_numpy()
+                         < -NEGATIVE_GAP_SE * out[f"approximation_gap_{fam}_se"].to_numpy())
+    if not qstar_family:
+        out["negative_approximation_gap"] = negative
+    if extended:
+        out["accept_rate"] = ais["accept_rate"].to_numpy()
+        out["encoder_family"] = encoder_family
+        out["qstar_family"] = qstar_family or ""
     return out
 
 

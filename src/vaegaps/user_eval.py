@@ -4,7 +4,8 @@ pipeline stages of the `user_models` section (docs/method.md §11).
 `measure` runs the package's estimators on a user model (vaegaps.user_model's protocol) exactly as
 the pipeline does on its own models: the evaluation set in chunks of `chunk_size` datapoints, every
 estimator batched over a whole chunk, random numbers keyed by (seed, stream, datapoint index). The
-pipeline's user rules run the same functions per estimator and part, so both give the same rows.
+pipeline runs the same functions per estimator and part (vaegaps.sources, the one stage driver of
+every model source), so both give the same rows.
 """
 
 from __future__ import annotations
@@ -13,16 +14,15 @@ import logging
 import sys
 import time
 
-import numpy as np
 import pandas as pd
 import torch
 
-from .config import refinement_config, starts_from_qstar_ffg
 from .errors import VaegapsError
-from .evaluate import ais_estimate, amortized_bounds, bdmc_validation, chunk_key, local_optimum, refinement_curve
+from .evaluate import bdmc_validation, estimate
+from .tables import gap_table  # the Python API
 from .user_config import estimators, measure_settings
 from .user_model import N_PROBE, UserVAE, frozen, load_data, unvalidated_distributions
-from .user_tables import amortization_note, gap_table, refinement_summary, summary, user_table  # the Python API
+from .user_tables import amortization_note, refinement_summary, summary, user_table
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +32,6 @@ def adapter(model, x: torch.Tensor, settings: dict) -> UserVAE:
     return UserVAE(model, x, likelihood=settings["likelihood"], noise_std=settings["noise_std"],
                    family=settings["family"], flow_hidden=settings["flow_hidden"],
                    realnvp_hidden=settings["realnvp_hidden"], flow_steps=settings["flow_steps"])
-
-
-def estimate(name: str, model: UserVAE, index: np.ndarray, x: torch.Tensor, settings: dict, seed: int,
-             ffg: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One estimator ('amortized', 'local_<family>', 'ais' or 'refinement') on one batch of
-    datapoints: the functions of vaegaps.evaluate, unchanged. `ffg`: q*_FFG of these datapoints (a
-    flow's start)."""
-    ev = settings["evaluation"]
-    if name == "refinement":
-        return refinement_curve(model, x, index, model.qstar_family,
-                                refinement_config(ev["refinement"], model.qstar_family), seed,
-                                key=settings.get("refinement_key", "refinement"))
-    if name == "amortized":
-        return amortized_bounds(model, x, index, ev["amortized"]["n_samples"], seed)
-    if name == "ais":
-        return ais_estimate(model, x, index, ev["ais"], seed)
-    family = name.removeprefix("local_")
-    start = ffg if starts_from_qstar_ffg(ev["local"], family) else None
-    return local_optimum(model, x, index, family, ev["local"], seed, start)
 
 
 class _Progress:
@@ -120,7 +101,8 @@ def measure(model, data, *, seed: int = 0, progress: bool = True, **settings) ->
             for name in names:
                 done = frames.get("local_ffg", [])
                 ffg = done[k] if len(done) > k else None   # this chunk's q*_FFG, once fitted; estimate decides its use
-                frames[name].append(estimate(name, user, index[sl], x[sl], s, seed, ffg))
+                frames[name].append(estimate(name, user, index[sl], x[sl], ev, seed, user.qstar_family, ffg,
+                                             refinement_key="refinement"))
                 bar.step(f"{name} (chunk {k + 1}/{len(chunks)})")
     full = {n: pd.concat(f, ignore_index=True) for n, f in frames.items()}
     local = {n.removeprefix("local_"): full[n] for n in names if n.startswith("local_")}
@@ -163,7 +145,8 @@ def refine(model, data, *, seed: int = 0, progress: bool = True, **settings) -> 
     with frozen(user), unvalidated_distributions():
         for k, start in enumerate(chunks):
             sl = slice(start, start + ev["chunk_size"])
-            frames.append(estimate("refinement", user, index[sl], x[sl], s, seed))
+            frames.append(estimate("refinement", user, index[sl], x[sl], ev, seed, user.qstar_family,
+                                   refinement_key="refinement"))
             bar.step(f"refinement (chunk {k + 1}/{len(chunks)})")
     return pd.concat(frames, ignore_index=True)
 
@@ -189,64 +172,22 @@ def certify(model, data, *, seed: int = 0, progress: bool = True, **settings) ->
 # pipeline stages (workflow/rules/user.smk)
 # ------------------------------------------------------------------------------------------------
 
-def _stage_model(sm):
-    """The user model of a job ({name} wildcard), its evaluation set's index and data."""
-    from .user_model import load_model
-
-    s = sm.params.settings
-    ev = s["evaluation"]
-    index, x = load_data(sm.input.data, ev["split"], ev["n_points"], s["shape"])
-    user = adapter(load_model(s["model"], s["args"]), x, s)
-    return s, user, index, user.prepare(x)
-
-
-def _provenance(sm, s: dict, what: str) -> dict:
-    from .io import file_digest
-
-    return {"estimator": what, "settings": s, "seed": sm.config["seed"],
-            "data": file_digest(sm.input.data), "inputs": {p: file_digest(p) for p in s["inputs"]}}
-
-
-def stage_estimate(sm) -> None:
-    """Part {part} of {parts} of one estimator ({ustage}) on a user model, in resumable chunks."""
-    from .io import write_parquet
-    from .scatter import part_bounds, run_in_chunks
-    from .stage import part_of
-
-    s, user, index, x = _stage_model(sm)
-    name, seed, part = sm.wildcards.ustage, sm.config["seed"], part_of(sm)
-    start, stop = part_bounds(len(index), *part)
-    ffg = pd.read_parquet(sm.input.ffg) if sm.input.get("ffg") else None
-    provenance = _provenance(sm, s, name)
-    # a flow's start keys the chunks (new q*_FFG results invalidate them), not the part's metadata
-    key = chunk_key(provenance, {"ffg_start": sm.input.ffg} if ffg is not None else {})
-    s = {**s, "refinement_key": f"user_models.{sm.wildcards.name}.evaluation.refinement"}
-    with frozen(user), unvalidated_distributions():
-        if name == "refinement" and not refinable(user):   # no curve: no rows (docs/method.md §12)
-            log.warning("user model %s: no refinement curve, its encoder's q (%s) is not copied into a family",
-                        sm.wildcards.name, user.encoder_family)
-            df = pd.DataFrame({"index": pd.Series(dtype="int64"), "steps": pd.Series(dtype="int64"),
-                               "elbo": pd.Series(dtype="float64"), "elbo_se": pd.Series(dtype="float64")})
-        else:
-            df = run_in_chunks(lambda i, xx: estimate(name, user, i, xx, s, seed, ffg), index[start:stop],
-                               x[start:stop], s["evaluation"]["chunk_size"], sm.params.resume, key)
-    write_parquet(df, sm.output[0], {**provenance, "encoder_family": user.encoder_family,
-                                     "qstar_family": user.qstar_family, "part": part[0], "parts": part[1]})
-
-
 def stage_bdmc(sm) -> None:
     """Part {part} of {parts} of BDMC on data simulated from a user model."""
     from .config import ais_procedure
     from .io import write_parquet
+    from .sources import UserSource
     from .stage import part_of
 
-    s, user, _, _ = _stage_model(sm)
-    part, ais = part_of(sm), s["evaluation"]["ais"]
-    with frozen(user), unvalidated_distributions():
+    source = UserSource(sm.params.settings, sm.input.data)
+    user, _, _ = source.load()
+    s, part = source.settings, part_of(sm)
+    ais = s["evaluation"]["ais"]
+    with source.context(user):
         df = bdmc_validation(user, s["bdmc_points"], ais, sm.config["seed"], user.device, part)
-    write_parquet(df, sm.output[0], {**_provenance(sm, s, "bdmc"), "ais": ais, "procedure": ais_procedure(ais),
-                                     "part": part[0], "parts": part[1]})
+    write_parquet(df, sm.output[0], {**source.provenance("bdmc", sm.config["seed"]), "ais": ais,
+                                     "procedure": ais_procedure(ais), "part": part[0], "parts": part[1]})
 
 
 __all__ = ["measure", "refine", "certify", "summary", "refinement_summary", "gap_table", "user_table",
-           "stage_estimate", "stage_bdmc"]
+           "stage_bdmc"]

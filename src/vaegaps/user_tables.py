@@ -1,74 +1,19 @@
-"""The per-datapoint gaps of a user model and its Table 2 row (docs/method.md §11): the arithmetic
-shared by `vaegaps.measure` and the pipeline's user stages. No torch here: the gaps and table
-stages stay cheap."""
+"""A user model's Table 2 row, its refinement summary and its gaps stage (docs/method.md §11); its
+per-datapoint gaps are `vaegaps.tables.gap_table`'s, as every model's. No torch here: the gaps and
+table stages stay cheap."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from .errors import VaegapsError
-from .pareto import KHAT_MAX
-from .tables import NEGATIVE_GAP_SE, REFINEMENT_COLUMNS, diagnostics, gap_frame, iwae_khat, refinement_table, summarize
+from .tables import REFINEMENT_COLUMNS, diagnostics, gap_table, refinement_table, summarize
 
 SUMMARY_COLUMNS = ["log_px", "elbo_local_flow", "elbo_local_realnvp", "elbo_local_ffg", "elbo_amortized",
                    "iwae_amortized", "approximation_gap", "amortization_gap", "inference_gap",
                    "approximation_gap_ffg", "approximation_gap_flow", "approximation_gap_realnvp"]
-
-
-def _best_iwae(local: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per datapoint, the q* with the highest IWAE whose weights are trusted (k̂ ≤ 0.7; the highest
-    of all where none is), with its standard error and k̂."""
-    names = list(local)
-    iwae = np.stack([local[f]["iwae"].to_numpy() for f in names])
-    se = np.stack([local[f]["iwae_se"].to_numpy() for f in names])
-    khat = np.stack([iwae_khat(local[f]) for f in names])
-    trusted = ~(khat > KHAT_MAX)
-    best = np.where(trusted | ~trusted.any(0), iwae, -np.inf).argmax(0)
-    cols = np.arange(iwae.shape[1])
-    return pd.DataFrame({"iwae": iwae[best, cols], "iwae_se": se[best, cols], "iwae_khat": khat[best, cols]})
-
-
-def gap_table(amortized: pd.DataFrame, local: dict[str, pd.DataFrame], ais: pd.DataFrame,
-              encoder_family: str, qstar_family: str | None) -> pd.DataFrame:
-    """One row per datapoint of a user model, named as in the gaps Parquet of the built-in models
-    (`vaegaps.tables.gap_frame`, the one place the gap arithmetic is done) where they mean the
-    same, plus: approximation_gap_{family} (log p̂ − L[q*_family]) for every q* fitted,
-    inference_gap_se, steps_local_*, AIS acceptance, and the encoder's and q*'s family. Without a
-    q* family for the encoder (a q that is not a diagonal Gaussian, none declared)
-    approximation_gap and amortization_gap are NaN, and iwae_qstar is the best trusted IWAE of the
-    fitted q*."""
-    index = amortized["index"].to_numpy()
-    for name, df in {**{f"local_{f}": d for f, d in local.items()}, "ais": ais}.items():
-        if not np.array_equal(df["index"].to_numpy(), index):
-            raise VaegapsError(f"{name} and amortized were computed on different datapoints; rerun them "
-                               "with the same evaluation settings")
-    ref = local[qstar_family] if qstar_family else _best_iwae(local).assign(
-        elbo=np.nan, elbo_se=np.nan, converged=False)
-    out = gap_frame(index, ais, ref, amortized)
-    if not qstar_family:
-        out = out.drop(columns=["elbo_qstar", "elbo_qstar_se", "qstar_converged", "negative_amortization_gap"])
-        out[["approximation_gap", "approximation_gap_se", "amortization_gap", "amortization_gap_se"]] = np.nan
-    log_px_se = out["log_px_se"].to_numpy()
-    out["inference_gap_se"] = np.hypot(log_px_se, out["elbo_amortized_se"])
-    negative = np.zeros(len(out), dtype=bool)
-    for fam, df in local.items():
-        elbo, se = df["elbo"].to_numpy(), df["elbo_se"].to_numpy()
-        out[f"elbo_local_{fam}"] = elbo
-        out[f"elbo_local_{fam}_se"] = se
-        out[f"converged_local_{fam}"] = df["converged"].to_numpy(dtype=bool)
-        out[f"steps_local_{fam}"] = df["steps"].to_numpy()
-        out[f"approximation_gap_{fam}"] = out["log_px"] - elbo
-        out[f"approximation_gap_{fam}_se"] = np.hypot(log_px_se, se)
-        negative |= out[f"approximation_gap_{fam}"].to_numpy() < -NEGATIVE_GAP_SE * out[f"approximation_gap_{fam}_se"].to_numpy()
-    if not qstar_family:
-        out["negative_approximation_gap"] = negative
-    out["accept_rate"] = ais["accept_rate"].to_numpy()
-    out["encoder_family"] = encoder_family
-    out["qstar_family"] = qstar_family or ""
-    return out
 
 
 def amortization_note(encoder_family: str, qstar_family: str | None) -> str:

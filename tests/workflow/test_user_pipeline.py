@@ -135,7 +135,7 @@ def test_a_study_of_user_models_alone(tmp_path):
                              capture_output=True, text=True, env=env)
         assert out.returncode == 0, out.stderr[-3000:]
         text = out.stdout + out.stderr
-        assert "user_ais" in text and "part_1_of_2" in text and "train_vae" not in text, text[-3000:]
+        assert "rule ais:" in text and "source=user, model=lg" in text and "part_1_of_2" in text and "train_vae" not in text, text[-3000:]
     bad = {"user_models": {"lg": {**cfg["user_models"]["lg"], "family": "gaussian"}}}
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
     out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),

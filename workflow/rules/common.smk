@@ -10,7 +10,7 @@ from vaegaps.config import (  # torch-free
     starts_from_qstar_ffg, validate, write_resolved)
 from vaegaps.preflight import preflight  # torch-free
 from vaegaps.datasets import DATASETS  # the dataset registry, torch-free
-from vaegaps.errors import one_line
+from vaegaps.errors import VaegapsError, one_line
 from vaegaps.codedeps import script_code as code_of  # reads sources, imports nothing
 
 # A --configfile is a complete study (a preset): it does not inherit config.yaml's digits-scale
@@ -77,10 +77,10 @@ wildcard_constraints:
     dataset=DATASET_NAMES,
     variant="[A-Za-z0-9_]+",
     family=FAMILY_NAMES,
-    qfamily=FAMILY_NAMES,
     epoch="[0-9]+",
-    bdmc_run="main|over_training_epoch_[0-9]+",
-    estimator=f"amortized|local_({FAMILY_NAMES})|ais",
+    estimator=f"amortized|local_({FAMILY_NAMES})|ais|refinement",
+    source="eval|user",
+    model=f"({DATASET_NAMES})/[A-Za-z0-9_]+/({FAMILY_NAMES})|[A-Za-z0-9_]+",
     part="[0-9]+",
     parts="[0-9]+",
 
@@ -91,12 +91,89 @@ def script_code(script):
     return code_of(Path(workflow.basedir) / "workflow" / "scripts" / f"{script}.py")
 
 
+# A model source, the estimator rules' {source}/{model} (evaluate.smk): eval/DATASET/VARIANT/FAMILY,
+# a VAE this study trains, or user/NAME, a user's own model (user.smk). Every estimator of either
+# writes {source}/{model}/parts/{estimator}/part_P_of_K.parquet, gathered into
+# {source}/{model}/{estimator}.parquet by one rule.
+SOURCE = "{source}/{model}"
+
+
+# Every stage split into `evaluation.parts` jobs writes FOLDER/part_P_of_K.parquet, gathered into
+# one Parquet, PATH.parquet, by the one gather rule (gather_parts, evaluate.smk). {gathered} is
+# PATH: an estimator of a model source, {source}/{model}/{estimator} (its parts under
+# {source}/{model}/parts/{estimator}: a user model's refinement curve and BDMC too), or, in their
+# own folders (FOLDER = PATH), a built-in model's refinement curve, refinement/DATASET/VARIANT/
+# FAMILY, and BDMC run, bdmc/DATASET/VARIANT/FAMILY/{main,over_training_epoch_E}.
+_BUILTIN = f"({DATASET_NAMES})/[A-Za-z0-9_]+/({FAMILY_NAMES})"
+_ESTIMATORS = f"amortized|local_({FAMILY_NAMES})|ais"
+GATHERED = "|".join([f"eval/{_BUILTIN}/({_ESTIMATORS})", f"user/[A-Za-z0-9_]+/({_ESTIMATORS}|refinement|bdmc)",
+                     f"refinement/{_BUILTIN}", f"bdmc/{_BUILTIN}/(main|over_training_epoch_[0-9]+)"])
+
+
+def gathered_parts(w):
+    """The part files gather_parts joins into {gathered}.parquet, as many as the model's
+    `evaluation.parts` (its dataset's, or its user_models entry's)."""
+    kind, key = w.gathered.split("/", 1)
+    folder = w.gathered
+    if kind in ("eval", "user"):
+        model, leaf = key.rsplit("/", 1)
+        folder = f"{kind}/{model}/parts/{leaf}"
+    name = key.split("/")[0]   # the user model's name, or the built-in model's dataset
+    parts = USER[name]["evaluation"]["parts"] if kind == "user" else eval_parts(name)
+    return parts_of(f"{RES}/{folder}", parts)
+
+
+def eval_parts(dataset):
+    return evaluation_config(config, dataset)["parts"]
+
+
+def gathered_row_keys(w):
+    """The columns that name a row of {gathered}: index and steps for a refinement curve (one row
+    per datapoint and k), index for the rest."""
+    path = w.gathered.split("/")
+    return ["index", "steps"] if "refinement" in (path[0], path[-1]) else ["index"]
+
+
+def builtin_source(dataset, variant, family):
+    """The model source of a VAE of the study (vaegaps.sources.stage_estimate's params.source)."""
+    return {"kind": "eval", "dataset": dataset, "variant": variant, "family": family,
+            "evaluation": evaluation_config(config, dataset)}
+
+
+def user_source(name):
+    """The model source of user model NAME (user.smk)."""
+    return {"kind": "user", "name": name, "settings": USER[name], "evaluation": USER[name]["evaluation"]}
+
+
+def source_of(w):
+    """The model source of the {source}/{model} wildcards."""
+    if w.source == "user":
+        return user_source(w.model)
+    key = w.model.split("/")
+    if len(key) != 3:
+        raise VaegapsError(f"eval/{w.model}: a built-in model is eval/DATASET/VARIANT/FAMILY")
+    return builtin_source(*key)
+
+
+def source_inputs(w):
+    """The files a model source's estimators read: the trained weights and the dataset's Parquet
+    (ancient, see train.smk) of a built-in model; a user model's data and declared `inputs`."""
+    if w.source == "user":
+        return {"data": USER[w.model]["data"], "inputs": USER[w.model]["inputs"]}
+    return {"model": f"{RES}/models/{w.model}/model.pt", "data": ancient(f"{RES}/data/{w.model.split('/')[0]}.parquet")}
+
+
+def source_resume(w):
+    """The resumable chunks of one estimator of a model source (results/resume/…, the chunk cache)."""
+    return f"{RES}/resume/{'user/' if w.source == 'user' else ''}{w.model}/{w.estimator}"
+
+
 def ffg_start(w):
-    """q*_FFG of the same model and part: a flow family's q* starts from it (none for FFG itself,
-    nor from the prior)."""
-    if not starts_from_qstar_ffg(eval_cfg(w)["local"], w.qfamily):
+    """q*_FFG of the same model and part: the start of a q* family that `evaluation.local` starts
+    from it (none for FFG itself, nor from the prior)."""
+    if not starts_from_qstar_ffg(source_of(w)["evaluation"]["local"], w.estimator.removeprefix("local_")):
         return []
-    return f"{RES}/eval/{w.dataset}/{w.variant}/{w.family}/parts/local_ffg/part_{w.part}_of_{w.parts}.parquet"
+    return f"{RES}/{w.source}/{w.model}/parts/local_ffg/part_{w.part}_of_{w.parts}.parquet"
 
 
 def parts_of(prefix, parts):
@@ -110,13 +187,6 @@ def model_cfg(wildcards):
 
 def eval_cfg(wildcards):
     return evaluation_config(config, wildcards.dataset)
-
-
-def local_cfg(wildcards):
-    """The local-optimisation settings q*_{qfamily} uses, resolved per family: its own and, for a
-    flow, FFG's (its optimal-FFG start)."""
-    fams = ("ffg",) if wildcards.qfamily == "ffg" else ("ffg", wildcards.qfamily)
-    return {f: local_config(eval_cfg(wildcards)["local"], f) for f in fams}
 
 
 TRAINED = f"{RES}/trained/{MODEL_ID}/{{key}}"  # one model's training under settings KEY (train.smk)

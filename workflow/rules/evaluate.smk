@@ -1,27 +1,33 @@
-# Per-datapoint estimates on the evaluation set. Each stage runs as `evaluation.parts` jobs, one
-# per consecutive part of the datapoints (one cluster job each), each resuming from its finished
-# chunks; gather_parts joins them into the stage's Parquet (identical for any number of parts).
+# Per-datapoint estimates on the evaluation set of every model source (common.smk's SOURCE): a
+# VAE of the study (eval/DATASET/VARIANT/FAMILY) and a user's model (user/NAME, user.smk) run the
+# same estimator rules, script and driver (vaegaps.sources). Each estimator runs as
+# `evaluation.parts` jobs, one per consecutive part of the datapoints (one cluster job each), each
+# resuming from its finished chunks; gather_parts, the one gather rule of every split stage, joins
+# them into the estimator's Parquet (identical for any number of parts). A job's log and benchmark mirror its output:
+# results/logs/{source}/{model}/{estimator}/part_P_of_K.log.
 # BDMC certifies an AIS setting on data simulated from a model's final weights (bdmc) or from an
-# over-training snapshot (bdmc_snapshot), in the same parts (gather_bdmc), and
+# over-training snapshot (bdmc_snapshot), in the same parts (gather_parts), and
 # over_training_point estimates at one snapshot of an over-training model.
 # The data file is ancient() here and in every rule that reads it (see train.smk).
 
 
 rule amortized_bounds:
-    """L[q] and IWAE of the encoder's q(z|x)."""
+    """L[q] and IWAE of the encoder's q(z|x), on one part of a model's evaluation set."""
     input:
-        model=f"{MODEL}/model.pt",
-        data=ancient(f"{RES}/data/{{dataset}}.parquet"),
-        code=script_code("amortized_bounds"),
+        unpack(source_inputs),
+        code=script_code("estimate"),
     output:
-        f"{EVAL}/parts/amortized/{PART}.parquet",
+        f"{RES}/{SOURCE}/parts/{{estimator}}/{PART}.parquet",
+    wildcard_constraints:
+        estimator="amortized",
     params:
-        evaluation=eval_cfg,
-        resume=f"{RES}/resume/{MODEL_ID}/amortized",
+        source=source_of,
+        estimator=lambda w: w.estimator,
+        resume=source_resume,
     log:
-        log_path("amortized_bounds", MODEL_ID, PART),
+        log_path("{source}", "{model}", "{estimator}", PART),
     benchmark:
-        bench_path("amortized_bounds", MODEL_ID, PART)
+        bench_path("{source}", "{model}", "{estimator}", PART)
     threads: THREADS
     resources:
         mem_mb=8000,
@@ -29,73 +35,83 @@ rule amortized_bounds:
     conda:
         "../../envs/vaegaps.yaml"
     script:
-        "../scripts/amortized_bounds.py"
+        "../scripts/estimate.py"
 
 
 rule local_optimum:
-    """L[q*] and IWAE of q* for one family (qfamily), optimised per datapoint in the model's own
-    family widths, with that family's resolved settings."""
+    """L[q*] and IWAE of q* of one family (local_FAMILY) per datapoint, in the model's own family
+    widths, with that family's resolved settings, on one part of its evaluation set (a flow starts
+    from q*_FFG of the same part where `evaluation.local` says so)."""
     input:
-        model=f"{MODEL}/model.pt",
-        data=ancient(f"{RES}/data/{{dataset}}.parquet"),
+        unpack(source_inputs),
         ffg=ffg_start,
-        code=script_code("local_optimum"),
+        code=script_code("estimate"),
     output:
-        f"{EVAL}/parts/local_{{qfamily}}/{PART}.parquet",
+        f"{RES}/{SOURCE}/parts/{{estimator}}/{PART}.parquet",
+    wildcard_constraints:
+        estimator=f"local_({FAMILY_NAMES})",
     params:
-        evaluation=eval_cfg,
-        local=local_cfg,
-        resume=f"{RES}/resume/{MODEL_ID}/local_{{qfamily}}",
+        source=source_of,
+        estimator=lambda w: w.estimator,
+        resume=source_resume,
     log:
-        log_path("local_optimum", f"{MODEL_ID}_{{qfamily}}", PART),
+        log_path("{source}", "{model}", "{estimator}", PART),
     benchmark:
-        bench_path("local_optimum", f"{MODEL_ID}_{{qfamily}}", PART)
+        bench_path("{source}", "{model}", "{estimator}", PART)
     threads: THREADS
     resources:
         **GPU_DAY_JOB,
     conda:
         "../../envs/vaegaps.yaml"
     script:
-        "../scripts/local_optimum.py"
+        "../scripts/estimate.py"
 
 
 rule ais:
-    """AIS estimate of log p(x) from the prior (pilot-tuned, frozen step sizes by default)."""
+    """AIS estimate of log p(x) (pilot-tuned, frozen step sizes by default), on one part of a
+    model's evaluation set."""
     input:
-        model=f"{MODEL}/model.pt",
-        data=ancient(f"{RES}/data/{{dataset}}.parquet"),
-        code=script_code("ais"),
+        unpack(source_inputs),
+        code=script_code("estimate"),
     output:
-        f"{EVAL}/parts/ais/{PART}.parquet",
+        f"{RES}/{SOURCE}/parts/{{estimator}}/{PART}.parquet",
+    wildcard_constraints:
+        estimator="ais",
     params:
-        evaluation=eval_cfg,
-        resume=f"{RES}/resume/{MODEL_ID}/ais",
+        source=source_of,
+        estimator=lambda w: w.estimator,
+        resume=source_resume,
     log:
-        log_path("ais", MODEL_ID, PART),
+        log_path("{source}", "{model}", "{estimator}", PART),
     benchmark:
-        bench_path("ais", MODEL_ID, PART)
+        bench_path("{source}", "{model}", "{estimator}", PART)
     threads: THREADS
     resources:
         **GPU_DAY_JOB,
     conda:
         "../../envs/vaegaps.yaml"
     script:
-        "../scripts/ais.py"
+        "../scripts/estimate.py"
 
 
 rule gather_parts:
-    """One evaluation stage's parts, joined in datapoint order into its per-datapoint Parquet."""
+    """The parts of one split stage joined in datapoint order into its per-datapoint Parquet, after
+    checking that every part was made with the same settings: an estimator of any model source, a
+    refinement curve (one row per datapoint and k) or a BDMC run (common.smk's GATHERED)."""
     localrule: True
     input:
-        parts=lambda w: parts_of(f"{RES}/eval/{w.dataset}/{w.variant}/{w.family}/parts/{w.estimator}",
-                                 eval_cfg(w)["parts"]),
+        parts=gathered_parts,
         code=script_code("gather_parts"),
     output:
-        f"{EVAL}/{{estimator}}.parquet",
+        f"{RES}/{{gathered}}.parquet",
+    wildcard_constraints:
+        gathered=GATHERED,
+    params:
+        row_keys=gathered_row_keys,
     log:
-        log_path("gather_parts", MODEL_ID, "{estimator}"),
+        log_path("gather_parts", "{gathered}"),
     benchmark:
-        bench_path("gather_parts", MODEL_ID, "{estimator}")
+        bench_path("gather_parts", "{gathered}")
     threads: 1
     resources:
         **LOCAL_JOB,
@@ -163,29 +179,6 @@ rule bdmc_snapshot:
         "../../envs/vaegaps.yaml"
     script:
         "../scripts/bdmc.py"
-
-
-rule gather_bdmc:
-    """The BDMC parts of one model (main) or snapshot (over_training_epoch_E), joined in datapoint
-    order."""
-    localrule: True
-    input:
-        parts=lambda w: parts_of(f"{RES}/bdmc/{w.dataset}/{w.variant}/{w.family}/{w.bdmc_run}",
-                                 eval_cfg(w)["parts"]),
-        code=script_code("gather_parts"),
-    output:
-        f"{RES}/bdmc/{MODEL_ID}/{{bdmc_run}}.parquet",
-    log:
-        log_path("gather_bdmc", MODEL_ID, "{bdmc_run}"),
-    benchmark:
-        bench_path("gather_bdmc", MODEL_ID, "{bdmc_run}")
-    threads: 1
-    resources:
-        **LOCAL_JOB,
-    conda:
-        "../../envs/vaegaps.yaml"
-    script:
-        "../scripts/gather_parts.py"
 
 
 rule over_training_point:

@@ -5,16 +5,17 @@
 
 
 rule refinement:
-    """The refinement curve of one model on one part of its evaluation set, in its own family."""
+    """The refinement curve of one model on one part of its evaluation set, in its own family (the
+    estimator rules' script and driver; its own folder, as before them)."""
     input:
         model=f"{MODEL}/model.pt",
         data=ancient(f"{RES}/data/{{dataset}}.parquet"),
-        code=script_code("refinement"),
+        code=script_code("estimate"),
     output:
         f"{RES}/refinement/{MODEL_ID}/{PART}.parquet",
     params:
-        evaluation=eval_cfg,
-        refinement=lambda w: refinement_config(eval_cfg(w)["refinement"], w.family),
+        source=lambda w: builtin_source(w.dataset, w.variant, w.family),
+        estimator="refinement",
         resume=f"{RES}/resume/{MODEL_ID}/refinement",
     log:
         log_path("refinement", MODEL_ID, PART),
@@ -26,30 +27,7 @@ rule refinement:
     conda:
         "../../envs/vaegaps.yaml"
     script:
-        "../scripts/refinement.py"
-
-
-rule gather_refinement:
-    """One model's refinement parts, joined in datapoint order (one row per datapoint and k)."""
-    localrule: True
-    input:
-        parts=lambda w: parts_of(f"{RES}/refinement/{w.dataset}/{w.variant}/{w.family}", eval_cfg(w)["parts"]),
-        code=script_code("gather_parts"),
-    output:
-        f"{RES}/refinement/{MODEL_ID}.parquet",
-    params:
-        row_keys=["index", "steps"],
-    log:
-        log_path("gather_refinement", MODEL_ID),
-    benchmark:
-        bench_path("gather_refinement", MODEL_ID)
-    threads: 1
-    resources:
-        **LOCAL_JOB,
-    conda:
-        "../../envs/vaegaps.yaml"
-    script:
-        "../scripts/gather_parts.py"
+        "../scripts/estimate.py"
 
 
 rule refinement_table:

@@ -1,140 +1,40 @@
-# Your own VAEs (config `user_models`, docs/method.md §11): each named model runs the same
-# estimators as the built-in ones (L[q], q* per family, AIS; `evaluation.parts` jobs each, resumable
-# chunks), BDMC certifies its AIS setting on data simulated from it, and its per-datapoint gaps,
-# results/user_table.csv and a figure come out. Settings resolved by vaegaps.user_config (torch-free).
+# Your own VAEs (config `user_models`, docs/method.md §11): each named model is one more model
+# source, user/NAME, of the estimator rules and their gather rule (evaluate.smk: L[q], q* per
+# family, AIS; `evaluation.parts` jobs each, resumable chunks; its refinement curve here, in the
+# same form). BDMC certifies its AIS setting on data simulated from it, and its per-datapoint gaps
+# (vaegaps.tables.gap_table, as every model's), results/user_table.csv and a figure come out.
+# Settings resolved by vaegaps.user_config (torch-free).
 include: "user_common.smk"
-
-
-rule user_amortized:
-    """L[q] and IWAE of a user model's encoder q(z|x), on one part of its data."""
-    input:
-        data=user_data,
-        inputs=user_inputs,
-        code=script_code("user_estimate"),
-    output:
-        f"{UDIR}/parts/{{ustage}}/{PART}.parquet",
-    wildcard_constraints:
-        ustage="amortized",
-    params:
-        settings=user_settings,
-        resume=f"{RES}/resume/user/{{name}}/{{ustage}}",
-    log:
-        log_path("user", "{name}", "{ustage}", PART),
-    benchmark:
-        bench_path("user", "{name}", "{ustage}", PART)
-    threads: THREADS
-    resources:
-        mem_mb=8000,
-        runtime=120,
-    conda:
-        "../../envs/vaegaps.yaml"
-    script:
-        "../scripts/user_estimate.py"
-
-
-rule user_local:
-    """L[q*] and IWAE of q* of one family per datapoint of a user model, on one part of its data
-    (a flow starts from q*_FFG of the same part)."""
-    input:
-        data=user_data,
-        inputs=user_inputs,
-        ffg=user_ffg_start,
-        code=script_code("user_estimate"),
-    output:
-        f"{UDIR}/parts/{{ustage}}/{PART}.parquet",
-    wildcard_constraints:
-        ustage=f"local_({FAMILY_NAMES})",
-    params:
-        settings=user_settings,
-        resume=f"{RES}/resume/user/{{name}}/{{ustage}}",
-    log:
-        log_path("user", "{name}", "{ustage}", PART),
-    benchmark:
-        bench_path("user", "{name}", "{ustage}", PART)
-    threads: THREADS
-    resources:
-        **GPU_DAY_JOB,
-    conda:
-        "../../envs/vaegaps.yaml"
-    script:
-        "../scripts/user_estimate.py"
-
-
-rule user_ais:
-    """AIS estimate of log p(x) of a user model, on one part of its data."""
-    input:
-        data=user_data,
-        inputs=user_inputs,
-        code=script_code("user_estimate"),
-    output:
-        f"{UDIR}/parts/{{ustage}}/{PART}.parquet",
-    wildcard_constraints:
-        ustage="ais",
-    params:
-        settings=user_settings,
-        resume=f"{RES}/resume/user/{{name}}/{{ustage}}",
-    log:
-        log_path("user", "{name}", "{ustage}", PART),
-    benchmark:
-        bench_path("user", "{name}", "{ustage}", PART)
-    threads: THREADS
-    resources:
-        **GPU_DAY_JOB,
-    conda:
-        "../../envs/vaegaps.yaml"
-    script:
-        "../scripts/user_estimate.py"
 
 
 rule user_refinement:
     """The refinement curve of a user model on one part of its data: each datapoint's copy of its
     encoder's q after k gradient steps in the family of its q* (docs/method.md §12; no rows where
-    the encoder's q cannot be copied into a family)."""
+    the encoder's q cannot be copied into a family). The estimator rules' form (evaluate.smk),
+    for user models only: a built-in model's curve has its own folder (refinement.smk)."""
     input:
-        data=user_data,
-        inputs=user_inputs,
-        code=script_code("user_estimate"),
+        unpack(source_inputs),
+        code=script_code("estimate"),
     output:
-        f"{UDIR}/parts/{{ustage}}/{PART}.parquet",
+        f"{RES}/{SOURCE}/parts/{{estimator}}/{PART}.parquet",
     wildcard_constraints:
-        ustage="refinement",
+        source="user",
+        estimator="refinement",
     params:
-        settings=user_settings,
-        resume=f"{RES}/resume/user/{{name}}/{{ustage}}",
+        source=source_of,
+        estimator=lambda w: w.estimator,
+        resume=source_resume,
     log:
-        log_path("user", "{name}", "{ustage}", PART),
+        log_path("{source}", "{model}", "{estimator}", PART),
     benchmark:
-        bench_path("user", "{name}", "{ustage}", PART)
+        bench_path("{source}", "{model}", "{estimator}", PART)
     threads: THREADS
     resources:
         **GPU_DAY_JOB,
     conda:
         "../../envs/vaegaps.yaml"
     script:
-        "../scripts/user_estimate.py"
-
-
-rule user_gather_refinement:
-    """The refinement parts of a user model, joined in datapoint order (one row per datapoint and k)."""
-    localrule: True
-    input:
-        parts=lambda w: user_parts(w, "refinement"),
-        code=script_code("gather_parts"),
-    output:
-        f"{UDIR}/refinement.parquet",
-    params:
-        row_keys=["index", "steps"],
-    log:
-        log_path("user", "{name}", "gather_refinement"),
-    benchmark:
-        bench_path("user", "{name}", "gather_refinement")
-    threads: 1
-    resources:
-        **LOCAL_JOB,
-    conda:
-        "../../envs/vaegaps.yaml"
-    script:
-        "../scripts/gather_parts.py"
+        "../scripts/estimate.py"
 
 
 rule user_refinement_table:
@@ -170,15 +70,13 @@ rule user_bdmc:
         inputs=user_inputs,
         code=script_code("user_bdmc"),
     output:
-        f"{UDIR}/parts/{{ustage}}/{PART}.parquet",
-    wildcard_constraints:
-        ustage="bdmc",
+        f"{UDIR}/parts/bdmc/{PART}.parquet",
     params:
         settings=user_settings,
     log:
-        log_path("user", "{name}", "{ustage}", PART),
+        log_path("user", "{name}", "bdmc", PART),
     benchmark:
-        bench_path("user", "{name}", "{ustage}", PART)
+        bench_path("user", "{name}", "bdmc", PART)
     threads: THREADS
     resources:
         mem_mb=4000,
@@ -188,27 +86,6 @@ rule user_bdmc:
         "../../envs/vaegaps.yaml"
     script:
         "../scripts/user_bdmc.py"
-
-
-rule user_gather_bdmc:
-    """The BDMC parts of a user model, joined in datapoint order."""
-    localrule: True
-    input:
-        parts=lambda w: parts_of(f"{RES}/user/{w.name}/parts/bdmc", USER[w.name]["evaluation"]["parts"]),
-        code=script_code("gather_parts"),
-    output:
-        f"{UDIR}/bdmc.parquet",
-    log:
-        log_path("user", "{name}", "gather_bdmc"),
-    benchmark:
-        bench_path("user", "{name}", "gather_bdmc")
-    threads: 1
-    resources:
-        **LOCAL_JOB,
-    conda:
-        "../../envs/vaegaps.yaml"
-    script:
-        "../scripts/gather_parts.py"
 
 
 rule user_gaps:

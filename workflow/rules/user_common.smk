@@ -17,7 +17,6 @@ if USER:
 
 wildcard_constraints:
     name="[A-Za-z0-9_]+",
-    ustage=f"amortized|local_({FAMILY_NAMES})|ais|bdmc|refinement",
 
 
 def user_settings(wildcards):
@@ -31,14 +30,6 @@ def user_data(wildcards):
 def user_inputs(wildcards):
     """The files the model reads (weights, code), declared in its `inputs`."""
     return USER[wildcards.name]["inputs"]
-
-
-def user_ffg_start(wildcards):
-    """q*_FFG of the same part: a flow family's q* starts from it."""
-    s = USER[wildcards.name]
-    if not starts_from_qstar_ffg(s["evaluation"]["local"], wildcards.ustage.removeprefix("local_")):
-        return []
-    return f"{RES}/user/{wildcards.name}/parts/local_ffg/part_{wildcards.part}_of_{wildcards.parts}.parquet"
 
 
 def user_parts(wildcards, stage):
