@@ -5,9 +5,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 import copy
 from vaegaps.config import (  # torch-free
-    FAMILIES, SCHEMA, check_parts, check_refinement, check_variants, evaluation_config, figure2_config, local_config,
-    model_config, model_path, over_training_evaluation, refinement_config, resolved_config, settings_key, split_ref,
-    starts_from_qstar_ffg, validate, write_resolved)
+    FAMILIES,
+    SCHEMA,
+    check_parts,
+    check_refinement,
+    check_variants,
+    evaluation_config,
+    figure2_config,
+    local_config,
+    model_config,
+    model_path,
+    over_training_evaluation,
+    refinement_config,
+    resolved_config,
+    settings_key,
+    split_ref,
+    starts_from_qstar_ffg,
+    validate,
+    write_resolved,
+)
 from vaegaps.preflight import preflight  # torch-free
 from vaegaps.datasets import DATASETS  # the dataset registry, torch-free
 from vaegaps.errors import VaegapsError, one_line
@@ -22,7 +38,7 @@ if workflow.config_settings.configfiles:
 # traceback lines; those with --verbose or VAEGAPS_TRACEBACK=1 (vaegaps.errors.one_line).
 VERBOSE = bool(getattr(workflow.output_settings, "verbose", False))
 with one_line(VERBOSE):
-    validate(config, SCHEMA)   # src/vaegaps/config.schema.yaml, package data
+    validate(config, SCHEMA)  # src/vaegaps/config.schema.yaml, package data
     config.setdefault("datasets", [])  # a study of user models alone names none (workflow/rules/user.smk)
     check_parts(config)
     check_refinement(config)
@@ -38,8 +54,12 @@ RES = config["results"]
 # only reports.
 if workflow.is_main_process:
     with one_line(VERBOSE):
-        preflight(config, RES, configfiles=workflow.config_settings.configfiles,
-                  dryrun=bool(getattr(workflow.output_settings, "dryrun", False)))
+        preflight(
+            config,
+            RES,
+            configfiles=workflow.config_settings.configfiles,
+            dryrun=bool(getattr(workflow.output_settings, "dryrun", False)),
+        )
 
 MODEL = f"{RES}/models/{{dataset}}/{{variant}}/{{family}}"
 EVAL = f"{RES}/eval/{{dataset}}/{{variant}}/{{family}}"
@@ -106,8 +126,14 @@ SOURCE = "{source}/{model}"
 # FAMILY, and BDMC run, bdmc/DATASET/VARIANT/FAMILY/{main,over_training_epoch_E}.
 _BUILTIN = f"({DATASET_NAMES})/[A-Za-z0-9_]+/({FAMILY_NAMES})"
 _ESTIMATORS = f"amortized|local_({FAMILY_NAMES})|ais"
-GATHERED = "|".join([f"eval/{_BUILTIN}/({_ESTIMATORS})", f"user/[A-Za-z0-9_]+/({_ESTIMATORS}|refinement|bdmc)",
-                     f"refinement/{_BUILTIN}", f"bdmc/{_BUILTIN}/(main|over_training_epoch_[0-9]+)"])
+GATHERED = "|".join(
+    [
+        f"eval/{_BUILTIN}/({_ESTIMATORS})",
+        f"user/[A-Za-z0-9_]+/({_ESTIMATORS}|refinement|bdmc)",
+        f"refinement/{_BUILTIN}",
+        f"bdmc/{_BUILTIN}/(main|over_training_epoch_[0-9]+)",
+    ]
+)
 
 
 def gathered_parts(w):
@@ -118,7 +144,7 @@ def gathered_parts(w):
     if kind in ("eval", "user"):
         model, leaf = key.rsplit("/", 1)
         folder = f"{kind}/{model}/parts/{leaf}"
-    name = key.split("/")[0]   # the user model's name, or the built-in model's dataset
+    name = key.split("/")[0]  # the user model's name, or the built-in model's dataset
     parts = USER[name]["evaluation"]["parts"] if kind == "user" else eval_parts(name)
     return parts_of(f"{RES}/{folder}", parts)
 
@@ -136,8 +162,13 @@ def gathered_row_keys(w):
 
 def builtin_source(dataset, variant, family):
     """The model source of a VAE of the study (vaegaps.sources.stage_estimate's params.source)."""
-    return {"kind": "eval", "dataset": dataset, "variant": variant, "family": family,
-            "evaluation": evaluation_config(config, dataset)}
+    return {
+        "kind": "eval",
+        "dataset": dataset,
+        "variant": variant,
+        "family": family,
+        "evaluation": evaluation_config(config, dataset),
+    }
 
 
 def user_source(name):
@@ -205,8 +236,10 @@ def train_cfg(w):
     """The model's settings; a KEY that is not theirs (an old settings' folder) is not retrained
     under the current settings."""
     if w.key != settings_key_of(w):
-        raise VaegapsError(f"{RES}/trained/{w.dataset}/{w.variant}/{w.family}/{w.key} holds other settings "
-                           f"than this config's ({settings_key_of(w)}); ask for results/models/… instead")
+        raise VaegapsError(
+            f"{RES}/trained/{w.dataset}/{w.variant}/{w.family}/{w.key} holds other settings "
+            f"than this config's ({settings_key_of(w)}); ask for results/models/… instead"
+        )
     return model_cfg(w)
 
 
@@ -247,8 +280,7 @@ if F2:
 def variant_keys():
     """(dataset, variant, family) of Table 3: the standard models and the variants."""
     vt = EXP.get("variant_tables", {})
-    return [(d, v, f) for d in vt.get("datasets", []) for v in ["standard", *vt["variants"]]
-            for f in vt["families"]]
+    return [(d, v, f) for d in vt.get("datasets", []) for v in ["standard", *vt["variants"]] for f in vt["families"]]
 
 
 def claim_gap_keys():
@@ -308,18 +340,28 @@ def bdmc_file(dataset, variant, family, setting, epoch):
     return f"{RES}/bdmc/{dataset}/{variant}/{family}/{run}.parquet"
 
 
-ALL_OUTPUTS = [f"{RES}/table2.csv", f"{RES}/table2.md", f"{RES}/bdmc.csv", f"{RES}/refinement.csv",
-               f"{RES}/figures/refinement.png", f"{RES}/figures/refinement.pdf"]
+ALL_OUTPUTS = [
+    f"{RES}/table2.csv",
+    f"{RES}/table2.md",
+    f"{RES}/bdmc.csv",
+    f"{RES}/refinement.csv",
+    f"{RES}/figures/refinement.png",
+    f"{RES}/figures/refinement.pdf",
+]
 # each experiment's outputs, built by `all` when the study configures that experiment
 EXPERIMENT_OUTPUTS = {
     "variant_tables": ["table3.csv"],
     "flows_amortization": ["flows_amortization.csv"],
     "decoder_capacity": ["decoder_capacity.csv"],
-    "over_training": ["gaps_over_training.csv", "figures/gaps_over_training.png",
-                      "figures/gaps_over_training.pdf"],
-    "figure2": ["figure2/grid.parquet", "figure2/bounds.parquet", "figures/figure2.png",
-                "figures/figure2.pdf", "figures/posteriors_ffg_vs_flow.png",
-                "figures/posteriors_ffg_vs_flow.pdf"],
+    "over_training": ["gaps_over_training.csv", "figures/gaps_over_training.png", "figures/gaps_over_training.pdf"],
+    "figure2": [
+        "figure2/grid.parquet",
+        "figure2/bounds.parquet",
+        "figures/figure2.png",
+        "figures/figure2.pdf",
+        "figures/posteriors_ffg_vs_flow.png",
+        "figures/posteriors_ffg_vs_flow.pdf",
+    ],
 }
 for _name, _outputs in EXPERIMENT_OUTPUTS.items():
     if _name in EXP:

@@ -50,7 +50,9 @@ rule figure_posteriors:
         code=script_code("figure_posteriors"),
     output:
         grid=f"{RES}/figure2/posteriors_grid.parquet",
-        png=report(f"{RES}/figures/posteriors_ffg_vs_flow.png", caption="../report/figure_posteriors.rst", category="Figures"),
+        png=report(
+            f"{RES}/figures/posteriors_ffg_vs_flow.png", caption="../report/figure_posteriors.rst", category="Figures"
+        ),
         pdf=f"{RES}/figures/posteriors_ffg_vs_flow.pdf",
     params:
         figure=F2,

@@ -35,7 +35,11 @@ rule figure_gaps_over_training:
         summary=f"{RES}/gaps_over_training.csv",
         code=script_code("figure_gaps_over_training"),
     output:
-        png=report(f"{RES}/figures/gaps_over_training.png", caption="../report/figure_gaps_over_training.rst", category="Figures"),
+        png=report(
+            f"{RES}/figures/gaps_over_training.png",
+            caption="../report/figure_gaps_over_training.rst",
+            category="Figures",
+        ),
         pdf=f"{RES}/figures/gaps_over_training.pdf",
     log:
         log_path("figure_gaps_over_training"),

@@ -5,7 +5,8 @@ if workflow.is_main_process:
     import importlib.util as _importlib_util
 
     _spec = _importlib_util.spec_from_file_location(
-        "vaegaps_report_rst", Path(workflow.basedir) / "workflow" / "report" / "rst_extensions.py")
+        "vaegaps_report_rst", Path(workflow.basedir) / "workflow" / "report" / "rst_extensions.py"
+    )
     _rst = _importlib_util.module_from_spec(_spec)
     _spec.loader.exec_module(_rst)
     _rst.register(RES, RESOLVED)  # settings from the results' provenance, not this config

@@ -159,4 +159,3 @@ rule user_figure:
         "../../envs/vaegaps.yaml"
     script:
         "../scripts/user_figure.py"
-

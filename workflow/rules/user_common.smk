@@ -8,7 +8,8 @@ if USER:  # results/config.resolved.yaml records each user model's settings, def
     RESOLVED["user_models"] = USER
 UDIR = f"{RES}/user/{{name}}"
 USER_OUTPUTS = [f"{RES}/user_table.csv", f"{RES}/user_refinement.csv"] + [
-    f"{RES}/user/{n}/gaps.{ext}" for n in USER for ext in ("png", "pdf")]
+    f"{RES}/user/{n}/gaps.{ext}" for n in USER for ext in ("png", "pdf")
+]
 if USER:
     if not config["datasets"]:  # a study of user models alone: no built-in dataset to run
         ALL_OUTPUTS.clear()
