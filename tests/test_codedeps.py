@@ -1,17 +1,50 @@
-"""A rule's code inputs (vaegaps.codedeps): the package modules its script imports, transitively."""
+"""A rule's code inputs (vaegaps.pipeline.codedeps): the package modules its script imports, transitively."""
 
 from pathlib import Path
 
 from workflow_runner import REPO
 
-from vaegaps.codedeps import script_code, script_modules
+from vaegaps.pipeline.codedeps import script_code, script_modules
 
 
 def test_code_inputs_follow_imports_transitively_and_nothing_else():
     script = REPO / "workflow" / "scripts" / "gather_parts.py"
     mods = script_modules(script)
-    # scatter imports io and errors, stage imports runtime; the gather job imports no torch module
-    assert {"__init__", "scatter", "stage", "io", "errors"} <= set(mods), mods
+    # scatter imports io and errors (relative imports up from the subpackage), importing a
+    # subpackage's module runs its __init__; the gather job imports no torch module
+    assert {"__init__", "pipeline.__init__", "pipeline.scatter", "pipeline.stage", "io", "errors"} <= set(mods), mods
     assert not {"evaluate", "vae", "ais", "local_opt"} & set(mods), mods
     files = script_code(script)
-    assert [Path(f).stem for f in files] == mods and all(Path(f).is_file() for f in files)
+    src = REPO / "src" / "vaegaps"
+    assert [".".join(Path(f).relative_to(src).with_suffix("").parts) for f in files] == mods
+    assert all(Path(f).is_file() for f in files)
+
+
+def test_relative_and_absolute_imports_of_a_subpackage_resolve(tmp_path):
+    """`from ..io import`, `from .stage import`, `from vaegaps.pipeline import scatter` and
+    `import vaegaps.pipeline.stages` name the modules they run; a name that is not a module (a
+    function imported from one) names nothing more."""
+    from vaegaps.pipeline import codedeps
+
+    assert codedeps._imported(codedeps.ast.parse("from ..io import write_csv\nfrom .stage import stage"),
+                              "pipeline.stages") == {"io", "pipeline.stage", "pipeline.__init__"}
+    script = tmp_path / "s.py"
+    script.write_text("from vaegaps.pipeline import scatter\nimport vaegaps.pipeline.stages\n")
+    mods = set(script_modules(script))
+    assert {"pipeline.__init__", "pipeline.scatter", "pipeline.stages", "pipeline.stage"} <= mods
+    assert "pipeline" not in mods and "scatter" not in mods
+
+
+def test_the_library_never_imports_the_pipeline_layer():
+    """The layers (README, module table): no top-level module imports vaegaps.pipeline, even inside
+    a function, and none but the rebuild hints (and a benchmark's hint) names Snakemake; the
+    pipeline imports the library."""
+    from vaegaps.pipeline import codedeps
+
+    library = sorted(p.stem for p in codedeps.SRC.glob("*.py"))
+    for module in library:
+        up = {m for m in codedeps._module_imports(module) if m.startswith("pipeline.")}
+        assert not up, f"{module}.py imports the pipeline layer: {sorted(up)}"
+        if module not in ("rebuild", "bench"):
+            assert "snakemake" not in (codedeps.SRC / f"{module}.py").read_text().lower(), module
+    assert "evaluate" in codedeps._module_imports("pipeline.sources")

@@ -29,14 +29,14 @@ from vaegaps import io as vio
 from vaegaps.errors import VaegapsError
 from vaegaps.evaluate import evaluation_set
 from vaegaps.io import load_torch, save_torch, write_parquet
-from vaegaps.stage import stage
+from vaegaps.pipeline.stage import stage
 
 SRC = REPO / "src"
 FFG = "results/models/digits/standard/ffg"
 AIS = "results/eval/digits/standard/ffg/ais.parquet"
 AMORTIZED = "results/eval/digits/standard/ffg/amortized.parquet"
 DATA = "results/data/digits.parquet"
-# The documented command prefix of a run of the tiny config (vaegaps.recovery.command_line).
+# The documented command prefix of a run of the tiny config (vaegaps.rebuild.command_line).
 COMMAND = f"snakemake --cores 1 --configfile {TINY}"
 
 
@@ -152,10 +152,10 @@ def _python(code: str, *args) -> subprocess.Popen:
                             stdout=subprocess.PIPE, text=True)
 
 
-CLAIM = ("import sys; from vaegaps.recovery import claim_run\n"
+CLAIM = ("import sys; from vaegaps.pipeline.recovery import claim_run\n"
          "try: print(len(claim_run(sys.argv[1])))\n"
          "except Exception as e: print('refused:', e)")
-JOB = ("import sys, time; from vaegaps.recovery import hold_run_lock; "
+JOB = ("import sys, time; from vaegaps.pipeline.recovery import hold_run_lock; "
        "print(hold_run_lock(sys.argv[1]), flush=True); time.sleep(60)")
 
 
@@ -318,7 +318,7 @@ def test_which_runs_a_damaged_file_stops(tmp_path, monkeypatch, capsys):
     """A damaged file stops a run of jobs, not one that forces that very file (the printed rebuild
     command), runs no job, or only warns (a dry run); a damaged training checkpoint of a finished
     model only warns, without the advice to retrain."""
-    from vaegaps.preflight import check_damage, cli_mode, damaged_files
+    from vaegaps.pipeline.preflight import check_damage, cli_mode, damaged_files
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("VAEGAPS_SNAKEMAKE", raising=False)

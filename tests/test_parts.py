@@ -10,8 +10,8 @@ import torch
 
 from vaegaps.errors import VaegapsError
 from vaegaps.io import read_metadata, write_parquet
+from vaegaps.pipeline.scatter import gather_parts, part_bounds, run_in_chunks
 from vaegaps.runtime import slurm_withholds_gpu
-from vaegaps.scatter import gather_parts, part_bounds, run_in_chunks
 
 
 @pytest.mark.parametrize("n,k", [(24, 1), (24, 3), (10, 3), (7, 7), (1000, 6)])
@@ -86,8 +86,8 @@ def test_slurm_job_without_gpu_stays_on_cpu(env, withheld):
 def test_chunks_are_keyed_by_the_start_a_part_read(tmp_path, monkeypatch, kind):
     """A q*_Flow part resumes only from chunks fitted on the same q*_FFG start, while the start
     stays out of the part's metadata (which every part of a stage shares): for a built-in model
-    and a user's alike (vaegaps.sources.run_estimator, the one driver of both)."""
-    import vaegaps.sources as src
+    and a user's alike (vaegaps.pipeline.sources.run_estimator, the one driver of both)."""
+    import vaegaps.pipeline.sources as src
     from vaegaps.config import defaults
 
     keys = []
@@ -118,7 +118,7 @@ def test_chunks_are_keyed_by_the_start_a_part_read(tmp_path, monkeypatch, kind):
 def test_resume_chunks_are_keyed_by_the_package_code(monkeypatch, tmp_path):
     """A chunk saved by other code (e.g. before a column was added) is recomputed on a rerun,
     not mixed into the new output: the package's source digest is part of the chunk key."""
-    from vaegaps import evaluate
+    from vaegaps.pipeline import scatter
 
     calls = []
 
@@ -127,14 +127,14 @@ def test_resume_chunks_are_keyed_by_the_package_code(monkeypatch, tmp_path):
         return pd.DataFrame({"index": i, "value": 0.0})
 
     index, x = np.arange(4), torch.zeros(4, 2)
-    key = evaluate.chunk_key({"estimator": "t"}, {})
+    key = scatter.chunk_key({"estimator": "t"}, {})
     run_in_chunks(estimate, index, x, 2, tmp_path, key)
-    run_in_chunks(estimate, index, x, 2, tmp_path, evaluate.chunk_key({"estimator": "t"}, {}))
+    run_in_chunks(estimate, index, x, 2, tmp_path, scatter.chunk_key({"estimator": "t"}, {}))
     assert calls == [2, 2]                      # same code: both chunks reused
-    evaluate.package_digest.cache_clear()
-    monkeypatch.setattr(evaluate, "file_digest", lambda p: "other code")
-    new_key = evaluate.chunk_key({"estimator": "t"}, {})
-    evaluate.package_digest.cache_clear()
+    scatter.package_digest.cache_clear()
+    monkeypatch.setattr(scatter, "file_digest", lambda p: "other code")
+    new_key = scatter.chunk_key({"estimator": "t"}, {})
+    scatter.package_digest.cache_clear()
     assert new_key != key
     run_in_chunks(estimate, index, x, 2, tmp_path, new_key)
     assert calls == [2, 2, 2, 2]                # other code: both recomputed

@@ -110,7 +110,7 @@ def _fixed(error, validator):
 
 def coerce_scalars(config: dict, schema: dict) -> dict:
     """Read, in place, the values that fail a `type` (or `enum`) check as the scalars they spell:
-    snakemake passes nested --config values as strings (`--config 'train={lr: 0.5}'` gives '0.5'),
+    the workflow passes nested --config values as strings (`--config 'train={lr: 0.5}'` gives '0.5'),
     and PyYAML reads 1.0e6 as a string. Only where the schema does not accept that string, so a
     name, a path or "auto" stays a string."""
     validator = _Validator(schema)

@@ -50,12 +50,14 @@ def _frame(splits: Splits) -> pd.DataFrame:
 def prepare_dataset(name: str, out_path: str | os.PathLike, source_dir: str | os.PathLike | None = None,
                     cache_dir: str | os.PathLike | None = None, download: bool = True,
                     base_url: str | None = None, checksums: dict | None = None, retries: int = 3,
-                    timeout: float = 60, splits: dict[str, int] | None = None) -> None:
+                    timeout: float = 60, splits: dict[str, int] | None = None,
+                    provenance: dict | None = None) -> None:
     """Find, verify, parse, binarize and split dataset `name`; write one Parquet at `out_path`.
 
     `base_url`, `checksums` ({file name: sha256 or (size, sha256)}, of the decompressed content
     for Fashion-MNIST) and `splits` ({split: size}) override the registry, for mirrors and tests.
-    `retries` is the number of extra download attempts after the first.
+    `retries` is the number of extra download attempts after the first. `provenance`: more metadata
+    for the Parquet (a workflow stage's study settings).
     """
     spec = _spec(name)
     sizes = {**spec.splits, **(splits or {})}
@@ -76,6 +78,7 @@ def prepare_dataset(name: str, out_path: str | os.PathLike, source_dir: str | os
                                f"{sizes[split]} of {spec.n_pixels}; replace the raw files with the original ones")
     df = _frame(arrays)
     write_parquet(df, out_path, metadata={
+        **(provenance or {}),
         "dataset": name,
         "image_shape": list(spec.image_shape),
         "source": sources,
@@ -98,7 +101,7 @@ def load_split(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndar
     if split not in SPLITS:
         raise VaegapsError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     _require(path)
-    from .recovery import damaged_message
+    from .rebuild import damaged_message
 
     try:
         table = pq.read_table(path, columns=["index", "label", "pixels"], filters=[("split", "=", split)])
@@ -118,11 +121,11 @@ def load_split(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndar
 def _require(path: str | os.PathLike) -> None:
     """`path` exists and its Parquet footer reads: a truncated file is one line naming it and the
     command that rebuilds it, not a pyarrow traceback."""
-    from .recovery import damaged_message, snakemake_command
+    from .rebuild import damaged_message, rerun_command
 
     if not Path(path).is_file():
         raise VaegapsError(f"missing dataset file {path}; run the prepare_dataset stage first: "
-                           f"{snakemake_command()} {path}")
+                           f"{rerun_command()} {path}")
     try:
         pq.read_schema(path)
     except (pa.ArrowException, OSError) as exc:

@@ -7,9 +7,7 @@ changing a number: `gather_parts` puts the parts back together.
 
 from __future__ import annotations
 
-import functools
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,14 +16,12 @@ import torch
 from . import rng
 from .ais import ais, bdmc
 from .bounds import SAMPLE_BATCH, monte_carlo_bounds
-from .config import digest, local_config, refinement_config, starts_from_qstar_ffg
+from .config import local_config, refinement_config, starts_from_qstar_ffg
 from .data import load_split
 from .errors import VaegapsError
 from .families import LocalPosterior
-from .io import file_digest
 from .local_opt import LR_BACKOFF, optimize_local
 from .refinement import refine_curve
-from .scatter import part_bounds
 from .tables import gap_frame
 from .vae import VAE
 
@@ -276,7 +272,7 @@ def estimate(estimator: str, model: VAE, index: np.ndarray, x: torch.Tensor, eva
              qstar_family: str | None, ffg: pd.DataFrame | None = None,
              refinement_key: str = "evaluation.refinement") -> pd.DataFrame:
     """One estimator on one batch of datapoints of any model (a built-in VAE or a user's,
-    vaegaps.sources): 'amortized' (`amortized_bounds`), 'local_<family>' (`local_optimum`), 'ais'
+    vaegaps.pipeline.sources): 'amortized' (`amortized_bounds`), 'local_<family>' (`local_optimum`), 'ais'
     (`ais_estimate`) or 'refinement' (`refinement_curve` in `qstar_family`, the family of the
     model's q*), each with its section of the `evaluation` settings. `ffg`: q*_FFG of these
     datapoints, the start of a family that `evaluation.local` starts from it (ignored otherwise).
@@ -309,12 +305,14 @@ def simulate(model: VAE, n: int, seed: int, device) -> tuple[torch.Tensor, torch
 
 
 def bdmc_validation(model: VAE, n: int, cfg: dict, seed: int, device,
-                    part: tuple[int, int] = (0, 1)) -> pd.DataFrame:
+                    rows: tuple[int, int] | None = None) -> pd.DataFrame:
     """Forward and reverse AIS on data simulated from the model: the gap bounds AIS's error.
-    `part` = (p, k) runs only the p-th of k consecutive parts of the n simulated datapoints."""
+    `rows` = [start, stop) runs only those of the n simulated datapoints (all by default)."""
     model = _frozen(model)
     z, x = simulate(model, n, seed, device)
-    start, stop = part_bounds(n, *part)
+    start, stop = rows if rows is not None else (0, n)
+    if not 0 <= start <= stop <= n:
+        raise VaegapsError(f"rows [{start}, {stop}) are not among the {n} simulated datapoints")
     lik, idx = model.log_likelihood(x[start:stop]), torch.arange(start, stop)
     # the same procedure as the estimate: its start and pilot-tuned frozen step sizes included
     init = ais_start(model, x[start:stop], idx, cfg["init"], seed)
@@ -323,21 +321,6 @@ def bdmc_validation(model: VAE, n: int, cfg: dict, seed: int, device,
              init=init, **_ais_settings(cfg))
     return pd.DataFrame({"index": np.arange(start, stop), "lower": b.lower.cpu().numpy(),
                          "upper": b.upper.cpu().numpy(), "gap": (b.upper - b.lower).cpu().numpy()})
-
-
-@functools.cache
-def package_digest() -> str:
-    """Digest of this package's Python sources: chunks saved by other code (e.g. before a column
-    was added) are recomputed, never mixed into a rerun's output."""
-    src = sorted(Path(__file__).parent.rglob("*.py"))
-    return digest({str(p.relative_to(Path(__file__).parent)): file_digest(p) for p in src})
-
-
-def chunk_key(provenance: dict, files: dict) -> str:
-    """The digest that keys a stage's resumable chunks: its provenance, the package's code and the
-    digests of the files (name -> path) its results depend on, so any change recomputes them."""
-    return digest({**provenance, "code": package_digest(),
-                   **{name: file_digest(path) for name, path in files.items()}})
 
 
 def over_training_point(model: VAE, sets: dict[str, tuple[np.ndarray, torch.Tensor]], family: str,

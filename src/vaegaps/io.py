@@ -22,9 +22,6 @@ import pyarrow.parquet as pq
 from .errors import VaegapsError
 
 META_KEY = b"vaegaps"
-# The whole study's settings (defaults filled) of the stage writing, recorded in every Parquet it
-# writes; set once per stage by vaegaps.stage.
-STUDY: dict[str, Any] = {}
 
 
 def versions() -> dict[str, str]:
@@ -102,8 +99,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> None:
-    """Write `df` atomically; `metadata` (JSON-able) and package versions go in the file's schema."""
-    meta = {"versions": versions(), **({"study": STUDY} if STUDY else {}), **(metadata or {})}
+    """Write `df` atomically; `metadata` (JSON-able) and package versions go in the file's schema
+    (a workflow stage adds its study's settings: vaegaps.pipeline.stage.Stage.write_parquet)."""
+    meta = {"versions": versions(), **(metadata or {})}
     table = pa.Table.from_pandas(df, preserve_index=False)
     schema_meta = dict(table.schema.metadata or {})
     schema_meta[META_KEY] = json.dumps(meta, default=str, sort_keys=True).encode()
@@ -158,14 +156,14 @@ def save_torch(obj: Any, path: str | os.PathLike) -> None:
 def load_torch(path: str | os.PathLike, map_location: Any = "cpu", rebuild: str | None = None) -> Any:
     """Load tensors only (weights_only=True): a checkpoint can never run code. A missing or
     damaged file is one line naming it and the command that rebuilds it: `rebuild` (what to do,
-    e.g. "rebuild it: snakemake ..."), by default derived from the path (vaegaps.recovery)."""
+    e.g. "rebuild it: COMMAND"), by default derived from the path (vaegaps.rebuild)."""
     import torch
 
-    from .recovery import rebuild_hint, snakemake_command
+    from .rebuild import rebuild_hint, rerun_command
 
     path = Path(path)
     if not path.exists():
-        raise VaegapsError(f"missing file {path}; run the stage that writes it first: {snakemake_command()} {path}")
+        raise VaegapsError(f"missing file {path}; run the stage that writes it first: {rerun_command()} {path}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt or foreign file

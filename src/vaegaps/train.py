@@ -182,9 +182,11 @@ def _snapshot(model, snapshot_dir, epoch: int, cfg: dict, shape, dataset_name) -
 
 
 def train_vae(cfg: dict, data_path, model_path, history_path, checkpoint_path,
-              snapshot_dir: str | os.PathLike | None = None, dataset_name: str | None = None) -> None:
+              snapshot_dir: str | os.PathLike | None = None, dataset_name: str | None = None,
+              provenance: dict | None = None) -> None:
     """Train on the `train` split of `data_path`, validate on `valid`; write model, history and
-    checkpoint (see the module docstring); resume from `checkpoint_path` when it exists."""
+    checkpoint (see the module docstring); resume from `checkpoint_path` when it exists.
+    `provenance`: more metadata for the history Parquet (a workflow stage's study settings)."""
     tcfg, device, chash = cfg["train"], resolve_device(cfg.get("device", "auto")), config_hash(cfg)
     epochs, every = int(tcfg["epochs"]), max(1, int(tcfg.get("checkpoint_every", 25)))
     snapshots = {int(e) for e in tcfg.get("snapshots") or []} if snapshot_dir is not None else set()
@@ -205,7 +207,7 @@ def train_vae(cfg: dict, data_path, model_path, history_path, checkpoint_path,
             _save_checkpoint(checkpoint_path, model, opt, gens, epoch, history, chash, device)
     if not Path(checkpoint_path).exists():  # epochs == 0: still leave the declared output
         _save_checkpoint(checkpoint_path, model, opt, gens, epochs, history, chash, device)
-    _write_outputs(model, history, cfg, shape, dataset_name, model_path, history_path, chash)
+    _write_outputs(model, history, cfg, shape, dataset_name, model_path, history_path, chash, provenance)
 
 
 def diverged_below(x_dim: int) -> float:
@@ -245,10 +247,12 @@ def _run_epoch(model, opt, x_train, x_valid, cfg: dict, gens, epoch: int) -> dic
     return row
 
 
-def _write_outputs(model, history, cfg, shape, dataset_name, model_path, history_path, chash) -> None:
+def _write_outputs(model, history, cfg, shape, dataset_name, model_path, history_path, chash,
+                   provenance: dict | None = None) -> None:
     last = history[-1] if history else {}
     save_vae(model, model_path, cfg["model"], shape, extra={
         "epochs": int(cfg["train"]["epochs"]), "dataset": dataset_name, "config_hash": chash,
         "train_elbo": last.get("train_elbo"), "valid_elbo": last.get("valid_elbo")})
     df = pd.DataFrame(history, columns=HISTORY_COLUMNS).astype({"epoch": "int64"})
-    write_parquet(df, history_path, metadata={"cfg": cfg, "dataset": dataset_name, "config_hash": chash})
+    write_parquet(df, history_path, metadata={**(provenance or {}), "cfg": cfg, "dataset": dataset_name,
+                                              "config_hash": chash})

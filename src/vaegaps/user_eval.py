@@ -4,7 +4,7 @@ pipeline stages of the `user_models` section (docs/method.md §11).
 `measure` runs the package's estimators on a user model (vaegaps.user_model's protocol) exactly as
 the pipeline does on its own models: the evaluation set in chunks of `chunk_size` datapoints, every
 estimator batched over a whole chunk, random numbers keyed by (seed, stream, datapoint index). The
-pipeline runs the same functions per estimator and part (vaegaps.sources, the one stage driver of
+pipeline runs the same functions per estimator and part (vaegaps.pipeline.sources, the one stage driver of
 every model source), so both give the same rows.
 """
 
@@ -168,26 +168,4 @@ def certify(model, data, *, seed: int = 0, progress: bool = True, **settings) ->
     return df
 
 
-# ------------------------------------------------------------------------------------------------
-# pipeline stages (workflow/rules/user.smk)
-# ------------------------------------------------------------------------------------------------
-
-def stage_bdmc(sm) -> None:
-    """Part {part} of {parts} of BDMC on data simulated from a user model."""
-    from .config import ais_procedure
-    from .io import write_parquet
-    from .sources import UserSource
-    from .stage import part_of
-
-    source = UserSource(sm.params.settings, sm.input.data)
-    user, _, _ = source.load()
-    s, part = source.settings, part_of(sm)
-    ais = s["evaluation"]["ais"]
-    with source.context(user):
-        df = bdmc_validation(user, s["bdmc_points"], ais, sm.config["seed"], user.device, part)
-    write_parquet(df, sm.output[0], {**source.provenance("bdmc", sm.config["seed"]), "ais": ais,
-                                     "procedure": ais_procedure(ais), "part": part[0], "parts": part[1]})
-
-
-__all__ = ["measure", "refine", "certify", "summary", "refinement_summary", "gap_table", "user_table",
-           "stage_bdmc"]
+__all__ = ["measure", "refine", "certify", "summary", "refinement_summary", "gap_table", "user_table"]

@@ -1,15 +1,13 @@
-"""A user model's Table 2 row, its refinement summary and its gaps stage (docs/method.md §11); its
-per-datapoint gaps are `vaegaps.tables.gap_table`'s, as every model's. No torch here: the gaps and
-table stages stay cheap."""
+"""A user model's Table 2 row and its refinement summary (docs/method.md §11); its per-datapoint
+gaps are `vaegaps.tables.gap_table`'s, as every model's (its stage: vaegaps.pipeline.stages). No
+torch here: the gaps and table stages stay cheap."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pandas as pd
 
 from .errors import VaegapsError
-from .tables import REFINEMENT_COLUMNS, diagnostics, gap_table, refinement_table, summarize
+from .tables import REFINEMENT_COLUMNS, diagnostics, refinement_table, summarize
 
 SUMMARY_COLUMNS = ["log_px", "elbo_local_flow", "elbo_local_realnvp", "elbo_local_ffg", "elbo_amortized",
                    "iwae_amortized", "approximation_gap", "amortization_gap", "inference_gap",
@@ -40,24 +38,6 @@ def summary(frame: pd.DataFrame, bdmc: pd.DataFrame | None = None) -> pd.DataFra
     return pd.DataFrame([row])
 
 
-def stage_gaps(sm) -> None:
-    """The per-datapoint gaps of a user model from the parts of its estimates (gathered here,
-    checked to share their settings as `gather_parts` does)."""
-    from .io import write_parquet
-    from .scatter import gather_parts
-
-    amortized, meta = gather_parts(list(sm.input.amortized))
-    by_stage: dict[str, list[str]] = {}
-    for p in sm.input.local:
-        by_stage.setdefault(Path(p).parent.name.removeprefix("local_"), []).append(p)
-    local = {fam: gather_parts(paths)[0] for fam, paths in by_stage.items()}
-    df = gap_table(amortized, local, gather_parts(list(sm.input.ais))[0], meta["encoder_family"], meta["qstar_family"])
-    write_parquet(df, sm.output[0], {"name": sm.wildcards.name, "settings": sm.params.settings,
-                                     "encoder_family": meta["encoder_family"], "qstar_family": meta["qstar_family"],
-                                     "amortization_gap_note": amortization_note(meta["encoder_family"],
-                                                                                meta["qstar_family"])})
-
-
 def user_table(frames: dict[str, pd.DataFrame], bdmc: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One `summary` row per user model, named, with its BDMC gap."""
     return pd.concat([summary(df, bdmc.get(name)).assign(name=name) for name, df in frames.items()],
@@ -75,17 +55,3 @@ def refinement_summary(curve: pd.DataFrame, gaps: pd.DataFrame) -> pd.DataFrame:
         raise VaegapsError("the gaps frame has no elbo_qstar (no amortization gap): no refinement summary")
     pick = (lambda col: gaps[["index", col]].rename(columns={col: "elbo"}))
     return refinement_table(curve, pick("elbo_amortized"), pick("elbo_qstar"))
-
-
-def stage_refinement_table(sm) -> None:
-    """results/user_refinement.csv: `refinement_summary` of every user model, named, with the
-    family its q* and curve are in."""
-    from .io import read_metadata, write_csv
-
-    rows = []
-    for name, curve, gaps in zip(sm.params.names, sm.input.curves, sm.input.gaps, strict=True):
-        family = read_metadata(gaps).get("qstar_family") or ""
-        rows.append(refinement_summary(pd.read_parquet(curve), pd.read_parquet(gaps)).assign(name=name, family=family))
-    columns = ["name", "family", *REFINEMENT_COLUMNS]
-    rows = [r[columns] for r in rows if len(r)]
-    write_csv(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns), sm.output.csv)

@@ -107,7 +107,7 @@ def _rule_scripts() -> dict[str, str]:
 
 
 def test_every_rule_declares_the_modules_its_script_imports():
-    """Each rule's code inputs are derived from its script (vaegaps.codedeps), never listed by hand."""
+    """Each rule's code inputs are derived from its script (vaegaps.pipeline.codedeps), never listed by hand."""
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         for block in re.split(r"^(?=rule )", smk.read_text(), flags=re.M):
             name, script = RULE.match(block), re.search(r'script:\s*"\.\./scripts/(\w+)\.py"', block)
@@ -131,7 +131,7 @@ def test_code_edit_reruns_exactly_the_importing_stages(tiny_run, repo_copy):
     import it (directly or through other modules), and others only downstream of them. The tiny run's own
     repository is edited (another copy would change every code input's path), then restored with
     its old modification times."""
-    from vaegaps.codedeps import script_modules
+    from vaegaps.pipeline.codedeps import script_modules
 
     out = snakemake(tiny_run.parent, "-n", "all", repo=repo_copy)
     assert "Nothing to be done" in out.stdout + out.stderr

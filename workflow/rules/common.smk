@@ -1,8 +1,16 @@
 # Shared helpers: config validation, output paths, per-model settings, code dependencies.
+import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+# The Snakefile and its jobs import the same code: the package beside this Snakefile (src/), put
+# first on the parse-time path and, through PYTHONPATH, on the path of every job it starts (a job
+# inherits the environment), so an installed copy elsewhere (or none) never runs a stage. An
+# editable install (pip install -e .) of this checkout resolves to the same files.
+_SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, _SRC)
+if os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] != _SRC:
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
 import copy
 from vaegaps.config import (  # torch-free
     FAMILIES,
@@ -24,10 +32,11 @@ from vaegaps.config import (  # torch-free
     validate,
     write_resolved,
 )
-from vaegaps.preflight import preflight  # torch-free
+from vaegaps.pipeline.preflight import preflight  # torch-free
 from vaegaps.datasets import DATASETS  # the dataset registry, torch-free
-from vaegaps.errors import VaegapsError, one_line
-from vaegaps.codedeps import script_code as code_of  # reads sources, imports nothing
+from vaegaps.errors import VaegapsError
+from vaegaps.pipeline.stage import one_line  # torch-free
+from vaegaps.pipeline.codedeps import script_code as code_of  # reads sources, imports nothing
 
 # A --configfile is a complete study (a preset): it does not inherit config.yaml's digits-scale
 # settings; what it leaves out takes the schema's defaults (src/vaegaps/config.schema.yaml).
@@ -35,7 +44,7 @@ if workflow.config_settings.configfiles:
     config.clear()
     config.update(copy.deepcopy(dict(workflow.config_settings.overwrite_config)))
 # A bad config is one line `error: …`, not Snakemake's report of an exception with its file and
-# traceback lines; those with --verbose or VAEGAPS_TRACEBACK=1 (vaegaps.errors.one_line).
+# traceback lines; those with --verbose or VAEGAPS_TRACEBACK=1 (vaegaps.pipeline.stage.one_line).
 VERBOSE = bool(getattr(workflow.output_settings, "verbose", False))
 with one_line(VERBOSE):
     validate(config, SCHEMA)  # src/vaegaps/config.schema.yaml, package data
@@ -50,7 +59,7 @@ RES = config["results"]
 # Before the DAG, in the main process only (cluster jobs parse this file too): an evaluation set
 # larger than its split, a live run in this folder (its Snakemake or a job of a killed run), and a
 # damaged data file, model or checkpoint each stop the run with one line saying what to do; lock
-# files left by a killed run are removed, never a live run's (src/vaegaps/preflight.py). A dry run
+# files left by a killed run are removed, never a live run's (src/vaegaps/pipeline/preflight.py). A dry run
 # only reports.
 if workflow.is_main_process:
     with one_line(VERBOSE):
@@ -161,7 +170,7 @@ def gathered_row_keys(w):
 
 
 def builtin_source(dataset, variant, family):
-    """The model source of a VAE of the study (vaegaps.sources.stage_estimate's params.source)."""
+    """The model source of a VAE of the study (vaegaps.pipeline.stages.stage_estimate's params.source)."""
     return {
         "kind": "eval",
         "dataset": dataset,

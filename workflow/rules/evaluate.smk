@@ -1,6 +1,6 @@
 # Per-datapoint estimates on the evaluation set of every model source (common.smk's SOURCE): a
 # VAE of the study (eval/DATASET/VARIANT/FAMILY) and a user's model (user/NAME, user.smk) run the
-# same estimator rules, script and driver (vaegaps.sources). Each estimator runs as
+# same estimator rules, script and driver (vaegaps.pipeline.sources). Each estimator runs as
 # `evaluation.parts` jobs, one per consecutive part of the datapoints (one cluster job each), each
 # resuming from its finished chunks; gather_parts, the one gather rule of every split stage, joins
 # them into the estimator's Parquet (identical for any number of parts). A job's log and benchmark mirror its output:

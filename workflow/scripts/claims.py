@@ -14,7 +14,7 @@ Params: gap_keys, one [dataset, variant, family] per gaps file, in the same orde
 Outputs: csv (required), md (optional, a Markdown rendering).
 """
 from vaegaps.claims import NAMED_INPUTS, load_inputs, write_claims
-from vaegaps.stage import stage
+from vaegaps.pipeline.stage import stage
 
 with stage(snakemake):
     sm = snakemake

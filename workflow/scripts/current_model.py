@@ -4,7 +4,7 @@ import shutil
 from pathlib import Path
 
 from vaegaps.io import atomic_path
-from vaegaps.stage import stage
+from vaegaps.pipeline.stage import stage
 
 
 def copy(src, dst) -> None:

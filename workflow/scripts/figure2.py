@@ -8,13 +8,12 @@ output: grid (Parquet, long densities), bounds (Parquet, ELBO and log p(x) per p
 """
 from vaegaps.evaluate import evaluation_set
 from vaegaps.figures import figure2
-from vaegaps.io import write_parquet
+from vaegaps.pipeline.stage import stage
 from vaegaps.posterior2d import grid_densities
 from vaegaps.runtime import resolve_device
-from vaegaps.stage import stage
 from vaegaps.vae import load_vae
 
-with stage(snakemake):
+with stage(snakemake) as job:
     sm = snakemake
     fig, seed, device = sm.params.figure, sm.params.seed, resolve_device(sm.config["device"])
     model = load_vae(sm.input.model, device)
@@ -22,6 +21,6 @@ with stage(snakemake):
     grid, bounds = grid_densities(model, x, index, fig["local"], seed, fig["grid_limit"], fig["grid_size"],
                                   n_v=fig["n_v"], amortized_samples=fig["amortized_samples"])
     meta = {"figure": "figure2", "settings": fig, "seed": seed}
-    write_parquet(grid, sm.output.grid, meta)
-    write_parquet(bounds, sm.output.bounds, meta)
+    job.write_parquet(grid, sm.output.grid, meta)
+    job.write_parquet(bounds, sm.output.bounds, meta)
     figure2(grid, bounds, sm.output.png, sm.output.pdf)

@@ -7,7 +7,7 @@ import pandas as pd
 
 from vaegaps.errors import VaegapsError
 from vaegaps.figures import figure_gaps_over_training
-from vaegaps.stage import stage
+from vaegaps.pipeline.stage import stage
 
 NEEDED = {"model", "epoch", "split", "log_px", "elbo_qstar", "elbo_amortized"}
 

@@ -9,13 +9,12 @@ import pandas as pd
 
 from vaegaps.evaluate import evaluation_set
 from vaegaps.figures import figure_posteriors
-from vaegaps.io import write_parquet
+from vaegaps.pipeline.stage import stage
 from vaegaps.posterior2d import true_posterior_frame
 from vaegaps.runtime import resolve_device
-from vaegaps.stage import stage
 from vaegaps.vae import load_vae
 
-with stage(snakemake):
+with stage(snakemake) as job:
     sm = snakemake
     fig, device = sm.params.figure, resolve_device(sm.config["device"])
     index, x = evaluation_set(sm.input.data, fig["split"], fig["n_points"], device)
@@ -23,6 +22,6 @@ with stage(snakemake):
     grids = {fam: true_posterior_frame(load_vae(getattr(sm.input, fam), device), x, index, limit, size)
              for fam in ("ffg", "flow")}
     both = pd.concat([g.assign(trained_family=fam) for fam, g in grids.items()], ignore_index=True)
-    write_parquet(both, sm.output.grid, {"figure": "figure_posteriors", "settings": fig,
+    job.write_parquet(both, sm.output.grid, {"figure": "figure_posteriors", "settings": fig,
                                          "seed": sm.params.seed})
     figure_posteriors(grids, sm.output.png, sm.output.pdf)

@@ -8,7 +8,7 @@ import pandas as pd
 
 from vaegaps.errors import VaegapsError
 from vaegaps.figures import figure_refinement
-from vaegaps.stage import stage
+from vaegaps.pipeline.stage import stage
 
 NEEDED = {"dataset", "variant", "family", "steps", "fraction_closed", "fraction_closed_se"}
 

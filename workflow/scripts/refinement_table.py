@@ -3,7 +3,7 @@ after k refinement steps and the fraction of the amortization gap closed (docs/m
 import pandas as pd
 
 from vaegaps.io import write_csv
-from vaegaps.stage import stage
+from vaegaps.pipeline.stage import stage
 from vaegaps.tables import REFINEMENT_COLUMNS, refinement_table
 
 with stage(snakemake):

@@ -3,7 +3,7 @@ the BDMC gap that certifies each model's AIS."""
 import pandas as pd
 
 from vaegaps.io import write_csv, write_text
-from vaegaps.stage import stage
+from vaegaps.pipeline.stage import stage
 from vaegaps.tables import table2, to_markdown
 
 with stage(snakemake):

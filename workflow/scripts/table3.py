@@ -2,7 +2,7 @@
 import pandas as pd
 
 from vaegaps.io import write_csv
-from vaegaps.stage import stage
+from vaegaps.pipeline.stage import stage
 from vaegaps.tables import summary_table
 
 with stage(snakemake):

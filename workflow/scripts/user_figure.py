@@ -2,7 +2,7 @@
 import pandas as pd
 
 from vaegaps.figures import save
-from vaegaps.stage import stage
+from vaegaps.pipeline.stage import stage
 from vaegaps.user_figure import figure_user_gaps
 
 with stage(snakemake):

@@ -1,6 +1,6 @@
 """Snakemake stage: per-datapoint log p̂, bounds and gaps of a user model (docs/method.md §11)."""
-from vaegaps.stage import stage
-from vaegaps.user_tables import stage_gaps
+from vaegaps.pipeline.stage import stage
+from vaegaps.pipeline.stages import stage_gaps
 
-with stage(snakemake):
-    stage_gaps(snakemake)
+with stage(snakemake) as job:
+    stage_gaps(snakemake, job)

@@ -3,7 +3,7 @@ certifies its AIS setting (docs/method.md §11)."""
 import pandas as pd
 
 from vaegaps.io import write_csv
-from vaegaps.stage import stage
+from vaegaps.pipeline.stage import stage
 from vaegaps.user_tables import user_table
 
 with stage(snakemake):

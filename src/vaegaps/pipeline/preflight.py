@@ -4,7 +4,7 @@ so it is no stage's code input.
 
 * Live runs and stale locks: while another run, or a job of a killed run, lives in this folder,
   the run stops with one line naming its processes; else Snakemake's lock files left by a killed
-  run are removed (vaegaps.recovery).
+  run are removed (vaegaps.pipeline.recovery).
 * Damaged files: a data Parquet, model or training checkpoint that cannot be read stops the run
   before any job starts or Snakemake deletes any output (it would rerun, after deleting their
   outputs, the jobs downstream of a truncated and so newer file), with one line naming it and the
@@ -25,17 +25,9 @@ import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
-from .errors import VaegapsError
-from .recovery import (
-    COMMAND_ENV,
-    RUN_LOCK,
-    LiveRun,
-    checkpoint_model,
-    claim_run,
-    command_line,
-    damaged_message,
-    rebuild_hint,
-)
+from ..errors import VaegapsError
+from ..rebuild import COMMAND_ENV, checkpoint_model, command_line, damaged_message, rebuild_hint
+from .recovery import RUN_LOCK, LiveRun, claim_run
 
 # ----------------------------------------------------------------------------- damaged files
 
@@ -145,7 +137,7 @@ def split_sizes(results, dataset: str) -> dict[str, int] | None:
             return dict(json.loads(pq.read_schema(path).metadata[b"vaegaps"])["splits"])
         except (KeyError, TypeError, ValueError):
             pass
-    from .datasets import DATASETS
+    from ..datasets import DATASETS
 
     spec = DATASETS.get(dataset)
     return dict(spec.splits) if spec else None
@@ -153,7 +145,7 @@ def split_sizes(results, dataset: str) -> dict[str, int] | None:
 
 def evaluation_sets(config: dict) -> list[tuple[str, str, int, str]]:
     """(dataset, split, n_points, config key) of every evaluation set the study takes."""
-    from .config import evaluation_config, figure2_config
+    from ..config import evaluation_config, figure2_config
 
     exp = config.get("experiments", {})
     datasets = list(config.get("datasets", [])) + list(exp.get("variant_tables", {}).get("datasets", []))

@@ -5,6 +5,7 @@ gather jobs stay cheap."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -12,14 +13,16 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .errors import VaegapsError
-from .io import read_metadata, write_parquet
+from ..config import digest
+from ..errors import VaegapsError
+from ..io import file_digest, read_metadata, write_parquet
 
 if TYPE_CHECKING:  # annotations only
     import numpy as np
     import torch
 
 log = logging.getLogger(__name__)
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # src/vaegaps
 
 
 def part_bounds(n: int, part: int, parts: int) -> tuple[int, int]:
@@ -75,3 +78,18 @@ def gather_parts(paths: list[str | Path], keys=("index",)) -> tuple[pd.DataFrame
     if not df["index"].is_monotonic_increasing or df.duplicated(subset=list(keys)).any():
         raise VaegapsError(f"the parts {paths[0]} ... overlap or are out of order; delete them and rerun")
     return df, {**shared[0], "parts": k}
+
+
+@functools.cache
+def package_digest() -> str:
+    """Digest of this package's Python sources: chunks saved by other code (e.g. before a column
+    was added) are recomputed, never mixed into a rerun's output."""
+    src = sorted(PACKAGE_DIR.rglob("*.py"))
+    return digest({str(p.relative_to(PACKAGE_DIR)): file_digest(p) for p in src})
+
+
+def chunk_key(provenance: dict, files: dict) -> str:
+    """The digest that keys a stage's resumable chunks: its provenance, the package's code and the
+    digests of the files (name -> path) its results depend on, so any change recomputes them."""
+    return digest({**provenance, "code": package_digest(),
+                   **{name: file_digest(path) for name, path in files.items()}})

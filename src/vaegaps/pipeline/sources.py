@@ -13,10 +13,10 @@ import logging
 
 import pandas as pd
 
-from .config import local_config, refinement_config
-from .evaluate import chunk_key, estimate, evaluation_set
-from .io import file_digest, write_parquet
-from .scatter import part_bounds, run_in_chunks
+from ..config import local_config, refinement_config
+from ..evaluate import estimate, evaluation_set
+from ..io import file_digest
+from .scatter import chunk_key, part_bounds, run_in_chunks
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,8 @@ class BuiltinSource:
 
     def load(self):
         """(model, index, x): the model on its device and its evaluation set."""
-        from .runtime import resolve_device
-        from .vae import load_vae
+        from ..runtime import resolve_device
+        from ..vae import load_vae
 
         device = resolve_device(self.device_name)
         model = load_vae(self.model_path, device)
@@ -88,8 +88,8 @@ class UserSource:
     def load(self):
         """(model, index, x): the user model behind the estimators' interface, checked on its first
         datapoints, and its evaluation set."""
-        from .user_eval import adapter
-        from .user_model import load_data, load_model
+        from ..user_eval import adapter
+        from ..user_model import load_data, load_model
 
         s, ev = self.settings, self.evaluation
         index, x = load_data(self.data_path, ev["split"], ev["n_points"], s["shape"])
@@ -108,7 +108,7 @@ class UserSource:
         return {**provenance, "encoder_family": model.encoder_family, "qstar_family": model.qstar_family}
 
     def context(self, model):
-        from .user_model import frozen, unvalidated_distributions
+        from ..user_model import frozen, unvalidated_distributions
 
         stack = contextlib.ExitStack()
         stack.enter_context(frozen(model))
@@ -116,7 +116,7 @@ class UserSource:
         return stack
 
     def refinable(self, model) -> bool:
-        from .user_eval import refinable
+        from ..user_eval import refinable
 
         return refinable(model)
 
@@ -146,21 +146,4 @@ def run_estimator(source, estimator: str, seed: int, part: tuple[int, int], resu
     return df, {**source.metadata(provenance, model), "part": part[0], "parts": part[1]}
 
 
-def stage_estimate(snakemake) -> None:
-    """The Snakemake stage of every estimator rule (workflow/rules/evaluate.smk): the model source
-    `params.source` names (kind 'eval' or 'user', see `source_of` there), estimator
-    `params.estimator`, part {part} of {parts}, written with its metadata (gathered later)."""
-    from .stage import part_of
-
-    sm = snakemake
-    spec = sm.params.source
-    if spec["kind"] == "eval":
-        source = BuiltinSource(sm.input.model, sm.input.data, spec["evaluation"], spec["family"], sm.config["device"])
-    else:
-        source = UserSource(spec["settings"], sm.input.data, spec["name"])
-    df, meta = run_estimator(source, sm.params.estimator, sm.config["seed"], part_of(sm), sm.params.resume,
-                             sm.input.get("ffg") or None)
-    write_parquet(df, sm.output[0], meta)
-
-
-__all__ = ["BuiltinSource", "UserSource", "run_estimator", "stage_estimate"]
+__all__ = ["BuiltinSource", "UserSource", "run_estimator"]

@@ -1,11 +1,12 @@
 """Recovering from kills and damaged files, in the jobs and at parse time: the run lock that tells
-a killed run's stale Snakemake locks from a live run's, and the exact command that rebuilds a
-damaged file. Standard library only: every stage imports it (through vaegaps.stage and vaegaps.io).
+a killed run's stale Snakemake locks from a live run's, and the one-line
+hints that name the command rebuilding a damaged file are in vaegaps.rebuild. Standard library
+only: every stage imports it (through vaegaps.pipeline.stage).
 
 Snakemake refuses to run ("Directory cannot be locked") while .snakemake/locks/ holds lock files
 that name its outputs, and a run killed with kill -9 never removes its own. Every live vaegaps
 run, its main process and each of its jobs, holds a shared flock on .snakemake/vaegaps.run.lock,
-which the kernel drops when the process dies, however it dies. A new run (vaegaps.preflight) that
+which the kernel drops when the process dies, however it dies. A new run (vaegaps.pipeline.preflight) that
 gets that lock exclusively, and sees no job of this folder still starting up (a job takes the lock
 only after its imports), knows that no live run uses this folder: it removes the lock files before
 Snakemake reads them. Otherwise it stops with one line naming the live processes: never
@@ -16,11 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import time
 from pathlib import Path
 
-from .errors import VaegapsError
+from ..errors import VaegapsError
 
 try:
     import fcntl
@@ -31,9 +31,6 @@ RUN_LOCK = Path(".snakemake") / "vaegaps.run.lock"
 CLAIM_LOCK = Path(".snakemake") / "vaegaps.claim.lock"  # one claim at a time (claim_run)
 SNAKEMAKE_LOCKS = Path(".snakemake") / "locks"
 SCRIPTS = Path(".snakemake") / "scripts"  # where Snakemake writes the script each job runs
-# The snakemake command line of this run (with its --configfile), set by the main process for its
-# jobs, so that an error names the exact command that rebuilds a file.
-COMMAND_ENV = "VAEGAPS_SNAKEMAKE"
 _HELD: dict[str, object] = {}  # lock files kept open for the life of the process
 
 
@@ -192,46 +189,3 @@ def hold_run_lock(workdir=".") -> bool:
         return True
     f.close()
     return False
-
-
-# ----------------------------------------------------------------------------- rebuild commands
-
-def snakemake_command() -> str:
-    """`snakemake --cores 1` with this run's --configfile options (see COMMAND_ENV)."""
-    return os.environ.get(COMMAND_ENV) or "snakemake --cores 1"
-
-
-def command_line(configfiles=()) -> str:
-    """The `snakemake` command, with these --configfile options, that a rebuild hint names."""
-    return " ".join(["snakemake --cores 1", *(f"--configfile {shlex.quote(str(c))}" for c in configfiles)])
-
-
-def checkpoint_model(checkpoint) -> Path:
-    """The model a training checkpoint belongs to: RES/resume/MODEL/train/KEY/train.ckpt is
-    RES/trained/MODEL/KEY/model.pt's (one folder per settings key)."""
-    p = Path(checkpoint)
-    i = len(p.parts) - 1 - p.parts[::-1].index("resume")
-    return Path(*p.parts[:i], "trained", *p.parts[i + 1:-3], p.parts[-2], "model.pt")
-
-
-def rebuild_hint(path) -> str:
-    """What to run when `path` (a data Parquet, model, snapshot or training checkpoint) is damaged:
-    the exact command, after the words that say what it does."""
-    p = Path(path)
-    sm, q = snakemake_command(), shlex.quote
-    if p.name == "train.ckpt" and "resume" in p.parts and p.parts[-3:-2] == ("train",):
-        # no Snakemake output: moved aside (never deleted: the rest of it may still be read),
-        # training of these settings starts again from epoch 1 if their model is needed
-        model = checkpoint_model(p)
-        aside = p.with_name(p.name + ".damaged")
-        return f"move it aside and rerun: mv {q(str(p))} {q(str(aside))} && {sm} {q(str(model))}"
-    if p.parent.name == "snapshots":  # inside the training job's directory output
-        return f"rebuild it: {sm} --force {q(str(p.parent.parent / 'model.pt'))}"
-    return f"rebuild it: {sm} --force {q(str(p))}"
-
-
-def damaged_message(path, why: str, hint: str | None = None) -> str:
-    """One line: the damaged file, why it cannot be read, and the command that rebuilds it (or
-    `hint`)."""
-    why = " ".join(str(why).split())[:160]
-    return f"{path} is damaged ({why}); {hint or rebuild_hint(path)}"

@@ -1,4 +1,6 @@
-"""What every Snakemake stage script shares: log file, thread count, device, one-line errors."""
+"""What the Snakefile and every stage script share: one-line errors (`one_line` at parse time, `stage`
+in a job), and for a job its log file, thread count, run lock and the provenance its Parquet outputs
+record (the study's settings, passed explicitly through `Stage`: no global state)."""
 
 from __future__ import annotations
 
@@ -10,17 +12,45 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
+from typing import Any
 
-from .errors import VaegapsError, traceback_wanted
+from ..errors import VaegapsError, traceback_wanted
 
 
 @contextlib.contextmanager
-def stage(snakemake) -> Iterator[None]:
+def one_line(verbose: bool = False) -> Iterator[None]:
+    """At parse time (or in a hook) of the Snakefile: a VaegapsError leaves as the single line
+    `error: MSG` (a SystemExit, which Snakemake lets through), not as Snakemake's report of an
+    exception with its file and traceback lines; that report when a traceback is wanted."""
+    try:
+        yield
+    except VaegapsError as exc:
+        if traceback_wanted(verbose):
+            raise
+        raise SystemExit(f"error: {exc}") from None
+
+
+class Stage:
+    """One job of the workflow: the provenance every Parquet it writes records (`study`: the whole
+    study's settings, defaults filled) and the writer that records it."""
+
+    def __init__(self, config: dict):
+        self.provenance: dict[str, Any] = {"study": dict(config)} if config else {}
+
+    def write_parquet(self, df, path, metadata: dict[str, Any] | None = None) -> None:
+        """vaegaps.io.write_parquet with this job's provenance beside `metadata`."""
+        from ..io import write_parquet
+
+        write_parquet(df, path, {**self.provenance, **(metadata or {})})
+
+
+@contextlib.contextmanager
+def stage(snakemake) -> Iterator[Stage]:
     """Log to the rule's log file, pin torch threads to the rule's threads, and turn a
     VaegapsError, or a full disk or read-only folder met anywhere, into a one-line message and
     exit status 1 (outputs are written atomically, so nothing half-written is left). The job
-    holds its run's lock while it runs (vaegaps.recovery: its locks are not stale)."""
-    from . import io
+    holds its run's lock while it runs (vaegaps.pipeline.recovery: its locks are not stale).
+    Yields the job's `Stage`, whose writer records the study's settings in each Parquet."""
     from .recovery import hold_run_lock
 
     hold_run_lock()
@@ -32,11 +62,10 @@ def stage(snakemake) -> Iterator[None]:
         _exit_on_write_error(exc)
         raise
     _pin_threads(snakemake.threads)
-    io.STUDY.clear()
-    io.STUDY.update(dict(snakemake.config))
+    job = Stage(snakemake.config)
     start = time.monotonic()
     try:
-        yield
+        yield job
         _log_cost(start)
     except VaegapsError as exc:
         logging.getLogger("vaegaps").error("%s", exc)
@@ -57,7 +86,7 @@ def _log_cost(start: float) -> None:
 
 def _exit_on_write_error(exc: OSError) -> None:
     """Exit with one line if `exc` is a full disk, read-only folder or permission error."""
-    from .io import write_error
+    from ..io import write_error
 
     err = write_error(exc.filename or "results", exc)
     if err is not None:
@@ -80,7 +109,7 @@ def _pin_threads(n: int) -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = n
     if "torch" in sys.modules:
-        from .runtime import set_threads
+        from ..runtime import set_threads
 
         set_threads(int(n))
 
