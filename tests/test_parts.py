@@ -1,6 +1,7 @@
 """Evaluation parts and resumable chunks: the cuts, the gathering, stale chunks, the SLURM device."""
 
 import contextlib
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -157,3 +158,23 @@ def test_parts_are_checked_on_every_dataset_bdmc_certifies():
         check_parts(config)
     config["dataset_overrides"]["mnist"]["evaluation"]["parts"] = 20
     check_parts(config)
+
+
+def test_a_stage_records_its_study_and_nothing_is_global(tmp_path, monkeypatch):
+    """The study's settings reach a Parquet's metadata only through the job's `Stage` (or an
+    explicit `provenance=`): a plain write after a stage records none (no global state)."""
+    from vaegaps.pipeline.stage import stage
+
+    monkeypatch.chdir(tmp_path)  # no .snakemake/ here: the stage takes no run lock
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # the stage pins them: restored after the test
+        monkeypatch.setenv(var, os.environ.get(var, ""))
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    sm = SimpleNamespace(log=[str(tmp_path / "stage.log")], threads=threads, config={"seed": 7, "results": "r"})
+    df = pd.DataFrame({"index": [0, 1]})
+    with stage(sm) as job:
+        job.write_parquet(df, tmp_path / "a.parquet", {"estimator": "t"})
+        write_parquet(df, tmp_path / "b.parquet", {"estimator": "t"})
+    a, b = read_metadata(tmp_path / "a.parquet"), read_metadata(tmp_path / "b.parquet")
+    assert a["study"] == {"seed": 7, "results": "r"} and a["estimator"] == "t"
+    assert "study" not in b and {k: v for k, v in a.items() if k != "study"} == b

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import groundtruth as gt
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -123,6 +124,12 @@ def test_bdmc_runs_the_pilot_tuned_procedure(monkeypatch):
     bdmc_validation(m, 3, {**cfg, "tuning": "online"}, 0, "cpu")
     assert seen["step_sizes"] is None
     assert "frozen" in ais_procedure(cfg) and "online" in ais_procedure({**cfg, "tuning": "online"})
+    # rows [1, 3) of the 3 simulated datapoints: those rows of the whole run, the same numbers
+    whole, some = bdmc_validation(m, 3, cfg, 0, "cpu"), bdmc_validation(m, 3, cfg, 0, "cpu", (1, 3))
+    assert list(some["index"]) == [1, 2]
+    pd.testing.assert_frame_equal(some.reset_index(drop=True), whole.iloc[1:].reset_index(drop=True))
+    with pytest.raises(VaegapsError, match=r"rows \[2, 5\) are not among the 3"):
+        bdmc_validation(m, 3, cfg, 0, "cpu", (2, 5))
 
 
 def _resolve(path):
