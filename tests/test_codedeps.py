@@ -48,3 +48,23 @@ def test_the_library_never_imports_the_pipeline_layer():
         if module not in ("rebuild", "bench"):
             assert "snakemake" not in (codedeps.SRC / f"{module}.py").read_text().lower(), module
     assert "evaluate" in codedeps._module_imports("pipeline.sources")
+
+
+def test_every_name_imported_from_the_package_exists():
+    """Each `from vaegaps.X import name` (relative or not, inside functions too: a stage driver's
+    imports run only in its job) names something module X has."""
+    import importlib
+
+    from vaegaps.pipeline import codedeps
+
+    for path in sorted(codedeps.SRC.rglob("*.py")):
+        module = ".".join(path.relative_to(codedeps.SRC).with_suffix("").parts)
+        package = ["vaegaps", *module.split(".")[:-1]]
+        for node in codedeps.ast.walk(codedeps.ast.parse(path.read_text())):
+            if isinstance(node, codedeps.ast.ImportFrom) and (node.level or (node.module or "").startswith("vaegaps")):
+                base = ".".join([*package[:len(package) - node.level + 1], node.module or ""] if node.level
+                                else [node.module]).strip(".")
+                target = importlib.import_module(base)
+                for alias in node.names:
+                    assert hasattr(target, alias.name) or importlib.util.find_spec(f"{base}.{alias.name}"), \
+                        f"{path.name}: from {base} import {alias.name}"

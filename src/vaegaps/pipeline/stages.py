@@ -49,7 +49,8 @@ def stage_bdmc(sm, job: Stage) -> None:
 def stage_gaps(sm, job: Stage) -> None:
     """The per-datapoint gaps of a user model from the parts of its estimates (gathered here,
     checked to share their settings as `gather_parts` does)."""
-    from ..user_tables import amortization_note, gap_table
+    from ..tables import gap_table
+    from ..user_tables import amortization_note
     from .scatter import gather_parts
 
     amortized, meta = gather_parts(list(sm.input.amortized))
