@@ -68,3 +68,18 @@ def test_every_name_imported_from_the_package_exists():
                 for alias in node.names:
                     assert hasattr(target, alias.name) or importlib.util.find_spec(f"{base}.{alias.name}"), \
                         f"{path.name}: from {base} import {alias.name}"
+
+
+def test_jobs_import_the_package_the_snakefile_imports(monkeypatch, tmp_path):
+    """share_source puts the Snakefile's src/ first on the PYTHONPATH its jobs inherit, once."""
+    import os
+
+    from vaegaps.pipeline.stage import share_source
+
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    share_source(tmp_path / "src")
+    share_source(tmp_path / "src")
+    assert os.environ["PYTHONPATH"].split(os.pathsep) == [str(tmp_path / "src"), "/elsewhere"]
+    monkeypatch.delenv("PYTHONPATH")
+    share_source(tmp_path / "src")
+    assert os.environ["PYTHONPATH"] == str(tmp_path / "src")

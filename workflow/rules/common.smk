@@ -1,16 +1,10 @@
 # Shared helpers: config validation, output paths, per-model settings, code dependencies.
-import os
 import sys
 from pathlib import Path
 
 # The Snakefile and its jobs import the same code: the package beside this Snakefile (src/), put
-# first on the parse-time path and, through PYTHONPATH, on the path of every job it starts (a job
-# inherits the environment), so an installed copy elsewhere (or none) never runs a stage. An
-# editable install (pip install -e .) of this checkout resolves to the same files.
-_SRC = str(Path(workflow.basedir) / "src")
-sys.path.insert(0, _SRC)
-if os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] != _SRC:
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
+# first on the parse-time path here and on every job's PYTHONPATH (vaegaps.pipeline.stage.share_source).
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 import copy
 from vaegaps.config import (  # torch-free
     FAMILIES,
@@ -35,8 +29,10 @@ from vaegaps.config import (  # torch-free
 from vaegaps.pipeline.preflight import preflight  # torch-free
 from vaegaps.datasets import DATASETS  # the dataset registry, torch-free
 from vaegaps.errors import VaegapsError
-from vaegaps.pipeline.stage import one_line  # torch-free
+from vaegaps.pipeline.stage import one_line, share_source  # torch-free
 from vaegaps.pipeline.codedeps import script_code as code_of  # reads sources, imports nothing
+
+share_source(Path(workflow.basedir) / "src")
 
 # A --configfile is a complete study (a preset): it does not inherit config.yaml's digits-scale
 # settings; what it leaves out takes the schema's defaults (src/vaegaps/config.schema.yaml).

@@ -30,6 +30,17 @@ def one_line(verbose: bool = False) -> Iterator[None]:
         raise SystemExit(f"error: {exc}") from None
 
 
+def share_source(src) -> None:
+    """Make the jobs the Snakefile starts import the package from `src` (the src/ beside the
+    Snakefile, which the Snakefile itself imports): put it first on PYTHONPATH, which every job
+    inherits, so a copy installed elsewhere (or none) never runs a stage. An editable install
+    (pip install -e .) of the same checkout resolves to the same files."""
+    src = str(src)
+    path = os.environ.get("PYTHONPATH", "")
+    if path.split(os.pathsep)[0] != src:
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (src, path) if p)
+
+
 class Stage:
     """One job of the workflow: the provenance every Parquet it writes records (`study`: the whole
     study's settings, defaults filled) and the writer that records it."""
