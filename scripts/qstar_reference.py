@@ -28,8 +28,9 @@ import yaml
 from torch.func import functional_call
 
 from vaegaps import rng
+from vaegaps.bench_certified import time_qstar
 from vaegaps.bounds import log_normal_std
-from vaegaps.config import SCHEMA, deep_merge, evaluation_config, local_config, validate
+from vaegaps.config import SCHEMA, evaluation_config, local_config, validate
 from vaegaps.evaluate import evaluation_set, fit_qstar, local_starts
 from vaegaps.families import LocalPosterior, gaussian_sample
 from vaegaps.local_opt import optimize_local
@@ -91,13 +92,8 @@ def compare(model_path, data_path, local, split, n_points, seed, family, ref_ste
     if family != "ffg":   # both flow runs start from the same q*_FFG (not timed)
         params = fit_qstar(model, x, index, "ffg", local, seed).params
         ffg = params["mean"], params["logvar"]
-    runs, cpu = {}, {}
-    for name in ("adam", "default"):
-        change = {"method": "adam" if name == "adam" else "auto"}
-        cfg = deep_merge(local, {family: change})
-        t0 = time.process_time()
-        runs[name] = fit_qstar(model, x, index, family, cfg, seed, ffg)
-        cpu[name] = time.process_time() - t0
+    timed = time_qstar(model, x, index, family, local, seed, ffg)
+    runs, cpu = {k: r for k, (r, _) in timed.items()}, {k: c for k, (_, c) in timed.items()}
     lik = model.log_likelihood(x)
     cand = [runs[k].params for k in ("adam", "default")]
     better = runs["default"].elbo > runs["adam"].elbo

@@ -98,7 +98,7 @@ def bench_certified(model_paths, data_path, preset, n_sim=4, n_real=8, seed=0, o
     import yaml
 
     from .config import SCHEMA, evaluation_config, validate
-    from .evaluate import evaluation_set, fit_qstar
+    from .evaluate import evaluation_set
     from .vae import load_vae
 
     config = validate(yaml.safe_load(Path(preset).read_text()), SCHEMA)
@@ -117,12 +117,12 @@ def bench_certified(model_paths, data_path, preset, n_sim=4, n_real=8, seed=0, o
         rows.append(dict(model=path, answer="log p̂", ours=ours, baseline=base))
         _print_ratio(rows[-1], log)
         index, x = evaluation_set(data_path, config["evaluation"]["split"], n_real, "cpu")
-        ffg = None
+        ffg = None   # both flow runs start from the default q*_FFG, counted on neither side
         for family in ("ffg", "flow"):
-            if family == "flow":   # both flow runs start from the same q*_FFG, counted on neither side
-                params = fit_qstar(model, x, index, "ffg", local, seed).params
-                ffg = params["mean"], params["logvar"]
             runs = time_qstar(model, x, index, family, local, seed, ffg)
+            if family == "ffg":
+                params = runs["default"][0].params
+                ffg = params["mean"], params["logvar"]
             sides = {k: dict(cpu_s=c / n_real, converged=float(r.converged.float().mean()),
                              elbo=float(r.elbo.mean()), certified=bool(r.converged.all()))
                      for k, (r, c) in runs.items()}

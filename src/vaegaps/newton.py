@@ -70,9 +70,10 @@ def gain_estimate(log_likelihood, mean, logvar, seed: int, stream: str, index: t
         for k in range(rounds[1]):
             lik = restrict(log_likelihood, active, n)
             g, h = _moments(lik, seed, stream, index[active], k, mean[active], logvar[active], n_samples)
-            per_round[k, active] = _gain_terms(g, h, logvar[active]).sum(-1).double()
             g, h = g.double(), h.double()
-            sums[:, active] += torch.stack([g.sum(1), g.pow(2).sum(1), h.sum(1), h.pow(2).sum(1)])
+            this = torch.stack([g.sum(1), g.pow(2).sum(1), h.sum(1), h.pow(2).sum(1)])
+            per_round[k, active] = _pooled_gain(this, torch.full_like(pairs[active], g.shape[1]), logvar[active])
+            sums[:, active] += this
             pairs[active] += g.shape[1]
             if k + 1 < rounds[0]:
                 continue
@@ -87,7 +88,10 @@ def gain_estimate(log_likelihood, mean, logvar, seed: int, stream: str, index: t
 
 
 def _pooled_gain(sums, pairs, logvar):
-    """(N,) the gain (unclamped) from per-datapoint sums over `pairs` draw pairs of g, g², h, h²."""
+    """(N,) the gain from per-datapoint sums over `pairs` draw pairs of g, g², h, h² (see the
+    module docstring): each dimension's mean and variance shares with their Monte Carlo noise
+    subtracted, so unbiased and possibly < 0. Unclamped: clamp only the final total, or the
+    clamped noise of D dimensions (or of rounds) adds up."""
     g, h = sums[0] / pairs, sums[2] / pairs
     g_var = (sums[1] / pairs - g.pow(2)) * pairs / (pairs - 1).clamp_min(1) / pairs
     h_var = (sums[3] / pairs - h.pow(2)) * pairs / (pairs - 1).clamp_min(1) / pairs
@@ -95,19 +99,6 @@ def _pooled_gain(sums, pairs, logvar):
     r = torch.exp(logvar.double()) * h_pos
     r_var = torch.exp(2 * logvar.double()) * h_var
     return (0.5 * (g.pow(2) - g_var) / h_pos + 0.5 * (r - 1 - torch.log(r)) - 0.25 * r_var).sum(-1)
-
-
-def _gain_terms(g, h, logvar):
-    """Per dimension (N, D): the mean's and the variance's share of the gain, each with its Monte
-    Carlo noise subtracted (unbiased, so they may be < 0: clamp only the total, after averaging,
-    or the clamped noise of D dimensions adds up), from per-pair moments g, h (N, P, D): see the
-    module docstring."""
-    p = g.shape[1]
-    g_mean, h_pos = g.mean(1), h.mean(1).clamp_min(1e-6)
-    g_var = g.var(1) / p if p > 1 else torch.zeros_like(g_mean)
-    r = torch.exp(logvar) * h_pos
-    r_var = torch.exp(2 * logvar) * (h.var(1) / p if p > 1 else torch.zeros_like(h_pos))
-    return 0.5 * (g_mean.pow(2) - g_var) / h_pos + 0.5 * (r - 1 - torch.log(r)) - 0.25 * r_var
 
 
 class NewtonRun:
