@@ -210,6 +210,8 @@ def bdmc_inputs(w):
     """The files BDMC of a model source reads: a built-in model's final weights (bdmc) or its
     snapshots (bdmc_over_training_epoch_E); a user model's data and declared `inputs`."""
     if w.source == "user":
+        if w.estimator != "bdmc":
+            raise VaegapsError(f"user/{w.model}/{w.estimator}: a user model has no snapshots; its BDMC is bdmc")
         return source_inputs(w)
     if w.estimator == "bdmc":
         return {"model": f"{RES}/models/{w.model}/model.pt"}
