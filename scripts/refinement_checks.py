@@ -1,6 +1,6 @@
 """The refinement curves of a finished run against what they must satisfy (docs/method.md §12).
 
-For every results/refinement/DATASET/VARIANT/FAMILY.parquet of a run, on the same datapoints:
+For every results/eval/DATASET/VARIANT/FAMILY/refinement.parquet of a run, on the same datapoints:
 
 * k = 0 is the encoder's q: the paired mean of L_0 − L[q] (L[q] from amortized.parquet) with its
   standard error, and how many datapoints differ by more than 3 combined Monte Carlo standard errors;
@@ -31,11 +31,11 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     res = Path(args.results)
     table = pd.read_csv(res / "refinement.csv")
-    for path in sorted((res / "refinement").glob("*/*/*.parquet")):
-        dataset, variant, family = path.parts[-3], path.parts[-2], path.stem
+    for path in sorted((res / "eval").glob("*/*/*/refinement.parquet")):
+        dataset, variant, family = path.parts[-4], path.parts[-3], path.parts[-2]
         curve = pd.read_parquet(path)
-        amortized = pd.read_parquet(res / "eval" / dataset / variant / family / "amortized.parquet").set_index("index")
-        gaps = pd.read_parquet(res / "gaps" / dataset / variant / f"{family}.parquet").set_index("index")
+        amortized = pd.read_parquet(path.parent / "amortized.parquet").set_index("index")
+        gaps = pd.read_parquet(path.parent / "gaps.parquet").set_index("index")
         k0 = curve[curve["steps"] == 0].set_index("index")
         d0 = k0["elbo"] - amortized.loc[k0.index, "elbo"]
         se0 = np.hypot(k0["elbo_se"], amortized.loc[k0.index, "elbo_se"])

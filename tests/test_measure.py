@@ -482,6 +482,11 @@ def test_one_gap_function_for_builtin_and_user_models():
         gap_table(amortized, local, ais, "realnvp", "realnvp", extended=False)
     with pytest.raises(VaegapsError, match="different datapoints"):
         gap_table(amortized, {**local, "ffg": local["ffg"].iloc[::-1]}, ais, "flow", "flow")
+    # an over-training point (q* of its own family alone): gap_frame's columns, nothing per family
+    from vaegaps.tables import gap_frame
+    point = gap_table(amortized, {"ffg": local["ffg"]}, ais, "ffg", "ffg", extended=False, per_family=False)
+    pd.testing.assert_frame_equal(point, gap_frame(np.arange(n), ais, local["ffg"], amortized))
+    assert not any(c.startswith(("elbo_local_", "converged_local_")) for c in point.columns)
 
 
 def test_measure_flags_the_iwae_of_a_too_narrow_encoder():

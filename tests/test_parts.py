@@ -116,6 +116,38 @@ def test_chunks_are_keyed_by_the_start_a_part_read(tmp_path, monkeypatch, kind):
     assert metas[0] == metas[2] and "ffg_start" not in str(metas[0]) and metas[0]["estimator"] == "local_flow"
 
 
+@pytest.mark.parametrize("kind", ["eval", "user"])
+def test_bdmc_of_either_source_through_one_driver(monkeypatch, kind):
+    """BDMC of a built-in model and of a user's runs through vaegaps.pipeline.sources.run_bdmc: the
+    part's rows of the simulated points, the model's device, and the metadata each source records
+    (a built-in model's setting, epoch and weights; a user model's settings and files)."""
+    import vaegaps.pipeline.sources as src
+    from vaegaps.config import defaults
+
+    calls = []
+    model, ais = SimpleNamespace(device="cpu"), defaults("evaluation")["ais"]
+    monkeypatch.setattr(src, "bdmc_validation", lambda m, n, cfg, seed, device, rows: calls.append(
+        (m, n, cfg, seed, device, rows)) or pd.DataFrame({"index": range(*rows)}))
+    run = {"n_points": 10, "ais": ais}
+    if kind == "eval":
+        run = {**run, "weights": "w.pt", "setting": "over_training", "epoch": 3}
+        source = src.BuiltinSource("w.pt", None, defaults("evaluation"), "ffg", "cpu")
+        monkeypatch.setattr(src.BuiltinSource, "load_model", lambda self: (model, "cpu"))
+    else:
+        source = src.UserSource({"evaluation": defaults("evaluation"), "inputs": []}, "data.npy", "m")
+        monkeypatch.setattr(src.UserSource, "load_model", lambda self: (model, model.device))
+        monkeypatch.setattr(src.UserSource, "context", lambda self, m: contextlib.nullcontext())
+        monkeypatch.setattr(src, "file_digest", lambda p: "digest")
+    df, meta = src.run_bdmc(source, run, 7, (1, 3))
+    assert calls == [(model, 10, ais, 7, "cpu", (3, 6))] and df["index"].tolist() == [3, 4, 5]
+    assert (meta["part"], meta["parts"], meta["ais"]) == (1, 3, ais) and "AIS" in meta["procedure"]
+    if kind == "eval":
+        assert {k: meta[k] for k in ("setting", "epoch", "weights", "seed")} == {
+            "setting": "over_training", "epoch": 3, "weights": "w.pt", "seed": 7}
+    else:
+        assert meta["estimator"] == "bdmc" and meta["data"] == "digest" and "setting" not in meta
+
+
 def test_resume_chunks_are_keyed_by_the_package_code(monkeypatch, tmp_path):
     """A chunk saved by other code (e.g. before a column was added) is recomputed on a rerun,
     not mixed into the new output: the package's source digest is part of the chunk key."""

@@ -22,7 +22,7 @@ from .errors import VaegapsError
 from .families import LocalPosterior
 from .local_opt import LR_BACKOFF, optimize_local
 from .refinement import refine_curve
-from .tables import gap_frame
+from .tables import gap_table
 from .vae import VAE
 
 log = logging.getLogger(__name__)
@@ -325,11 +325,13 @@ def bdmc_validation(model: VAE, n: int, cfg: dict, seed: int, device,
 
 def over_training_point(model: VAE, sets: dict[str, tuple[np.ndarray, torch.Tensor]], family: str,
                         cfg: dict, seed: int) -> pd.DataFrame:
-    """log p̂(x), L[q*] (of `family`) and L[q] of one model snapshot on each split in `sets`."""
+    """log p̂(x), L[q*] (of `family`) and L[q] of one model snapshot on each split in `sets`, with
+    the gaps of `tables.gap_table` (without the per-family columns: q* of `family` alone)."""
     frames = []
     for split, (index, x) in sets.items():
         amortized = amortized_bounds(model, x, index, cfg["amortized"]["n_samples"], seed)
         local = local_optimum(model, x, index, family, cfg["local"], seed)
         ais_df = ais_estimate(model, x, index, cfg["ais"], seed)
-        frames.append(gap_frame(index, ais_df, local, amortized).assign(split=split))
+        gaps = gap_table(amortized, {family: local}, ais_df, family, family, extended=False, per_family=False)
+        frames.append(gaps.assign(split=split))
     return pd.concat(frames, ignore_index=True)

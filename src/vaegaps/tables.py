@@ -110,16 +110,19 @@ def _best_iwae(local: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def gap_table(amortized: pd.DataFrame, local: dict[str, pd.DataFrame], ais: pd.DataFrame,
-              encoder_family: str, qstar_family: str | None, extended: bool = True) -> pd.DataFrame:
-    """One row per datapoint of any model, a built-in VAE or a user's (docs/method.md §1, §11):
-    the estimator frames of its encoder's q (`amortized`), of q* per family (`local`, family ->
-    frame) and of AIS, through `gap_frame` with q* of `qstar_family`, plus each fitted family's
-    L[q*] (`elbo_local_{family}`, its standard error) and convergence.
+              encoder_family: str, qstar_family: str | None, extended: bool = True,
+              per_family: bool = True) -> pd.DataFrame:
+    """One row per datapoint of any model, a built-in VAE, a snapshot of one or a user's
+    (docs/method.md §1, §11): the estimator frames of its encoder's q (`amortized`), of q* per
+    family (`local`, family -> frame) and of AIS, through `gap_frame` with q* of `qstar_family`,
+    plus (`per_family`) each fitted family's L[q*] (`elbo_local_{family}`, its standard error) and
+    convergence.
 
     `extended` adds the columns of a user model's gaps (`vaegaps.measure`): inference_gap_se,
     steps_local_* and approximation_gap_{family} (log p̂ − L[q*_family]) for every q* fitted, AIS
     acceptance, and the encoder's and q*'s family; the built-in models' gaps Parquet (README) has
-    none of them. Without a q* family for the encoder (a q that is not a diagonal Gaussian, none
+    none of them, and an over-training point (`evaluate.over_training_point`, q* of its own family
+    only) not the per-family columns either. Without a q* family for the encoder (a q that is not a diagonal Gaussian, none
     declared) approximation_gap and amortization_gap are NaN and iwae_qstar is the best trusted
     IWAE of the fitted q*."""
     index = _check_same_points({"amortized": amortized, **{f"local_{f}": d for f, d in local.items()}, "ais": ais})
@@ -138,9 +141,10 @@ def gap_table(amortized: pd.DataFrame, local: dict[str, pd.DataFrame], ais: pd.D
     negative = np.zeros(len(out), dtype=bool)
     for fam, df in local.items():
         elbo, se = df["elbo"].to_numpy(), df["elbo_se"].to_numpy()
-        out[f"elbo_local_{fam}"] = elbo
-        out[f"elbo_local_{fam}_se"] = se
-        out[f"converged_local_{fam}"] = df["converged"].to_numpy(dtype=bool)
+        if per_family:
+            out[f"elbo_local_{fam}"] = elbo
+            out[f"elbo_local_{fam}_se"] = se
+            out[f"converged_local_{fam}"] = df["converged"].to_numpy(dtype=bool)
         if extended:
             out[f"steps_local_{fam}"] = df["steps"].to_numpy()
             out[f"approximation_gap_{fam}"] = out["log_px"] - elbo

@@ -16,18 +16,18 @@ K = 2
 MODELS = ["digits/standard/ffg", "digits/standard/flow"]
 # Table 2 and the BDMC of its models, main setting and the over-training snapshot of standard/ffg
 # (bdmc.csv itself needs every experiment's models)
-OT_BDMC = "bdmc/digits/standard/ffg/over_training_epoch_3.parquet"
+OT_BDMC = "eval/digits/standard/ffg/bdmc_over_training_epoch_3.parquet"
 TARGETS = ["results/table2.csv", f"results/{OT_BDMC}"]
 ESTIMATORS = ["amortized", "local_ffg", "local_flow", "ais"]
 GATHERED = ([f"eval/{m}/{e}.parquet" for m in MODELS for e in ESTIMATORS]
-            + [f"bdmc/{m}/main.parquet" for m in MODELS] + [OT_BDMC]
-            + [f"gaps/{m}.parquet" for m in MODELS])
+            + [f"eval/{m}/bdmc.parquet" for m in MODELS] + [OT_BDMC]
+            + [f"eval/{m}/gaps.parquet" for m in MODELS])
 # the refinement curves (one row per datapoint and step count) are split and gathered the same way
-REFINED = [f"refinement/{m}.parquet" for m in MODELS]
+REFINED = [f"eval/{m}/refinement.parquet" for m in MODELS]
 # what each rule's resources: ask of SLURM (mem_mb -> ReqMem, runtime -> Timelimit), per job
 SLURM_RULES = {"train_vae": ("8000M", "1-00:00:00"), "amortized_bounds": ("8000M", "02:00:00"),
                "local_optimum": ("8000M", "1-00:00:00"), "ais": ("8000M", "1-00:00:00"),
-               "bdmc": ("4000M", "1-00:00:00"), "bdmc_snapshot": ("4000M", "1-00:00:00")}
+               "bdmc": ("4000M", "1-00:00:00")}
 
 
 def assert_same_results(a, b, exact: bool, gathered=GATHERED):
@@ -63,7 +63,7 @@ def test_split_evaluation_gathers_the_unsplit_parquet(split_run, tiny_run):
             assert [p.name for p in parts] == [f"part_{p}_of_{K}.parquet" for p in range(K)]
             assert [read_metadata(p)["part"] for p in parts] == list(range(K))
             assert read_metadata(split_run / "eval" / m / f"{e}.parquet")["parts"] == K
-        parts = sorted((split_run / "refinement" / m).glob("part_*.parquet"))
+        parts = sorted((split_run / "eval" / m / "parts" / "refinement").glob("part_*.parquet"))
         assert [p.name for p in parts] == [f"part_{p}_of_{K}.parquet" for p in range(K)]
     assert_same_results(split_run, tiny_run, exact=False, gathered=GATHERED + REFINED)  # k = 2 against k = 1
     # gaps are differences of bounds near -40 nats: float32 noise is absolute, not relative

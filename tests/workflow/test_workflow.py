@@ -58,7 +58,7 @@ def test_per_datapoint_parquet_schemas(tiny_run):
         df = pd.read_parquet(ev / name)
         assert list(df.columns) == cols, name
         assert df["index"].tolist() == list(range(24))  # the first 24 training points, by index
-    g = pd.read_parquet(tiny_run / "gaps" / "digits" / "standard" / "flow.parquet")
+    g = pd.read_parquet(tiny_run / "eval" / "digits" / "standard" / "flow" / "gaps.parquet")
     assert ((g["approximation_gap"] + g["amortization_gap"] - g["inference_gap"]).abs() < 1e-9).all()
     # log p̂: the largest of AIS and the trusted IWAEs, named by its source
     bounds = {"ais": g["ais"], **{b: g[b].where(~g[f"{b}_untrusted"]) for b in ("iwae_qstar", "iwae_amortized")}}
@@ -68,17 +68,17 @@ def test_per_datapoint_parquet_schemas(tiny_run):
     assert (g["ais_below_any_bound"] == (g["ais_below_iwae"] | g["ais_below_iwae_amortized"])).all()
     assert g["iwae_qstar_khat"].notna().all() and g["iwae_amortized_khat"].notna().all()
     for fam in ("ffg", "flow"):  # issue 9 acceptance on the tiny config
-        d = pd.read_parquet(tiny_run / "gaps" / "digits" / "standard" / f"{fam}.parquet")
+        d = pd.read_parquet(tiny_run / "eval" / "digits" / "standard" / fam / "gaps.parquet")
         assert not d["negative_amortization_gap"].any()
         diff = d["elbo_local_flow"] - d["elbo_local_ffg"]
         assert diff.mean() >= -2 * diff.std() / len(diff) ** 0.5
     assert (tiny_run / "config.resolved.yaml").exists()
     from vaegaps.io import read_metadata
-    meta = read_metadata(tiny_run / "gaps" / "digits" / "standard" / "flow.parquet")
+    meta = read_metadata(tiny_run / "eval" / "digits" / "standard" / "flow" / "gaps.parquet")
     assert meta["model_config"]["model"]["family"] == "flow" and "torch" in meta["versions"]
     assert meta["local"]["flow"]["max_steps"] == 120 and meta["evaluation"]["ais"]["n_chains"] == 4
     for rel in ("data/digits.parquet", "models/digits/standard/ffg/history.parquet", "eval/digits/standard/ffg/ais.parquet",
-                "flows_amortization.parquet", "gaps_over_training.parquet", "bdmc/digits/standard/ffg/main.parquet"):
+                "flows_amortization.parquet", "gaps_over_training.parquet", "eval/digits/standard/ffg/bdmc.parquet"):
         study = read_metadata(tiny_run / rel)["study"]   # the whole study's settings, defaults filled
         assert study["evaluation"]["local"]["restarts"] == 2 and study["model"]["realnvp_hidden"] == 8, rel
     hist = pd.read_parquet(tiny_run / "models" / "digits" / "standard" / "ffg" / "history.parquet")
@@ -88,7 +88,7 @@ def test_per_datapoint_parquet_schemas(tiny_run):
 def test_same_config_twice_gives_identical_parquet(tiny_run, tmp_path, repo_copy):
     snakemake(tmp_path, "results/table2.csv", repo=repo_copy)
     for rel in ["eval/digits/standard/flow/ais.parquet", "eval/digits/standard/flow/local_flow.parquet",
-                "eval/digits/standard/ffg/amortized.parquet", "gaps/digits/standard/ffg.parquet"]:
+                "eval/digits/standard/ffg/amortized.parquet", "eval/digits/standard/ffg/gaps.parquet"]:
         pd.testing.assert_frame_equal(pd.read_parquet(tiny_run / rel), pd.read_parquet(tmp_path / "results" / rel))
 
 
@@ -259,8 +259,8 @@ def test_bdmc_certifies_every_model_a_table_or_claim_uses(tiny_run):
     assert (ot["n_chains"] == 2).all() and (bd.loc[bd["setting"] == "main", "n_chains"] == 4).all()
     points = pd.read_parquet(tiny_run / "gaps_over_training.parquet")
     for _, row in ot.iterrows():  # the snapshot the over-training points read at that epoch
-        meta = read_metadata(tiny_run / "bdmc" / row["dataset"] / row["variant"] / row["family"]
-                             / f"over_training_epoch_{row['epoch']}.parquet")
+        meta = read_metadata(tiny_run / "eval" / row["dataset"] / row["variant"] / row["family"]
+                             / f"bdmc_over_training_epoch_{row['epoch']}.parquet")
         assert meta["weights"].endswith(f"{row['variant']}/{row['family']}/snapshots/epoch_{row['epoch']}.pt")
         assert meta["ais"]["tuning"] == "pilot" and meta["setting"] == "over_training"
         assert row["epoch"] == points["epoch"].max()
@@ -434,18 +434,18 @@ def test_refinement_curve_of_every_table_model(tiny_run):
     assert all(steps == [0, 1, 5, 20] for steps in t.groupby(["variant", "family"])["steps"].apply(list))
     assert t[["elbo", "elbo_se", "fraction_closed", "fraction_closed_se"]].notna().all().all()
     for _, variant, family in models:
-        curve = pd.read_parquet(tiny_run / "refinement" / "digits" / variant / f"{family}.parquet")
+        curve = pd.read_parquet(tiny_run / "eval" / "digits" / variant / family / "refinement.parquet")
         assert list(curve.columns) == ["index", "steps", "elbo", "elbo_se"]
         assert curve["index"].tolist() == [i for i in range(24) for _ in range(4)]
         amort = pd.read_parquet(tiny_run / "eval" / "digits" / variant / family / "amortized.parquet")
         k0 = curve[curve["steps"] == 0]
         d = k0["elbo"].to_numpy() - amort["elbo"].to_numpy()
         assert (np.abs(d) <= 4.5 * np.hypot(k0["elbo_se"].to_numpy(), amort["elbo_se"].to_numpy())).all(), d
-        gaps = pd.read_parquet(tiny_run / "gaps" / "digits" / variant / f"{family}.parquet")
+        gaps = pd.read_parquet(tiny_run / "eval" / "digits" / variant / family / "gaps.parquet")
         for k, ck in curve.groupby("steps"):
             over = ck["elbo"].to_numpy() - gaps["log_px"].to_numpy()
             assert over.mean() < 2 * over.std(ddof=1) / np.sqrt(len(over)), (variant, family, k)
-        meta = read_metadata(tiny_run / "refinement" / "digits" / variant / f"{family}.parquet")
+        meta = read_metadata(tiny_run / "eval" / "digits" / variant / family / "refinement.parquet")
         assert meta["estimator"] == "refinement" and meta["settings"] == {
             "steps": [0, 1, 5, 20], "optimizer": "sgd", "lr": 1e-3, "n_samples": 4, "final_samples": 64}
         row0 = t[(t["variant"] == variant) & (t["family"] == family) & (t["steps"] == 0)].iloc[0]

@@ -1,6 +1,6 @@
 # BDMC (docs/method.md §5, §6): the bounds of each AIS setting on data simulated from every model
-# whose log p̂ a table or claim uses (bdmc_keys), from the bdmc, bdmc_snapshot and gather_parts
-# jobs (evaluate.smk), in one table.
+# whose log p̂ a table or claim uses (bdmc_keys), from the bdmc and gather_parts jobs
+# (evaluate.smk), in one table.
 
 
 rule bdmc_table:

@@ -103,7 +103,7 @@ wildcard_constraints:
     variant="[A-Za-z0-9_]+",
     family=FAMILY_NAMES,
     epoch="[0-9]+",
-    estimator=f"amortized|local_({FAMILY_NAMES})|ais|refinement",
+    estimator=f"amortized|local_({FAMILY_NAMES})|ais|refinement|bdmc|bdmc_over_training_epoch_[0-9]+",
     source="eval|user",
     model=f"({DATASET_NAMES})/[A-Za-z0-9_]+/({FAMILY_NAMES})|[A-Za-z0-9_]+",
     part="[0-9]+",
@@ -123,20 +123,17 @@ def script_code(script):
 SOURCE = "{source}/{model}"
 
 
-# Every stage split into `evaluation.parts` jobs writes FOLDER/part_P_of_K.parquet, gathered into
-# one Parquet, PATH.parquet, by the one gather rule (gather_parts, evaluate.smk). {gathered} is
-# PATH: an estimator of a model source, {source}/{model}/{estimator} (its parts under
-# {source}/{model}/parts/{estimator}: a user model's refinement curve and BDMC too), or, in their
-# own folders (FOLDER = PATH), a built-in model's refinement curve, refinement/DATASET/VARIANT/
-# FAMILY, and BDMC run, bdmc/DATASET/VARIANT/FAMILY/{main,over_training_epoch_E}.
+# Every stage split into `evaluation.parts` jobs writes {source}/{model}/parts/{estimator}/
+# part_P_of_K.parquet, gathered into one Parquet, {source}/{model}/{estimator}.parquet, by the one
+# gather rule, gather_parts (evaluate.smk). {gathered} is {source}/{model}/{estimator}: an estimator
+# (amortized, local_FAMILY, ais), the refinement curve or BDMC of a model source, and, of a built-in
+# model only, BDMC at an over-training snapshot (bdmc_over_training_epoch_E).
 _BUILTIN = f"({DATASET_NAMES})/[A-Za-z0-9_]+/({FAMILY_NAMES})"
-_ESTIMATORS = f"amortized|local_({FAMILY_NAMES})|ais"
+_ESTIMATORS = f"amortized|local_({FAMILY_NAMES})|ais|refinement|bdmc"
 GATHERED = "|".join(
     [
-        f"eval/{_BUILTIN}/({_ESTIMATORS})",
-        f"user/[A-Za-z0-9_]+/({_ESTIMATORS}|refinement|bdmc)",
-        f"refinement/{_BUILTIN}",
-        f"bdmc/{_BUILTIN}/(main|over_training_epoch_[0-9]+)",
+        f"eval/{_BUILTIN}/({_ESTIMATORS}|bdmc_over_training_epoch_[0-9]+)",
+        f"user/[A-Za-z0-9_]+/({_ESTIMATORS})",
     ]
 )
 
@@ -144,14 +141,11 @@ GATHERED = "|".join(
 def gathered_parts(w):
     """The part files gather_parts joins into {gathered}.parquet, as many as the model's
     `evaluation.parts` (its dataset's, or its user_models entry's)."""
-    kind, key = w.gathered.split("/", 1)
-    folder = w.gathered
-    if kind in ("eval", "user"):
-        model, leaf = key.rsplit("/", 1)
-        folder = f"{kind}/{model}/parts/{leaf}"
-    name = key.split("/")[0]  # the user model's name, or the built-in model's dataset
-    parts = USER[name]["evaluation"]["parts"] if kind == "user" else eval_parts(name)
-    return parts_of(f"{RES}/{folder}", parts)
+    source, key = w.gathered.split("/", 1)
+    model, leaf = key.rsplit("/", 1)
+    name = model.split("/")[0]  # the user model's name, or the built-in model's dataset
+    parts = USER[name]["evaluation"]["parts"] if source == "user" else eval_parts(name)
+    return parts_of(f"{RES}/{source}/{model}/parts/{leaf}", parts)
 
 
 def eval_parts(dataset):
@@ -161,8 +155,8 @@ def eval_parts(dataset):
 def gathered_row_keys(w):
     """The columns that name a row of {gathered}: index and steps for a refinement curve (one row
     per datapoint and k), index for the rest."""
-    path = w.gathered.split("/")
-    return ["index", "steps"] if "refinement" in (path[0], path[-1]) else ["index"]
+    leaf = w.gathered.rsplit("/", 1)[-1]
+    return ["index", "steps"] if leaf == "refinement" else ["index"]
 
 
 def builtin_source(dataset, variant, family):
@@ -212,6 +206,58 @@ def ffg_start(w):
     return f"{RES}/{w.source}/{w.model}/parts/local_ffg/part_{w.part}_of_{w.parts}.parquet"
 
 
+def bdmc_inputs(w):
+    """The files BDMC of a model source reads: a built-in model's final weights (bdmc) or its
+    snapshots (bdmc_over_training_epoch_E); a user model's data and declared `inputs`."""
+    if w.source == "user":
+        if w.estimator != "bdmc":
+            raise VaegapsError(f"user/{w.model}/{w.estimator}: a user model has no snapshots; its BDMC is bdmc")
+        return source_inputs(w)
+    if w.estimator == "bdmc":
+        return {"model": f"{RES}/models/{w.model}/model.pt"}
+    return {"snapshots": f"{RES}/models/{w.model}/snapshots"}
+
+
+def bdmc_run(w, input):
+    """What a BDMC job simulates from and at which AIS setting (vaegaps.pipeline.sources.run_bdmc):
+    `n_points` and `ais`; of a built-in model also the `weights`, the `setting` (main: its
+    dataset's AIS; over_training: the over-training AIS, at a snapshot) and their `epoch`."""
+    if w.source == "user":
+        return {"n_points": USER[w.model]["bdmc_points"], "ais": USER[w.model]["evaluation"]["ais"]}
+    dataset, variant, family = w.model.split("/")
+    if w.estimator == "bdmc":
+        setting, epoch, weights = "main", trained_epochs(dataset, f"{variant}/{family}"), input.model
+    else:
+        epoch = int(w.estimator.removeprefix("bdmc_over_training_epoch_"))
+        setting, weights = "over_training", f"{input.snapshots}/epoch_{epoch}.pt"
+    return {
+        "weights": weights,
+        "setting": setting,
+        "epoch": epoch,
+        "ais": ais_setting(dataset, setting),
+        "n_points": BD["n_points"],
+    }
+
+
+def gaps_inputs(w):
+    """The gathered estimates the gaps of a model source read: L[q], q* of each family and AIS; for
+    a built-in model q* of FFG and Flow (its gaps' elbo_local_{ffg,flow}), for a user model q* of
+    every family its settings fit."""
+    if w.source == "user":
+        local = [e for e in user_estimators(USER[w.model]) if e.startswith("local_")]
+    else:
+        local = ["local_ffg", "local_flow"]
+    return {e: f"{RES}/{w.source}/{w.model}/{e}.parquet" for e in ["amortized", *local, "ais"]}
+
+
+def gaps_model_config(w):
+    """The settings of a built-in model (its gaps' metadata records them); none for a user model,
+    whose settings its source carries."""
+    if w.source == "user":
+        return None
+    return model_config(config, *w.model.split("/"))
+
+
 def parts_of(prefix, parts):
     """The files of an evaluation stage split into `parts` jobs: PREFIX/part_P_of_K.parquet."""
     return [f"{prefix}/part_{p}_of_{parts}.parquet" for p in range(parts)]
@@ -258,12 +304,11 @@ EXP = config["experiments"]
 
 
 def ref_path(dataset, ref, leaf):
-    """File `leaf` of model "VARIANT/FAMILY" of dataset: models/…/model.pt, eval/…/x.parquet, gaps/…"""
+    """File `leaf` of model "VARIANT/FAMILY" of dataset: models/…/model.pt, or eval/…/LEAF.parquet, an
+    estimator's (amortized, local_FAMILY, ais), its refinement curve, its BDMC or its gaps."""
     variant, family = split_ref(ref)
     if leaf == "model":
         return model_path(config, dataset, ref)
-    if leaf == "gaps":
-        return f"{RES}/gaps/{dataset}/{variant}/{family}.parquet"
     return f"{RES}/eval/{dataset}/{variant}/{family}/{leaf}.parquet"
 
 
@@ -339,10 +384,15 @@ def bdmc_keys():
 
 
 def bdmc_file(dataset, variant, family, setting, epoch):
-    """The gathered BDMC Parquet of one key of bdmc_keys: …/main.parquet for a final model,
-    …/over_training_epoch_E.parquet for an over-training snapshot."""
-    run = "main" if setting == "main" else f"over_training_epoch_{epoch}"
-    return f"{RES}/bdmc/{dataset}/{variant}/{family}/{run}.parquet"
+    """The gathered BDMC Parquet of one key of bdmc_keys: eval/…/bdmc.parquet for a final model,
+    eval/…/bdmc_over_training_epoch_E.parquet for an over-training snapshot."""
+    return f"{RES}/eval/{dataset}/{variant}/{family}/{bdmc_run_name(setting, epoch)}.parquet"
+
+
+def bdmc_run_name(setting, epoch):
+    """The estimator name of a BDMC run of a built-in model: bdmc (its final weights, its dataset's
+    AIS) or bdmc_over_training_epoch_E (an over-training snapshot, the over-training AIS)."""
+    return "bdmc" if setting == "main" else f"bdmc_over_training_epoch_{epoch}"
 
 
 ALL_OUTPUTS = [

@@ -1,33 +1,8 @@
 # The refinement curve (docs/method.md §12): for every Table 2 and Table 3 model, the ELBO of each
 # datapoint's copy of the encoder's q after k gradient steps, for every k of
-# `evaluation.refinement.steps` (`evaluation.parts` jobs each, gathered like the other evaluation
-# stages), then the fraction of the amortization gap they close, per model, and its figure.
-
-
-rule refinement:
-    """The refinement curve of one model on one part of its evaluation set, in its own family (the
-    estimator rules' script and driver; its own folder, as before them)."""
-    input:
-        model=f"{MODEL}/model.pt",
-        data=ancient(f"{RES}/data/{{dataset}}.parquet"),
-        code=script_code("estimate"),
-    output:
-        f"{RES}/refinement/{MODEL_ID}/{PART}.parquet",
-    params:
-        source=lambda w: builtin_source(w.dataset, w.variant, w.family),
-        estimator="refinement",
-        resume=f"{RES}/resume/{MODEL_ID}/refinement",
-    log:
-        log_path("refinement", MODEL_ID, PART),
-    benchmark:
-        bench_path("refinement", MODEL_ID, PART)
-    threads: THREADS
-    resources:
-        **GPU_DAY_JOB,
-    conda:
-        "../../envs/vaegaps.yaml"
-    script:
-        "../scripts/estimate.py"
+# `evaluation.refinement.steps` (the estimator `refinement` of its model source, evaluate.smk:
+# results/eval/DATASET/VARIANT/FAMILY/refinement.parquet), then the fraction of the amortization
+# gap they close, per model, and its figure.
 
 
 rule refinement_table:
@@ -35,7 +10,7 @@ rule refinement_table:
     L[q*] − L[q] (q* of the encoder's own family) it closes, on the same datapoints."""
     localrule: True
     input:
-        curves=[f"{RES}/refinement/{d}/{v}/{f}.parquet" for d, v, f in refinement_keys()],
+        curves=[ref_path(d, f"{v}/{f}", "refinement") for d, v, f in refinement_keys()],
         amortized=[ref_path(d, f"{v}/{f}", "amortized") for d, v, f in refinement_keys()],
         qstar=[ref_path(d, f"{v}/{f}", f"local_{f}") for d, v, f in refinement_keys()],
         code=script_code("refinement_table"),

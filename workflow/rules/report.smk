@@ -12,40 +12,12 @@ if workflow.is_main_process:
     _rst.register(RES, RESOLVED)  # settings from the results' provenance, not this config
 
 
-rule gaps:
-    """Per-datapoint log p̂ = max(AIS, IWAE of q*), the bounds and the three gaps of one model."""
-    localrule: True
-    input:
-        amortized=f"{EVAL}/amortized.parquet",
-        local_ffg=f"{EVAL}/local_ffg.parquet",
-        local_flow=f"{EVAL}/local_flow.parquet",
-        ais=f"{EVAL}/ais.parquet",
-        code=script_code("gaps"),
-    output:
-        f"{RES}/gaps/{MODEL_ID}.parquet",
-    params:
-        cfg=model_cfg,
-        evaluation=eval_cfg,
-        local=lambda w: {f: local_config(eval_cfg(w)["local"], f) for f in ("ffg", "flow")},
-    log:
-        log_path("gaps", MODEL_ID),
-    benchmark:
-        bench_path("gaps", MODEL_ID)
-    threads: 1
-    resources:
-        **LOCAL_JOB,
-    conda:
-        "../../envs/vaegaps.yaml"
-    script:
-        "../scripts/gaps.py"
-
-
 rule table2:
     """Table 2: every quantity per (dataset, trained family), mean and standard error."""
     localrule: True
     input:
-        gaps=[f"{RES}/gaps/{d}/standard/{f}.parquet" for d, f in table2_keys()],
-        bdmc=[f"{RES}/bdmc/{d}/standard/{f}/main.parquet" for d, f in table2_keys()],
+        gaps=[ref_path(d, f"standard/{f}", "gaps") for d, f in table2_keys()],
+        bdmc=[ref_path(d, f"standard/{f}", "bdmc") for d, f in table2_keys()],
         code=script_code("table2"),
     output:
         csv=report(f"{RES}/table2.csv", caption="../report/table2.rst", category="Tables"),

@@ -18,21 +18,3 @@ if USER:
 
 wildcard_constraints:
     name="[A-Za-z0-9_]+",
-
-
-def user_settings(wildcards):
-    return USER[wildcards.name]
-
-
-def user_data(wildcards):
-    return USER[wildcards.name]["data"]
-
-
-def user_inputs(wildcards):
-    """The files the model reads (weights, code), declared in its `inputs`."""
-    return USER[wildcards.name]["inputs"]
-
-
-def user_parts(wildcards, stage):
-    """The part files of one estimator of a user model."""
-    return parts_of(f"{RES}/user/{wildcards.name}/parts/{stage}", USER[wildcards.name]["evaluation"]["parts"])

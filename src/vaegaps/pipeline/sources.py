@@ -1,9 +1,9 @@
 """One evaluation path for every model source (docs/method.md §11): a VAE this study trains
 (`BuiltinSource`, results/eval/DATASET/VARIANT/FAMILY) and a user's own model (`UserSource`,
 results/user/NAME) run each estimator through the same driver, `run_estimator`: part p of k of the
-evaluation set, in resumable chunks, through `vaegaps.evaluate.estimate`. A source says only how
-its model and datapoints are loaded, which family its q* is in, and what its chunks' key and its
-metadata record.
+evaluation set, in resumable chunks, through `vaegaps.evaluate.estimate`; and BDMC on data
+simulated from the model through `run_bdmc`. A source says only how its model and datapoints are
+loaded, which family its q* is in, and what its chunks' key and its metadata record.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import logging
 
 import pandas as pd
 
-from ..config import local_config, refinement_config
-from ..evaluate import estimate, evaluation_set
+from ..config import ais_procedure, local_config, refinement_config
+from ..evaluate import bdmc_validation, estimate, evaluation_set
 from ..io import file_digest
 from .scatter import chunk_key, part_bounds, run_in_chunks
 
@@ -27,21 +27,25 @@ _NO_CURVE = {"index": "int64", "steps": "int64", "elbo": "float64", "elbo_se": "
 class BuiltinSource:
     """A VAE of the study: its weights (`model_path`), its dataset's evaluation set (`data_path`)
     and that dataset's resolved `evaluation` settings; q* and the refinement curve are in the
-    family it was trained with."""
+    family it was trained with. BDMC reads no data (`data_path` None): it simulates its own."""
 
     refinement_key = "evaluation.refinement"
 
-    def __init__(self, model_path: str, data_path: str, evaluation: dict, family: str, device_name: str):
+    def __init__(self, model_path: str, data_path: str | None, evaluation: dict, family: str, device_name: str):
         self.model_path, self.data_path, self.evaluation = model_path, data_path, evaluation
         self.qstar_family, self.device_name = family, device_name
 
-    def load(self):
-        """(model, index, x): the model on its device and its evaluation set."""
+    def load_model(self):
+        """(model, device): the model on its device."""
         from ..runtime import resolve_device
         from ..vae import load_vae
 
         device = resolve_device(self.device_name)
-        model = load_vae(self.model_path, device)
+        return load_vae(self.model_path, device), device
+
+    def load(self):
+        """(model, index, x): the model on its device and its evaluation set."""
+        model, device = self.load_model()
         index, x = evaluation_set(self.data_path, self.evaluation["split"], self.evaluation["n_points"], device)
         return model, index, x
 
@@ -66,6 +70,11 @@ class BuiltinSource:
 
     def metadata(self, provenance: dict, model) -> dict:
         return provenance
+
+    def bdmc_provenance(self, run: dict, seed: int) -> dict:
+        """What a BDMC run's metadata records: its AIS setting's name, the weights and their epoch."""
+        return {"setting": run["setting"], "epoch": run["epoch"], "weights": run["weights"], "ais": run["ais"],
+                "procedure": ais_procedure(run["ais"]), "seed": seed}
 
     def context(self, model):
         return contextlib.nullcontext()
@@ -97,6 +106,11 @@ class UserSource:
         self.qstar_family = user.qstar_family
         return user, index, user.prepare(x)
 
+    def load_model(self):
+        """(model, device): the user model behind the estimators' interface (checked on its data)."""
+        user, _, _ = self.load()
+        return user, user.device
+
     def provenance(self, estimator: str, seed: int) -> dict:
         return {"estimator": estimator, "settings": self.settings, "seed": seed,
                 "data": file_digest(self.data_path), "inputs": {p: file_digest(p) for p in self.settings["inputs"]}}
@@ -106,6 +120,10 @@ class UserSource:
 
     def metadata(self, provenance: dict, model) -> dict:
         return {**provenance, "encoder_family": model.encoder_family, "qstar_family": model.qstar_family}
+
+    def bdmc_provenance(self, run: dict, seed: int) -> dict:
+        """What a BDMC run's metadata records: the model's settings and files, its AIS setting."""
+        return {**self.provenance("bdmc", seed), "ais": run["ais"], "procedure": ais_procedure(run["ais"])}
 
     def context(self, model):
         from ..user_model import frozen, unvalidated_distributions
@@ -146,4 +164,14 @@ def run_estimator(source, estimator: str, seed: int, part: tuple[int, int], resu
     return df, {**source.metadata(provenance, model), "part": part[0], "parts": part[1]}
 
 
-__all__ = ["BuiltinSource", "UserSource", "run_estimator"]
+def run_bdmc(source, run: dict, seed: int, part: tuple[int, int]) -> tuple[pd.DataFrame, dict]:
+    """Part `part` = (p, k) of BDMC on `run["n_points"]` datapoints simulated from a model source,
+    at AIS setting `run["ais"]` (docs/method.md §5): its rows and metadata."""
+    model, device = source.load_model()
+    with source.context(model):
+        df = bdmc_validation(model, run["n_points"], run["ais"], seed, device,
+                             part_bounds(run["n_points"], *part))
+    return df, {**source.bdmc_provenance(run, seed), "part": part[0], "parts": part[1]}
+
+
+__all__ = ["BuiltinSource", "UserSource", "run_bdmc", "run_estimator"]

@@ -1,69 +1,75 @@
 """The stage drivers that read a Snakemake job (its `snakemake` object: inputs, params, wildcards,
-config) and call the library: one estimator on part {part} of {parts} of a model source, BDMC on a
-user model's simulated data, a user model's gaps, the user refinement table. Each writes through
-its job's `Stage` (vaegaps.pipeline.stage), which records the study's settings."""
+config) and call the library: one estimator on part {part} of {parts} of a model source, BDMC on
+data simulated from a model source, a model source's gaps, the user refinement table. Each writes
+through its job's `Stage` (vaegaps.pipeline.stage), which records the study's settings."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pandas as pd
 
 from .stage import Stage, part_of
 
 
-def stage_estimate(sm, job: Stage) -> None:
-    """The Snakemake stage of every estimator rule (workflow/rules/evaluate.smk): the model source
-    `params.source` names (kind 'eval' or 'user', see `source_of` there), estimator
-    `params.estimator`, part {part} of {parts}, written with its metadata (gathered later)."""
-    from .sources import BuiltinSource, UserSource, run_estimator
+def _source(sm, model_path: str | None = None):
+    """The model source a job's `params.source` names (kind 'eval' or 'user', see `source_of` in
+    workflow/rules/common.smk), on its inputs: a built-in model's weights (`model_path`, by default
+    its input `model`) and data, a user model's data."""
+    from .sources import BuiltinSource, UserSource
 
     spec = sm.params.source
     if spec["kind"] == "eval":
-        source = BuiltinSource(sm.input.model, sm.input.data, spec["evaluation"], spec["family"], sm.config["device"])
-    else:
-        source = UserSource(spec["settings"], sm.input.data, spec["name"])
-    df, meta = run_estimator(source, sm.params.estimator, sm.config["seed"], part_of(sm), sm.params.resume,
+        return BuiltinSource(model_path or sm.input.model, sm.input.get("data"), spec["evaluation"], spec["family"],
+                             sm.config["device"])
+    return UserSource(spec["settings"], sm.input.data, spec["name"])
+
+
+def stage_estimate(sm, job: Stage) -> None:
+    """The Snakemake stage of every estimator rule (workflow/rules/evaluate.smk): the model source
+    `params.source` names, estimator `params.estimator`, part {part} of {parts}, written with its
+    metadata (gathered later)."""
+    from .sources import run_estimator
+
+    df, meta = run_estimator(_source(sm), sm.params.estimator, sm.config["seed"], part_of(sm), sm.params.resume,
                              sm.input.get("ffg") or None)
     job.write_parquet(df, sm.output[0], meta)
 
 
 def stage_bdmc(sm, job: Stage) -> None:
-    """Part {part} of {parts} of BDMC on data simulated from a user model."""
-    from ..config import ais_procedure
-    from ..evaluate import bdmc_validation
-    from .scatter import part_bounds
-    from .sources import UserSource
+    """Part {part} of {parts} of BDMC on data simulated from a model source (rule bdmc): the
+    weights, AIS setting and number of points of `params.run`."""
+    from .sources import run_bdmc
 
-    source = UserSource(sm.params.settings, sm.input.data)
-    user, _, _ = source.load()
-    s, part = source.settings, part_of(sm)
-    ais = s["evaluation"]["ais"]
-    with source.context(user):
-        df = bdmc_validation(user, s["bdmc_points"], ais, sm.config["seed"], user.device,
-                             part_bounds(s["bdmc_points"], *part))
-    job.write_parquet(df, sm.output[0], {**source.provenance("bdmc", sm.config["seed"]), "ais": ais,
-                                         "procedure": ais_procedure(ais), "part": part[0], "parts": part[1]})
+    run = sm.params.run
+    df, meta = run_bdmc(_source(sm, run.get("weights")), run, sm.config["seed"], part_of(sm))
+    job.write_parquet(df, sm.output[0], meta)
 
 
 def stage_gaps(sm, job: Stage) -> None:
-    """The per-datapoint gaps of a user model from the parts of its estimates (gathered here,
-    checked to share their settings as `gather_parts` does)."""
+    """The per-datapoint gaps of a model source (rule gaps) from its gathered estimates, through
+    `vaegaps.tables.gap_table`: a built-in model's with q* of the family it was trained with (the
+    gaps Parquet's columns of README), a user model's with q* of its encoder's family (if known)
+    and the columns of `vaegaps.measure`, each with its metadata."""
+    from ..config import local_config
+    from ..io import read_metadata
     from ..tables import gap_table
     from ..user_tables import amortization_note
-    from .scatter import gather_parts
 
-    amortized, meta = gather_parts(list(sm.input.amortized))
-    by_stage: dict[str, list[str]] = {}
-    for p in sm.input.local:
-        by_stage.setdefault(Path(p).parent.name.removeprefix("local_"), []).append(p)
-    local = {fam: gather_parts(paths)[0] for fam, paths in by_stage.items()}
-    df = gap_table(amortized, local, gather_parts(list(sm.input.ais))[0], meta["encoder_family"], meta["qstar_family"])
-    job.write_parquet(df, sm.output[0], {"name": sm.wildcards.name, "settings": sm.params.settings,
-                                         "encoder_family": meta["encoder_family"],
-                                         "qstar_family": meta["qstar_family"],
-                                         "amortization_gap_note": amortization_note(meta["encoder_family"],
-                                                                                    meta["qstar_family"])})
+    spec = sm.params.source
+    read = {k: pd.read_parquet(sm.input[k]) for k in sm.input.keys() if k.startswith(("amortized", "local_", "ais"))}
+    local = {k.removeprefix("local_"): df for k, df in read.items() if k.startswith("local_")}
+    if spec["kind"] == "eval":
+        family = spec["family"]
+        df = gap_table(read["amortized"], local, read["ais"], family, family, extended=False)
+        meta = {"dataset": spec["dataset"], "variant": spec["variant"], "trained_family": family,
+                "model_config": sm.params.model_config, "evaluation": spec["evaluation"],
+                "local": {f: local_config(spec["evaluation"]["local"], f) for f in local}}
+    else:
+        estimates = read_metadata(sm.input.amortized)
+        encoder, qstar = estimates["encoder_family"], estimates["qstar_family"]
+        df = gap_table(read["amortized"], local, read["ais"], encoder, qstar)
+        meta = {"name": spec["name"], "settings": spec["settings"], "encoder_family": encoder, "qstar_family": qstar,
+                "amortization_gap_note": amortization_note(encoder, qstar)}
+    job.write_parquet(df, sm.output[0], meta)
 
 
 def stage_refinement_table(sm, job: Stage) -> None:
