@@ -1,7 +1,7 @@
 """The experiment registry (src/vaegaps/experiments.yaml) is the one declaration of each
 experiment: the schema's `experiments:` section, the resolved settings, the preflight's evaluation
 sets and variant checks, the rules files the Snakefile includes, the captions and the claims'
-inputs all come from it. (Its outputs against a real dry run: tests/workflow/test_experiments.py.)"""
+inputs all come from it. (Its outputs against a real dry run: tests/workflow/test_experiment_outputs.py.)"""
 
 import re
 
