@@ -122,5 +122,11 @@ def test_a_bad_declaration_is_one_line_naming_it(tmp_path):
     bad.write_text("x: {title: t, requires: [nope]}\n")
     with pytest.raises(VaegapsError, match="experiment 'x': requires"):
         experiments.load(bad)
+    bad.write_text("x: {title: t, certify: always}\n")
+    with pytest.raises(VaegapsError, match="experiment 'x': certify 'always': one of final, last_snapshot"):
+        experiments.load(bad)
+    bad.write_text("x: {title: t, models: {refs: models}}\n")
+    with pytest.raises(VaegapsError, match="experiment 'x': models is"):
+        experiments.load(bad)
     with pytest.raises(VaegapsError, match="no experiment declares the caption 'nope'"):
         experiments.caption("nope")

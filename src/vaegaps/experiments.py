@@ -19,6 +19,8 @@ from .errors import VaegapsError
 REGISTRY = Path(__file__).with_name("experiments.yaml")
 # `requires: claims feeders`: every experiment whose outputs the claims read
 CLAIMS_FEEDERS = "claims feeders"
+# `certify`: BDMC certifies the models' final weights, or each one's last saved snapshot
+CERTIFY = (None, "final", "last_snapshot")
 _FIELDS = ("title", "rules", "schema", "requires", "datasets", "sets", "overrides", "per_dataset", "models",
            "certify", "claims_gaps", "claims", "stated", "outputs", "captions")
 
@@ -124,6 +126,13 @@ def load(path: str | Path = REGISTRY) -> dict[str, Experiment]:
         if isinstance(requires, str) or any(r not in raw for r in requires):
             raise VaegapsError(f"{path}: experiment {name!r}: requires {requires!r}: name experiments, "
                                f"or {CLAIMS_FEEDERS!r}")
+        if spec.get("certify") not in CERTIFY:
+            raise VaegapsError(f"{path}: experiment {name!r}: certify {spec['certify']!r}: one of "
+                               f"{', '.join(c for c in CERTIFY if c)}")
+        models = spec.get("models")
+        if models is not None and not ({"dataset", "refs"} == set(models) or {"grid"} == set(models)):
+            raise VaegapsError(f"{path}: experiment {name!r}: models is {{dataset: KEY, refs: KEY}} or "
+                               "{grid: {datasets: KEY, variants: KEY, families: KEY}}")
         spec = {**spec, "rules": spec.get("rules", name), "requires": tuple(requires)}
         for key in ("datasets", "sets", "outputs"):
             spec[key] = tuple(spec.get(key, ()))

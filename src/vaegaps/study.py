@@ -62,10 +62,12 @@ def _record(config: dict, exp) -> dict:
         out[key] = {d: _part(evaluation_config(config, d), part) for d in config["datasets"]}
     return out
 
+
 def _resolved_evaluation(ev: dict) -> dict:
     """An evaluation section with the local and refinement settings spelled out per family."""
     return {**ev, "local": {f: local_config(ev["local"], f) for f in FAMILIES},
             "refinement": {f: refinement_config(ev["refinement"], f) for f in FAMILIES}}
+
 
 def resolved_config(config: dict) -> dict:
     """Every setting a run uses, fully resolved: the run keys, each trained model's settings,
@@ -77,10 +79,8 @@ def resolved_config(config: dict) -> dict:
         for variant in config["variants"]:
             for family in FAMILIES:
                 models[f"{dataset}/{variant}/{family}"] = model_config(config, dataset, variant, family)
-    # every experiment section as written, in the study's order, each resolved (`_record`)
-    declared = {e.name: e for e in registry.configured(config) if e.schema is not None}
-    exp = {name: _record(config, declared[name]) if name in declared else copy.deepcopy(section)
-           for name, section in config.get("experiments", {}).items()}
+    # every experiment section, in the study's order, each resolved (`_record`)
+    exp = {name: _record(config, registry.EXPERIMENTS[name]) for name in config.get("experiments", {})}
     return {**run, "evaluation": {d: _resolved_evaluation(evaluation_config(config, d)) for d in evaluated_datasets(config)},
             "experiments": exp, "models": models}
 
@@ -103,6 +103,7 @@ def check_parts(config: dict) -> None:
             if n is not None and ev["parts"] > n:
                 raise VaegapsError(f"config error: evaluation.parts ({ev['parts']}) for {dataset} is more "
                                    f"than {what} ({n}); lower parts")
+
 
 def check_refinement(config: dict) -> None:
     """Every dataset's refinement grid, per family (`check_refinement_steps`)."""
@@ -134,6 +135,7 @@ def check_variants(config: dict) -> None:
         if variant not in config["variants"]:
             raise VaegapsError(f"config error at '{key}': unknown variant {variant!r}; define it under "
                                f"variants: or use one of {sorted(config['variants'])}")
+
 
 def estimator_settings(resolved: dict) -> dict:
     """The part of a resolved study that docs/method.md §10 states for the paper preset: each
