@@ -11,6 +11,7 @@ from vaegaps.datasets import DATASETS
 from vaegaps.families import FAMILIES
 from vaegaps.local_opt import optimize_local
 from vaegaps.refinement import refine_curve
+from vaegaps.study import resolved_config
 
 SCHEMA = config.load_schema()
 
@@ -67,5 +68,5 @@ def test_schema_names_are_the_registries_written_once():
 
 def test_a_study_resolves_every_registered_family():
     cfg = config.validate({"datasets": ["digits"]}, config.SCHEMA)
-    models = config.resolved_config(cfg)["models"]
+    models = resolved_config(cfg)["models"]
     assert sorted(k.split("/")[-1] for k in models) == sorted(FAMILIES)

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import yaml
 
-from vaegaps.config import estimator_settings, resolved_config, validate
+from vaegaps.config import validate
+from vaegaps.study import estimator_settings, resolved_config
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = REPO / "workflow" / "presets"

@@ -1,4 +1,5 @@
-"""Config validation and the merged settings of one model (no torch: imported by the Snakefile)."""
+"""Config validation and the merged settings of one model, dataset or family (no torch: imported by
+the Snakefile). A whole study's checks and resolved record, across its experiments: vaegaps.study."""
 
 from __future__ import annotations
 
@@ -42,11 +43,19 @@ def fill_defaults(instance: dict, schema: dict, root: dict) -> dict:
 
 # package data (pyproject.toml), so an installed wheel finds it as the Snakefile does
 SCHEMA = Path(__file__).with_name("config.schema.yaml")
+# the experiment registry's declarations (vaegaps.experiments reads them): each one's `schema` is
+# its section of `experiments:`. Read as data here, so the stages that import this module do not
+# import the registry's code (it is no code input of theirs).
+EXPERIMENT_DECLARATIONS = Path(__file__).with_name("experiments.yaml")
 
 
 def load_schema(schema_path: str | Path = SCHEMA) -> dict:
-    """The config schema (src/vaegaps/config.schema.yaml) as a dict."""
-    return yaml.safe_load(Path(schema_path).read_text())
+    """The config schema (src/vaegaps/config.schema.yaml) as a dict, with the section of every
+    experiment under `experiments:` from its declaration (src/vaegaps/experiments.yaml)."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    declared = yaml.safe_load(EXPERIMENT_DECLARATIONS.read_text())
+    schema["properties"]["experiments"]["properties"] = {n: e["schema"] for n, e in declared.items() if "schema" in e}
+    return schema
 
 
 @functools.cache
@@ -256,109 +265,10 @@ def starts_from_qstar_ffg(local: dict, family: str) -> bool:
     return family != "ffg" and local["init"] != "prior"
 
 
-def over_training_evaluation(config: dict) -> dict:
-    """The gaps-over-training settings: its dataset's evaluation settings with the experiment's
-    changes (only the keys it names)."""
-    ot = config["experiments"]["over_training"]
-    return deep_merge(evaluation_config(config, ot["dataset"]), ot.get("evaluation", {}))
-
-
-def figure2_config(config: dict) -> dict:
-    """Figure 2's settings, its `local` resolved against its dataset's local settings."""
-    f2 = config["experiments"]["figure2"]
-    local = deep_merge(evaluation_config(config, f2["dataset"])["local"], f2.get("local", {}))
-    return {**f2, "local": local}
-
-
-def _resolved_evaluation(ev: dict) -> dict:
-    """An evaluation section with the local and refinement settings spelled out per family."""
-    return {**ev, "local": {f: local_config(ev["local"], f) for f in FAMILIES},
-            "refinement": {f: refinement_config(ev["refinement"], f) for f in FAMILIES}}
-
-
-def resolved_config(config: dict) -> dict:
-    """Every setting a run uses, fully resolved: the run keys, each trained model's settings,
-    each dataset's evaluation, and each experiment's own evaluation settings. Written to
-    results/config.resolved.yaml."""
-    run = {k: config[k] for k in ("results", "device", "seed", "threads", "datasets", "families", "data")}
-    models = {}
-    for dataset in config["datasets"]:
-        for variant in config["variants"]:
-            for family in FAMILIES:
-                models[f"{dataset}/{variant}/{family}"] = model_config(config, dataset, variant, family)
-    exp = config.get("experiments", {})
-    out = {**run, "evaluation": {d: _resolved_evaluation(evaluation_config(config, d)) for d in evaluated_datasets(config)},
-           "experiments": copy.deepcopy(exp), "models": models}
-    if "over_training" in exp:
-        out["experiments"]["over_training"]["evaluation"] = _resolved_evaluation(over_training_evaluation(config))
-    if "figure2" in exp:
-        out["experiments"]["figure2"] = figure2_config(config)
-    if "bdmc" in exp:
-        out["experiments"]["bdmc"]["ais"] = {d: evaluation_config(config, d)["ais"] for d in config["datasets"]}
-    return out
-
-
-def evaluated_datasets(config: dict) -> list[str]:
-    """Every dataset a study evaluates (and BDMC certifies): Table 2's and each experiment's."""
-    exp = config.get("experiments", {})
-    datasets = set(config.get("datasets", []))
-    datasets |= {e["dataset"] for e in exp.values() if isinstance(e, dict) and "dataset" in e}
-    datasets |= set(exp.get("variant_tables", {}).get("datasets", []))
-    return sorted(datasets)
-
-
-def check_parts(config: dict) -> None:
-    """Every evaluation split into `parts` jobs needs at least one datapoint per part, on every
-    dataset evaluated (an experiment's included: BDMC runs there too)."""
-    bdmc_points = config["experiments"].get("bdmc", {}).get("n_points")
-    for dataset in evaluated_datasets(config):
-        ev = evaluation_config(config, dataset)
-        for what, n in (("evaluation.n_points", ev["n_points"]), ("experiments.bdmc.n_points", bdmc_points)):
-            if n is not None and ev["parts"] > n:
-                raise VaegapsError(f"config error: evaluation.parts ({ev['parts']}) for {dataset} is more "
-                                   f"than {what} ({n}); lower parts")
-
-
 def check_refinement_steps(steps: list[int], where: str) -> None:
     """The refinement grid must increase (the schema checks the rest): one line naming `where`."""
     if any(b <= a for a, b in zip(steps, steps[1:])):
         raise VaegapsError(f"{where}: the step counts must be increasing, got {steps}")
-
-
-def check_refinement(config: dict) -> None:
-    """Every dataset's refinement grid, per family (`check_refinement_steps`)."""
-    for dataset in evaluated_datasets(config):
-        refinement = evaluation_config(config, dataset)["refinement"]
-        override = config.get("dataset_overrides", {}).get(dataset, {}).get("evaluation", {}).get("refinement", {})
-        for family in FAMILIES:   # the key that set the grid: a family's own, else the shared one
-            own = "steps" in refinement.get(family, {})
-            src = override.get(family, {}) if own else override
-            base = f"dataset_overrides.{dataset}.evaluation.refinement" if "steps" in src else "evaluation.refinement"
-            key = f"{base}.{family}.steps" if own else f"{base}.steps"
-            check_refinement_steps(refinement_config(refinement, family)["steps"], f"config error at '{key}'")
-
-
-def variant_refs(config: dict) -> list[tuple[str, str]]:
-    """(config key, variant) of every variant the study names outside `variants:`."""
-    exp = config.get("experiments", {})
-    refs = [(f"experiments.variant_tables.variants.{i}", v)
-            for i, v in enumerate(exp.get("variant_tables", {}).get("variants", []))]
-    for name, key in (("flows_amortization", "encoders"), ("decoder_capacity", "models"), ("over_training", "models")):
-        refs += [(f"experiments.{name}.{key}.{k}", split_ref(ref)[0])
-                 for k, ref in exp.get(name, {}).get(key, {}).items()]
-    for name, variant in config["variants"].items():
-        ref = (variant.get("train") or {}).get("init_decoder")
-        if ref and not ref.endswith(".pt"):
-            refs.append((f"variants.{name}.train.init_decoder", split_ref(ref)[0]))
-    return refs
-
-
-def check_variants(config: dict) -> None:
-    """Every variant an experiment or an init_decoder names is defined (before any rule reads it)."""
-    for key, variant in variant_refs(config):
-        if variant not in config["variants"]:
-            raise VaegapsError(f"config error at '{key}': unknown variant {variant!r}; define it under "
-                               f"variants: or use one of {sorted(config['variants'])}")
 
 
 def write_resolved(resolved: dict, path: str | Path) -> None:
@@ -386,30 +296,3 @@ def split_ref(ref: str) -> tuple[str, str]:
     """"VARIANT/FAMILY" -> (variant, family)."""
     variant, _, family = ref.partition("/")
     return variant, family
-
-
-def estimator_settings(resolved: dict) -> dict:
-    """The part of a resolved study that docs/method.md §10 states for the paper preset: each
-    dataset's evaluation, each experiment's own, and the widths of every trained model's family."""
-    exp = resolved["experiments"]
-    widths = {name: {k: m["model"][k] for k in ("z_dim", "encoder_hidden", "decoder_hidden", "flow_hidden",
-                                                "flow_steps", "realnvp_hidden", "flow_context")}
-              for name, m in resolved["models"].items() if name.endswith("/ffg")}
-    return {"evaluation": resolved["evaluation"],
-            "over_training": exp.get("over_training", {}).get("evaluation"),
-            "figure2_local": exp.get("figure2", {}).get("local"),
-            "bdmc": exp.get("bdmc"),
-            "models": widths}
-
-
-def main(argv=None) -> None:
-    """python -m vaegaps.config STUDY.yaml: print its estimator settings, fully resolved."""
-    import sys
-
-    path = (argv or sys.argv[1:])[0]
-    resolved = resolved_config(validate(yaml.safe_load(Path(path).read_text()), SCHEMA))
-    print(yaml.safe_dump(estimator_settings(resolved), sort_keys=False, default_flow_style=None, width=110), end="")
-
-
-if __name__ == "__main__":
-    main()

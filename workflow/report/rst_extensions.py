@@ -211,8 +211,8 @@ def run_settings(results, fallback: dict) -> dict:
     one), else results/config.resolved.yaml (the last run that finished), else `fallback`."""
     import yaml
 
-    from vaegaps.config import resolved_config
     from vaegaps.io import read_metadata
+    from vaegaps.study import resolved_config
 
     gaps = sorted(Path(results).glob("gaps/**/*.parquet"), key=lambda p: p.stat().st_mtime)
     for path in reversed(gaps):

@@ -10,7 +10,7 @@ rule bdmc_table:
         bdmc=[bdmc_file(*key) for key in bdmc_keys()],
         code=script_code("bdmc_table"),
     output:
-        csv=report(f"{RES}/bdmc.csv", caption="../report/bdmc.rst", category="Tables"),
+        csv=report(f"{RES}/bdmc.csv", caption=caption("bdmc"), category="Tables"),
     params:
         models=bdmc_keys(),
         settings={f"{d}/{s}": ais_setting(d, s) for d, _, _, s, _ in bdmc_keys()},

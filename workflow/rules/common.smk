@@ -6,28 +6,32 @@ from pathlib import Path
 # first on the parse-time path here and on every job's PYTHONPATH (vaegaps.pipeline.stage.share_source).
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 import copy
+import os
 from vaegaps.config import (  # torch-free
     FAMILIES,
     SCHEMA,
-    check_parts,
-    check_refinement,
-    check_variants,
     evaluation_config,
-    figure2_config,
     local_config,
     model_config,
     model_path,
-    over_training_evaluation,
     refinement_config,
-    resolved_config,
     settings_key,
     split_ref,
     starts_from_qstar_ffg,
     validate,
     write_resolved,
 )
+from vaegaps.study import (  # a study across its experiments, torch-free
+    check_parts,
+    check_refinement,
+    check_variants,
+    experiment_settings,
+    resolved_config,
+)
 from vaegaps.pipeline.preflight import preflight  # torch-free
 from vaegaps.datasets import DATASETS  # the dataset registry, torch-free
+from vaegaps.experiments import EXPERIMENTS, claims_inputs, outputs as experiment_outputs  # torch-free
+from vaegaps.experiments import caption as caption_text
 from vaegaps.errors import VaegapsError
 from vaegaps.pipeline.stage import one_line, share_source  # torch-free
 from vaegaps.pipeline.codedeps import script_code as code_of  # reads sources, imports nothing
@@ -300,9 +304,6 @@ def base_decoder(wildcards):
     return [path] if path else []
 
 
-EXP = config["experiments"]
-
-
 def ref_path(dataset, ref, leaf):
     """File `leaf` of model "VARIANT/FAMILY" of dataset: models/…/model.pt, or eval/…/LEAF.parquet, an
     estimator's (amortized, local_FAMILY, ais), its refinement curve, its BDMC or its gaps."""
@@ -316,27 +317,47 @@ def table2_keys():
     return [(d, f) for d in config["datasets"] for f in config["families"]]
 
 
-FA = EXP.get("flows_amortization", {})
-DC = EXP.get("decoder_capacity", {})
-OT = EXP.get("over_training", {})
-F2 = EXP.get("figure2", {})
-BD = EXP.get("bdmc", {})
-if OT:  # the over-training settings are the evaluation settings with these changes
-    OT = {**OT, "evaluation": over_training_evaluation(config)}
-if F2:
-    F2 = figure2_config(config)
+# The experiments beyond Table 2, each declared once in src/vaegaps/experiments.yaml (its config
+# section, the models it reads, its evaluation overrides, outputs, captions and the claims' inputs
+# it writes): the Snakefile includes each one's rules, and these helpers read the declarations.
 
 
-def variant_keys():
-    """(dataset, variant, family) of Table 3: the standard models and the variants."""
-    vt = EXP.get("variant_tables", {})
-    return [(d, v, f) for d in vt.get("datasets", []) for v in ["standard", *vt["variants"]] for f in vt["families"]]
+def experiment(name):
+    """The settings experiment NAME's rules read: its section with its evaluation overrides applied
+    (vaegaps.study.experiment_settings); {} in a study without it, whose `all` never asks for its
+    rules' outputs."""
+    return experiment_settings(config, name)
+
+
+def experiment_models(name):
+    """(dataset, variant, family) of every model experiment NAME reads (its declaration's `models`)."""
+    return EXPERIMENTS[name].model_keys(config)
+
+
+# the over-training and BDMC settings the evaluation rules read (evaluate.smk)
+OT = experiment("over_training")
+BD = experiment("bdmc")
+
+
+def caption(name):
+    """Report caption NAME of an experiment (its declaration's `captions`) as the file `report()`
+    reads: written under .snakemake/vaegaps/captions/ of the working directory (Snakemake's own
+    state) when its text is new, so the rules and their captions come from one declaration."""
+    path = Path(".snakemake", "vaegaps", "captions", f"{name}.rst").resolve()
+    text = caption_text(name)
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)  # atomic: a job parsing this file meanwhile reads one whole caption
+    return str(path)
 
 
 def claim_gap_keys():
     """(dataset, variant, family) of every model whose per-datapoint gaps the claims read:
-    Table 2's and Table 3's, each once."""
-    keys = [(d, "standard", f) for d, f in table2_keys()] + variant_keys()
+    Table 2's and those of each experiment declared `claims_gaps` (Table 3's), each once."""
+    keys = [(d, "standard", f) for d, f in table2_keys()]
+    keys += [k for e in EXPERIMENTS.values() if e.claims_gaps for k in e.model_keys(config)]
     return list(dict.fromkeys(keys))
 
 
@@ -346,20 +367,25 @@ def refinement_keys():
     return claim_gap_keys()
 
 
-def over_training_keys():
-    """(model name, VARIANT/FAMILY, epoch) for every saved snapshot of the over-training models."""
-    keys = []
-    for name, ref in OT.get("models", {}).items():
-        train = model_config(config, OT["dataset"], *split_ref(ref))["train"]
-        keys += [(name, ref, e) for e in train["snapshots"] if e <= train["epochs"]]
-    return keys
+def snapshot_epochs(dataset, variant, family):
+    """The epochs whose weights a model keeps (train.snapshots, those it reaches)."""
+    train = model_config(config, dataset, variant, family)["train"]
+    return [e for e in train["snapshots"] if e <= train["epochs"]]
+
+
+def snapshot_keys(name):
+    """(model name, VARIANT/FAMILY, epoch) for every saved snapshot of experiment NAME's models
+    (the over-training models)."""
+    models = EXPERIMENTS[name].named_models(config)
+    return [(m, f"{v}/{f}", e) for m, (d, v, f) in models.items() for e in snapshot_epochs(d, v, f)]
 
 
 def ais_setting(dataset, setting):
-    """The AIS settings called `setting`: 'main' (Table 2) or 'over_training'."""
-    if setting == "over_training":
-        return OT["evaluation"]["ais"]
-    return evaluation_config(config, dataset)["ais"]
+    """The AIS settings called `setting`: 'main' (Table 2), or the name of an experiment with its
+    own evaluation settings ('over_training')."""
+    if setting == "main":
+        return evaluation_config(config, dataset)["ais"]
+    return experiment(setting)["evaluation"]["ais"]
 
 
 def trained_epochs(dataset, ref):
@@ -369,17 +395,19 @@ def trained_epochs(dataset, ref):
 
 def bdmc_keys():
     """(dataset, variant, family, setting, epoch): BDMC of every model whose log p̂ a table or a
-    claim uses, at the AIS setting that produced it, each once. 'main': the Table 2 and Table 3
-    models and the decoder-capacity models, at their final weights (epoch = trained epochs);
-    'over_training': each over-training model at its last saved snapshot (the one the claims
-    compare), those weights, not the final ones."""
-    main = [(d, "standard", f) for d, f in table2_keys()] + variant_keys()
-    main += [(DC["dataset"], *split_ref(r)) for r in DC.get("models", {}).values()]
+    claim uses, at the AIS setting that produced it, each once. 'main': the Table 2 models and
+    those of each experiment declared `certify: final` (Table 3's, the decoder-capacity models), at
+    their final weights (epoch = trained epochs); an experiment declared `certify: last_snapshot`
+    (setting: its name, 'over_training'): each of its models at its last saved snapshot (the one
+    the claims compare), those weights, not the final ones."""
+    main = [(d, "standard", f) for d, f in table2_keys()]
+    main += [k for e in EXPERIMENTS.values() if e.certify == "final" for k in e.model_keys(config)]
     keys = [(d, v, f, "main", trained_epochs(d, f"{v}/{f}")) for d, v, f in dict.fromkeys(main)]
-    last = {}
-    for _, ref, e in over_training_keys():  # the latest snapshot of each model, named once
-        last[ref] = max(e, last.get(ref, e))
-    keys += [(OT["dataset"], *split_ref(ref), "over_training", e) for ref, e in last.items()]
+    for e in EXPERIMENTS.values():
+        if e.certify == "last_snapshot":
+            for d, v, f in dict.fromkeys(e.model_keys(config)):
+                epochs = snapshot_epochs(d, v, f)
+                keys += [(d, v, f, e.name, max(epochs))] if epochs else []
     return keys
 
 
@@ -395,32 +423,5 @@ def bdmc_run_name(setting, epoch):
     return "bdmc" if setting == "main" else f"bdmc_over_training_epoch_{epoch}"
 
 
-ALL_OUTPUTS = [
-    f"{RES}/table2.csv",
-    f"{RES}/table2.md",
-    f"{RES}/bdmc.csv",
-    f"{RES}/refinement.csv",
-    f"{RES}/figures/refinement.png",
-    f"{RES}/figures/refinement.pdf",
-]
-# each experiment's outputs, built by `all` when the study configures that experiment
-EXPERIMENT_OUTPUTS = {
-    "variant_tables": ["table3.csv"],
-    "flows_amortization": ["flows_amortization.csv"],
-    "decoder_capacity": ["decoder_capacity.csv"],
-    "over_training": ["gaps_over_training.csv", "figures/gaps_over_training.png", "figures/gaps_over_training.pdf"],
-    "figure2": [
-        "figure2/grid.parquet",
-        "figure2/bounds.parquet",
-        "figures/figure2.png",
-        "figures/figure2.pdf",
-        "figures/posteriors_ffg_vs_flow.png",
-        "figures/posteriors_ffg_vs_flow.pdf",
-    ],
-}
-for _name, _outputs in EXPERIMENT_OUTPUTS.items():
-    if _name in EXP:
-        ALL_OUTPUTS += [f"{RES}/{o}" for o in _outputs]
-# the claims read every experiment's per-datapoint numbers
-if all(name in EXP for name in EXPERIMENT_OUTPUTS):
-    ALL_OUTPUTS += [f"{RES}/claims.csv", f"{RES}/claims.md"]
+# Table 2, and the outputs of every experiment the study configures (their declarations' `outputs`)
+ALL_OUTPUTS = [f"{RES}/table2.csv", f"{RES}/table2.md", *(f"{RES}/{o}" for o in experiment_outputs(config))]

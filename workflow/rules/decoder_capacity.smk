@@ -1,5 +1,8 @@
 # Decoder capacity (docs/method.md §6): FFG models with larger decoders, each trained and
-# evaluated by the same rules as Table 2 through its variant wildcard.
+# evaluated by the same rules as Table 2 through its variant wildcard. Declared in
+# src/vaegaps/experiments.yaml.
+
+DC = experiment("decoder_capacity")
 
 
 rule decoder_capacity:
@@ -9,7 +12,7 @@ rule decoder_capacity:
         gaps=[ref_path(DC["dataset"], r, "gaps") for r in DC.get("models", {}).values()],
         code=script_code("decoder_capacity"),
     output:
-        csv=report(f"{RES}/decoder_capacity.csv", caption="../report/decoder_capacity.rst", category="Tables"),
+        csv=report(f"{RES}/decoder_capacity.csv", caption=caption("decoder_capacity"), category="Tables"),
         per_datapoint=f"{RES}/decoder_capacity.parquet",
     params:
         dataset=DC.get("dataset"),

@@ -1,4 +1,7 @@
-# Figure 2 (docs/method.md §6): true posteriors of 2-D latent models, by grid quadrature.
+# Figure 2 (docs/method.md §6): true posteriors of 2-D latent models, by grid quadrature. Declared
+# in src/vaegaps/experiments.yaml.
+
+F2 = experiment("figure2")
 
 # Its models (VARIANT/ffg, VARIANT/flow of its dataset) and data; none in a study without the
 # experiment, whose `all` never asks for these rules.
@@ -22,7 +25,7 @@ rule figure2:
     output:
         grid=f"{RES}/figure2/grid.parquet",
         bounds=f"{RES}/figure2/bounds.parquet",
-        png=report(f"{RES}/figures/figure2.png", caption="../report/figure2.rst", category="Figures"),
+        png=report(f"{RES}/figures/figure2.png", caption=caption("figure2"), category="Figures"),
         pdf=f"{RES}/figures/figure2.pdf",
     params:
         figure=F2,
@@ -51,7 +54,7 @@ rule figure_posteriors:
     output:
         grid=f"{RES}/figure2/posteriors_grid.parquet",
         png=report(
-            f"{RES}/figures/posteriors_ffg_vs_flow.png", caption="../report/figure_posteriors.rst", category="Figures"
+            f"{RES}/figures/posteriors_ffg_vs_flow.png", caption=caption("figure_posteriors"), category="Figures"
         ),
         pdf=f"{RES}/figures/posteriors_ffg_vs_flow.pdf",
     params:

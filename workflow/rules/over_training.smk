@@ -1,18 +1,21 @@
 # Gaps over training (docs/method.md §6): the estimates at every saved snapshot of the
-# over-training models (over_training_point, in evaluate.smk), summarised and plotted.
+# over-training models (over_training_point, in evaluate.smk), summarised and plotted. Declared in
+# src/vaegaps/experiments.yaml; its settings, OT, are read in common.smk (evaluate.smk uses them).
 
 
 rule gaps_over_training:
     """The gaps at every snapshot of the over-training models, summarised per split."""
     localrule: True
     input:
-        points=[f"{RES}/over_training/{OT['dataset']}/{r}/epoch_{e}.parquet" for _, r, e in over_training_keys()],
+        points=[
+            f"{RES}/over_training/{OT['dataset']}/{r}/epoch_{e}.parquet" for _, r, e in snapshot_keys("over_training")
+        ],
         code=script_code("gaps_over_training"),
     output:
-        csv=report(f"{RES}/gaps_over_training.csv", caption="../report/gaps_over_training.rst", category="Tables"),
+        csv=report(f"{RES}/gaps_over_training.csv", caption=caption("gaps_over_training"), category="Tables"),
         per_datapoint=f"{RES}/gaps_over_training.parquet",
     params:
-        models=over_training_keys(),
+        models=snapshot_keys("over_training"),
         dataset=OT.get("dataset"),
         settings=OT.get("evaluation", {}),
     log:
@@ -37,7 +40,7 @@ rule figure_gaps_over_training:
     output:
         png=report(
             f"{RES}/figures/gaps_over_training.png",
-            caption="../report/figure_gaps_over_training.rst",
+            caption=caption("figure_gaps_over_training"),
             category="Figures",
         ),
         pdf=f"{RES}/figures/gaps_over_training.pdf",

@@ -15,7 +15,7 @@ rule refinement_table:
         qstar=[ref_path(d, f"{v}/{f}", f"local_{f}") for d, v, f in refinement_keys()],
         code=script_code("refinement_table"),
     output:
-        csv=report(f"{RES}/refinement.csv", caption="../report/refinement.rst", category="Tables"),
+        csv=report(f"{RES}/refinement.csv", caption=caption("refinement"), category="Tables"),
     params:
         models=refinement_keys(),
     log:
@@ -38,7 +38,7 @@ rule figure_refinement:
         table=f"{RES}/refinement.csv",
         code=script_code("figure_refinement"),
     output:
-        png=report(f"{RES}/figures/refinement.png", caption="../report/figure_refinement.rst", category="Figures"),
+        png=report(f"{RES}/figures/refinement.png", caption=caption("figure_refinement"), category="Figures"),
         pdf=f"{RES}/figures/refinement.pdf",
     log:
         log_path("figure_refinement"),

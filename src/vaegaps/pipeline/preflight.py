@@ -144,25 +144,21 @@ def split_sizes(results, dataset: str) -> dict[str, int] | None:
 
 
 def evaluation_sets(config: dict) -> list[tuple[str, str, int, str]]:
-    """(dataset, split, n_points, config key) of every evaluation set the study takes."""
-    from ..config import evaluation_config, figure2_config
+    """(dataset, split, n_points, config key) of every evaluation set the study takes: each
+    dataset's own (Table 2's datasets, then those the experiments evaluate at their settings),
+    then each experiment's own sets (src/vaegaps/experiments.yaml, `sets`)."""
+    from ..config import evaluation_config
+    from ..experiments import configured
 
-    exp = config.get("experiments", {})
-    datasets = list(config.get("datasets", [])) + list(exp.get("variant_tables", {}).get("datasets", []))
-    datasets += [exp[e]["dataset"] for e in ("flows_amortization", "decoder_capacity") if e in exp]
+    experiments = configured(config)
+    datasets = list(config.get("datasets", [])) + [d for exp in experiments for d in exp.dataset_names(config)]
     sets = []
     for d in dict.fromkeys(datasets):
         ev = evaluation_config(config, d)
         own = config.get("dataset_overrides", {}).get(d, {}).get("evaluation", {}).get("n_points")
         key = f"dataset_overrides.{d}.evaluation.n_points" if own is not None else "evaluation.n_points"
         sets.append((d, ev["split"], ev["n_points"], key))
-    if "over_training" in exp:
-        ot = exp["over_training"]
-        sets += [(ot["dataset"], s, ot["n_points"], "experiments.over_training.n_points") for s in ("train", "valid")]
-    if "figure2" in exp:
-        f2 = figure2_config(config)
-        sets.append((f2["dataset"], f2["split"], f2["n_points"], "experiments.figure2.n_points"))
-    return sets
+    return sets + [s for exp in experiments for s in exp.evaluation_sets(config)]
 
 
 def check_sizes(config: dict, results) -> None:
