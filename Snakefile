@@ -20,9 +20,9 @@ include: "workflow/rules/report.smk"
 
 
 # One rules file per experiment beyond Table 2 (docs/method.md §6, §7, §12), each declared once in
-# src/vaegaps/experiments.yaml (EXPERIMENTS, read in common.smk). Every model they read is trained
-# and evaluated by the rules above (train_vae, amortized_bounds, local_optimum, ais, gaps) through
-# its variant wildcard.
+# src/vaegaps/pipeline/experiments.yaml (EXPERIMENTS, read in common.smk). Every model they read is
+# trained and evaluated by the rules above (train_vae, amortized_bounds, local_optimum, ais, gaps)
+# through its variant wildcard.
 for _experiment in EXPERIMENTS.values():
 
     include: f"workflow/rules/{_experiment.rules}.smk"

@@ -10,8 +10,8 @@ from vaegaps.ais import ais, bdmc
 from vaegaps.datasets import DATASETS
 from vaegaps.families import FAMILIES
 from vaegaps.local_opt import optimize_local
+from vaegaps.pipeline.study import resolved_config
 from vaegaps.refinement import refine_curve
-from vaegaps.study import resolved_config
 
 SCHEMA = config.load_schema()
 

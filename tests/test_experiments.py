@@ -1,4 +1,4 @@
-"""The experiment registry (src/vaegaps/experiments.yaml) is the one declaration of each
+"""The experiment registry (src/vaegaps/pipeline/experiments.yaml) is the one declaration of each
 experiment: the schema's `experiments:` section, the resolved settings, the preflight's evaluation
 sets and variant checks, the rules files the Snakefile includes, the captions and the claims'
 inputs all come from it. (Its outputs against a real dry run: tests/workflow/test_experiment_outputs.py.)"""
@@ -9,8 +9,9 @@ import pytest
 import yaml
 from workflow_runner import REPO, TINY
 
-from vaegaps import claims, config, experiments, study
+from vaegaps import claims, config
 from vaegaps.errors import VaegapsError
+from vaegaps.pipeline import experiments, study
 from vaegaps.pipeline.preflight import evaluation_sets
 
 REGISTRY = experiments.EXPERIMENTS

@@ -36,7 +36,7 @@ FFG = "results/models/digits/standard/ffg"
 AIS = "results/eval/digits/standard/ffg/ais.parquet"
 AMORTIZED = "results/eval/digits/standard/ffg/amortized.parquet"
 DATA = "results/data/digits.parquet"
-# The documented command prefix of a run of the tiny config (vaegaps.rebuild.command_line).
+# The documented command prefix of a run of the tiny config (vaegaps.pipeline.rebuild.command_line).
 COMMAND = f"snakemake --cores 1 --configfile {TINY}"
 
 
@@ -382,7 +382,21 @@ def test_a_failed_retrain_of_new_settings_keeps_the_old_weights(built, tmp_path)
     assert _trained_state(work).items() >= before.items()
 
 
-def test_load_torch_names_the_exact_rebuild_command(tmp_path, monkeypatch):
+@pytest.fixture
+def workflow_hints():
+    """The pipeline layer's hints registered, as every stage and the preflight register them (the
+    library's own put back afterwards)."""
+    from vaegaps.errors import set_file_hints
+    from vaegaps.pipeline.rebuild import register
+
+    previous = register()
+    yield
+    set_file_hints(previous)
+
+
+def test_load_torch_names_the_exact_rebuild_command(tmp_path, monkeypatch, workflow_hints):
+    """In a workflow run (its hints registered) the library's loader names the exact command:
+    missing, damaged, a snapshot (its model's), a training checkpoint (moved aside)."""
     monkeypatch.delenv("VAEGAPS_SNAKEMAKE", raising=False)
     monkeypatch.chdir(tmp_path)
     model = Path("results/models/digits/standard/flow/model.pt")
@@ -404,14 +418,18 @@ def test_load_torch_names_the_exact_rebuild_command(tmp_path, monkeypatch):
         assert "\n" not in msg and msg.startswith(f"cannot read {p} (") and msg.endswith(hint), msg
     with pytest.raises(VaegapsError, match="my hint$"):
         load_torch(model, rebuild="my hint")
+    with pytest.raises(VaegapsError, match=rf"^missing file {trained}; run the stage that writes it first: "
+                                           rf"snakemake --cores 1 {trained}$"):
+        load_torch(trained)
     monkeypatch.setenv("VAEGAPS_SNAKEMAKE", "snakemake --cores 1 --configfile p.yaml")
     with pytest.raises(VaegapsError, match=r"rebuild it: snakemake --cores 1 --configfile p.yaml --force"):
         load_torch(model)
 
 
-def test_load_split_of_a_damaged_data_file_is_one_line(tmp_path):
+def test_load_split_of_a_damaged_data_file_is_one_line(tmp_path, monkeypatch, workflow_hints):
     from vaegaps.data import image_shape, load_split
 
+    monkeypatch.delenv("VAEGAPS_SNAKEMAKE", raising=False)
     path = tmp_path / "digits.parquet"
     _dataset(path, 5)
     _truncate(path)
@@ -420,6 +438,54 @@ def test_load_split_of_a_damaged_data_file_is_one_line(tmp_path):
             read()
         msg = str(e.value)
         assert "\n" not in msg and msg.startswith(f"{path} is damaged") and msg.endswith(f"--force {path}")
+    missing = tmp_path / "fashion_mnist.parquet"
+    with pytest.raises(VaegapsError, match=rf"^missing dataset file {missing}; run the prepare_dataset stage first: "
+                                           rf"snakemake --cores 1 {missing}$"):
+        load_split(missing, "train")
+
+
+def test_the_library_alone_names_no_command(tmp_path, monkeypatch):
+    """Outside a workflow (no hints registered) the library's errors of a missing or damaged file
+    say what to do in its own words, naming no tool; a stage registers the workflow's hints while it
+    runs and puts the library's back after it."""
+    from vaegaps.data import load_split
+    from vaegaps.errors import file_hints
+    from vaegaps.pipeline.rebuild import WorkflowHints
+
+    monkeypatch.setenv("VAEGAPS_SNAKEMAKE", "snakemake --cores 1 --configfile p.yaml")  # no effect here
+    model, data = tmp_path / "model.pt", tmp_path / "digits.parquet"
+    reads = (lambda: load_torch(model), lambda: load_split(data, "train"))
+
+    def error(read) -> str:
+        with pytest.raises(VaegapsError) as e:
+            read()
+        msg = str(e.value)
+        assert "snakemake" not in msg.lower() and "\n" not in msg, msg
+        return msg
+
+    assert [error(read) for read in reads] == [f"missing file {model}; run the stage that writes it first",
+                                               f"missing dataset file {data}; run the prepare_dataset stage first"]
+    save_torch({"w": torch.ones(1000)}, model)
+    _truncate(model)
+    _dataset(data, 5)
+    _truncate(data)
+    for read, start in zip(reads, (f"cannot read {model} (", f"{data} is damaged ("), strict=True):
+        msg = error(read)
+        assert msg.startswith(start) and msg.endswith("); move it aside and rerun the stage that writes it"), msg
+    assert type(file_hints()) is not WorkflowHints
+
+    # a stage's hints hold inside it only, however it ends
+    monkeypatch.chdir(tmp_path)  # no .snakemake/ here: the stage takes no run lock
+    job = SimpleNamespace(log=[str(tmp_path / "job.log")], threads=1, config={})
+    with stage(job):
+        assert isinstance(file_hints(), WorkflowHints)
+        with pytest.raises(VaegapsError, match=rf"rebuild it: snakemake --cores 1 --configfile p.yaml --force {model}$"):
+            load_torch(model)
+    assert type(file_hints()) is not WorkflowHints
+    with pytest.raises(SystemExit, match=rf"^error: cannot read {model} .*; rebuild it: snakemake .* --force {model}$"):
+        with stage(job):
+            load_torch(model)
+    assert type(file_hints()) is not WorkflowHints
 
 
 # ----------------------------------------------------------------------------- full disk, read-only

@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from vaegaps.config import validate
-from vaegaps.study import estimator_settings, resolved_config
+from vaegaps.pipeline.study import estimator_settings, resolved_config
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = REPO / "workflow" / "presets"

@@ -179,7 +179,7 @@ def test_parts_are_checked_on_every_dataset_bdmc_certifies():
     from pathlib import Path
 
     from vaegaps.config import validate
-    from vaegaps.study import check_parts
+    from vaegaps.pipeline.study import check_parts
 
     schema = Path(__file__).resolve().parents[1] / "src" / "vaegaps" / "config.schema.yaml"
     config = validate({"datasets": ["digits"], "variants": {"standard": {}, "large_encoder": {}},

@@ -268,7 +268,7 @@ def test_a_users_vae_gets_the_closed_form_curve():
 
 def test_config_refinement_settings_are_checked_in_one_line():
     from vaegaps.config import defaults, validate
-    from vaegaps.study import check_refinement, resolved_config
+    from vaegaps.pipeline.study import check_refinement, resolved_config
 
     schema = Path(__file__).resolve().parents[1] / "src" / "vaegaps" / "config.schema.yaml"
     assert defaults("evaluation")["refinement"] == {"steps": [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],

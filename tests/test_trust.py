@@ -18,7 +18,7 @@ from vaegaps.errors import VaegapsError
 from vaegaps.evaluate import bdmc_validation, encoder_gaussian, encoder_start, local_optimum
 from vaegaps.families import LocalPosterior, gaussian_sample
 from vaegaps.local_opt import optimize_local
-from vaegaps.study import resolved_config
+from vaegaps.pipeline.study import resolved_config
 from vaegaps.vae import VAE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,13 +140,13 @@ def _resolve(path):
 
 def test_paper_preset_resolves_to_the_settings_in_method_md():
     """Every experiment's estimator settings of the paper preset equal the block in docs/method.md
-    §10 (which `python -m vaegaps.study workflow/presets/paper.yaml` regenerates)."""
+    §10 (which `python -m vaegaps.pipeline.study workflow/presets/paper.yaml` regenerates)."""
     text = (REPO / "docs" / "method.md").read_text()
     block = re.search(r"<!-- resolved-settings[^>]*-->.*?```yaml\n(.*?)```", text, re.S)
     assert block, "docs/method.md §10 lacks the resolved-settings block"
     documented = yaml.safe_load(block.group(1))
     resolved = _resolve(REPO / "workflow" / "presets" / "paper.yaml")
-    from vaegaps.study import estimator_settings
+    from vaegaps.pipeline.study import estimator_settings
     assert estimator_settings(resolved) == documented
 
 

@@ -272,8 +272,9 @@ def main(argv=None):
         models = args.model or [f"results/models/fashion_mnist/standard/{f}/model.pt" for f in ("ffg", "flow")]
         missing = [m for m in models if not Path(m).exists()]
         if missing:
-            print(f"(c) skipped: no model at {', '.join(missing)}; build them with `snakemake --cores 2 "
-                  "results/table2.csv --configfile workflow/presets/fashion_cpu.yaml` or pass --model")
+            print(f"(c) skipped: no model at {', '.join(missing)}; build Table 2 of "
+                  "workflow/presets/fashion_cpu.yaml first (README.md, \"Speed\", part (c), gives the command) "
+                  "or pass --model")
         else:
             bench_certified(models, args.data, args.preset, args.sim_points, args.real_points)
     if "d" not in skip:

@@ -1,5 +1,5 @@
 """Config validation and the merged settings of one model, dataset or family (no torch: imported by
-the Snakefile). A whole study's checks and resolved record, across its experiments: vaegaps.study."""
+the Snakefile). A whole study's checks and resolved record, across its experiments: vaegaps.pipeline.study."""
 
 from __future__ import annotations
 
@@ -43,15 +43,16 @@ def fill_defaults(instance: dict, schema: dict, root: dict) -> dict:
 
 # package data (pyproject.toml), so an installed wheel finds it as the Snakefile does
 SCHEMA = Path(__file__).with_name("config.schema.yaml")
-# the experiment registry's declarations (vaegaps.experiments reads them): each one's `schema` is
-# its section of `experiments:`. Read as data here, so the stages that import this module do not
-# import the registry's code (it is no code input of theirs).
-EXPERIMENT_DECLARATIONS = Path(__file__).with_name("experiments.yaml")
+# the experiment registry's declarations (package data of the pipeline layer, which reads them:
+# vaegaps.pipeline.experiments): each one's `schema` is its section of `experiments:`. Read as data
+# here, never imported, so the library imports nothing of the pipeline and the stages that import
+# this module do not import the registry's code (it is no code input of theirs).
+EXPERIMENT_DECLARATIONS = Path(__file__).parent / "pipeline" / "experiments.yaml"
 
 
 def load_schema(schema_path: str | Path = SCHEMA) -> dict:
     """The config schema (src/vaegaps/config.schema.yaml) as a dict, with the section of every
-    experiment under `experiments:` from its declaration (src/vaegaps/experiments.yaml)."""
+    experiment under `experiments:` from its declaration (src/vaegaps/pipeline/experiments.yaml)."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     declared = yaml.safe_load(EXPERIMENT_DECLARATIONS.read_text())
     schema["properties"]["experiments"]["properties"] = {n: e["schema"] for n, e in declared.items() if "schema" in e}

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .datasets import _BUILDERS, SPLITS, Splits, _digits_source, _spec
-from .errors import VaegapsError
+from .errors import VaegapsError, damaged_message, file_hints
 from .fetch import _obtain
 from .io import read_metadata, write_parquet
 
@@ -101,8 +101,6 @@ def load_split(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndar
     if split not in SPLITS:
         raise VaegapsError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     _require(path)
-    from .rebuild import damaged_message
-
     try:
         table = pq.read_table(path, columns=["index", "label", "pixels"], filters=[("split", "=", split)])
     except (pa.ArrowException, OSError) as exc:  # damaged inside, or not a prepared dataset
@@ -119,13 +117,10 @@ def load_split(path: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndar
 
 
 def _require(path: str | os.PathLike) -> None:
-    """`path` exists and its Parquet footer reads: a truncated file is one line naming it and the
-    command that rebuilds it, not a pyarrow traceback."""
-    from .rebuild import damaged_message, rerun_command
-
+    """`path` exists and its Parquet footer reads: a missing or truncated file is one line naming it
+    and what to do (vaegaps.errors.file_hints: in a workflow, the command), not a pyarrow traceback."""
     if not Path(path).is_file():
-        raise VaegapsError(f"missing dataset file {path}; run the prepare_dataset stage first: "
-                           f"{rerun_command()} {path}")
+        raise VaegapsError(f"missing dataset file {path}; {file_hints().missing(path, 'the prepare_dataset stage')}")
     try:
         pq.read_schema(path)
     except (pa.ArrowException, OSError) as exc:

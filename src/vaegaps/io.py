@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import VaegapsError
+from .errors import VaegapsError, file_hints
 
 META_KEY = b"vaegaps"
 
@@ -155,18 +155,16 @@ def save_torch(obj: Any, path: str | os.PathLike) -> None:
 
 def load_torch(path: str | os.PathLike, map_location: Any = "cpu", rebuild: str | None = None) -> Any:
     """Load tensors only (weights_only=True): a checkpoint can never run code. A missing or
-    damaged file is one line naming it and the command that rebuilds it: `rebuild` (what to do,
-    e.g. "rebuild it: COMMAND"), by default derived from the path (vaegaps.rebuild)."""
+    damaged file is one line naming it and what to do: `rebuild` (e.g. "rebuild it: COMMAND"),
+    by default the registered hints' (vaegaps.errors.file_hints: in a workflow, its command)."""
     import torch
-
-    from .rebuild import rebuild_hint, rerun_command
 
     path = Path(path)
     if not path.exists():
-        raise VaegapsError(f"missing file {path}; run the stage that writes it first: {rerun_command()} {path}")
+        raise VaegapsError(f"missing file {path}; {file_hints().missing(path)}")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt or foreign file
         why = " ".join(str(exc).split())[:120]
         raise VaegapsError(f"cannot read {path} ({type(exc).__name__}: {why}); "
-                           f"{rebuild or rebuild_hint(path)}") from exc
+                           f"{rebuild or file_hints().damaged(path)}") from exc

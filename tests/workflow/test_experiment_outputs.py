@@ -1,4 +1,4 @@
-"""What `snakemake all` plans is what the experiment registry (src/vaegaps/experiments.yaml)
+"""What `snakemake all` plans is what the experiment registry (src/vaegaps/pipeline/experiments.yaml)
 declares: each configured experiment's outputs and the claims' inputs it writes, and nothing of an
 experiment the study leaves out (the claims then neither)."""
 
@@ -10,7 +10,7 @@ import pytest
 import yaml
 from workflow_runner import REPO, TINY
 
-from vaegaps.experiments import EXPERIMENTS
+from vaegaps.pipeline.experiments import EXPERIMENTS
 
 pytestmark = pytest.mark.slow  # real Snakemake dry runs: the slow tier
 

@@ -212,7 +212,7 @@ def run_settings(results, fallback: dict) -> dict:
     import yaml
 
     from vaegaps.io import read_metadata
-    from vaegaps.study import resolved_config
+    from vaegaps.pipeline.study import resolved_config
 
     gaps = sorted(Path(results).glob("gaps/**/*.parquet"), key=lambda p: p.stat().st_mtime)
     for path in reversed(gaps):

@@ -1,6 +1,6 @@
 # The claims (docs/method.md §7), tested on the per-datapoint numbers of every experiment: the
 # gaps of the Table 2 and Table 3 models, and each experiment's file its declaration names for them
-# (src/vaegaps/experiments.yaml, `claims`).
+# (src/vaegaps/pipeline/experiments.yaml, `claims`).
 
 
 rule claims:

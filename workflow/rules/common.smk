@@ -21,7 +21,7 @@ from vaegaps.config import (  # torch-free
     validate,
     write_resolved,
 )
-from vaegaps.study import (  # a study across its experiments, torch-free
+from vaegaps.pipeline.study import (  # a study across its experiments, torch-free
     check_parts,
     check_refinement,
     check_variants,
@@ -30,8 +30,8 @@ from vaegaps.study import (  # a study across its experiments, torch-free
 )
 from vaegaps.pipeline.preflight import preflight  # torch-free
 from vaegaps.datasets import DATASETS  # the dataset registry, torch-free
-from vaegaps.experiments import EXPERIMENTS, claims_inputs, outputs as experiment_outputs  # torch-free
-from vaegaps.experiments import caption as caption_text
+from vaegaps.pipeline.experiments import EXPERIMENTS, claims_inputs, outputs as experiment_outputs  # torch-free
+from vaegaps.pipeline.experiments import caption as caption_text
 from vaegaps.errors import VaegapsError
 from vaegaps.pipeline.stage import one_line, share_source  # torch-free
 from vaegaps.pipeline.codedeps import script_code as code_of  # reads sources, imports nothing
@@ -317,15 +317,15 @@ def table2_keys():
     return [(d, f) for d in config["datasets"] for f in config["families"]]
 
 
-# The experiments beyond Table 2, each declared once in src/vaegaps/experiments.yaml (its config
-# section, the models it reads, its evaluation overrides, outputs, captions and the claims' inputs
-# it writes): the Snakefile includes each one's rules, and these helpers read the declarations.
+# The experiments beyond Table 2, each declared once in src/vaegaps/pipeline/experiments.yaml (its
+# config section, the models it reads, its evaluation overrides, outputs, captions and the claims'
+# inputs it writes): the Snakefile includes each one's rules, and these helpers read the declarations.
 
 
 def experiment(name):
     """The settings experiment NAME's rules read: its section with its evaluation overrides applied
-    (vaegaps.study.experiment_settings); {} in a study without it, whose `all` never asks for its
-    rules' outputs."""
+    (vaegaps.pipeline.study.experiment_settings); {} in a study without it, whose `all` never asks
+    for its rules' outputs."""
     return experiment_settings(config, name)
 
 

@@ -1,6 +1,6 @@
 # Decoder capacity (docs/method.md §6): FFG models with larger decoders, each trained and
 # evaluated by the same rules as Table 2 through its variant wildcard. Declared in
-# src/vaegaps/experiments.yaml.
+# src/vaegaps/pipeline/experiments.yaml.
 
 DC = experiment("decoder_capacity")
 

@@ -1,5 +1,5 @@
 # Figure 2 (docs/method.md §6): true posteriors of 2-D latent models, by grid quadrature. Declared
-# in src/vaegaps/experiments.yaml.
+# in src/vaegaps/pipeline/experiments.yaml.
 
 F2 = experiment("figure2")
 

@@ -1,6 +1,6 @@
 # Flows and amortization (docs/method.md §6): new encoders on a frozen decoder, each model trained
 # and evaluated by the same rules as Table 2 through its variant wildcard. Declared in
-# src/vaegaps/experiments.yaml.
+# src/vaegaps/pipeline/experiments.yaml.
 
 FA = experiment("flows_amortization")
 

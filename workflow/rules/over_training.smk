@@ -1,6 +1,7 @@
 # Gaps over training (docs/method.md §6): the estimates at every saved snapshot of the
 # over-training models (over_training_point, in evaluate.smk), summarised and plotted. Declared in
-# src/vaegaps/experiments.yaml; its settings, OT, are read in common.smk (evaluate.smk uses them).
+# src/vaegaps/pipeline/experiments.yaml; its settings, OT, are read in common.smk (evaluate.smk uses
+# them).
 
 
 rule gaps_over_training:

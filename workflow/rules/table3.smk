@@ -1,6 +1,6 @@
 # Table 3 (docs/method.md §6): Table 2's quantities for the variant models, each trained and
 # evaluated by the same rules as Table 2 through its variant wildcard. Declared as the experiment
-# `variant_tables` (src/vaegaps/experiments.yaml).
+# `variant_tables` (src/vaegaps/pipeline/experiments.yaml).
 
 
 rule table3:

@@ -10,4 +10,8 @@ library (estimators, models, data, tables), never the other way round.
 - recovery: the run lock that tells a killed run's stale Snakemake locks from a live run's
 - preflight: the checks the Snakefile runs before the DAG
 - codedeps: each rule's code inputs, from its script's imports
+- rebuild: the exact command a missing or damaged file's error names (the library's errors take it
+  through vaegaps.errors.set_file_hints)
+- experiments: the experiment registry (experiments.yaml, package data), one declaration each
+- study: a study across its experiments: their checks, settings and the resolved record
 """

@@ -25,8 +25,8 @@ import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
-from ..errors import VaegapsError
-from ..rebuild import COMMAND_ENV, checkpoint_model, command_line, damaged_message, rebuild_hint
+from ..errors import VaegapsError, damaged_message
+from .rebuild import COMMAND_ENV, checkpoint_model, command_line, rebuild_hint, register
 from .recovery import RUN_LOCK, LiveRun, claim_run
 
 # ----------------------------------------------------------------------------- damaged files
@@ -77,8 +77,8 @@ def check_damage(damaged, mode) -> None:
         if mode.rebuilds(f):
             continue
         # no retraining for a checkpoint: its finished model does not need it
-        hint = None if _read_now(f) else (f"its model is finished without it; move it aside: "
-                                           f"mv {shlex.quote(str(f))} {shlex.quote(str(f))}.damaged")
+        hint = rebuild_hint(f) if _read_now(f) else (f"its model is finished without it; move it aside: "
+                                                      f"mv {shlex.quote(str(f))} {shlex.quote(str(f))}.damaged")
         print(f"vaegaps: warning: {damaged_message(f, why, hint)}", file=sys.stderr)
 
 
@@ -146,9 +146,9 @@ def split_sizes(results, dataset: str) -> dict[str, int] | None:
 def evaluation_sets(config: dict) -> list[tuple[str, str, int, str]]:
     """(dataset, split, n_points, config key) of every evaluation set the study takes: each
     dataset's own (Table 2's datasets, then those the experiments evaluate at their settings),
-    then each experiment's own sets (src/vaegaps/experiments.yaml, `sets`)."""
+    then each experiment's own sets (src/vaegaps/pipeline/experiments.yaml, `sets`)."""
     from ..config import evaluation_config
-    from ..experiments import configured
+    from .experiments import configured
 
     experiments = configured(config)
     datasets = list(config.get("datasets", [])) + [d for exp in experiments for d in exp.dataset_names(config)]
@@ -177,8 +177,10 @@ def check_sizes(config: dict, results) -> None:
 
 def preflight(config, results, configfiles=(), dryrun: bool = False, workdir=".", argv=None) -> None:
     """Everything above, in the main Snakemake process before the DAG is built. A dry run
-    changes nothing: it only reports. `argv`: Snakemake's command line (default sys.argv)."""
+    changes nothing: it only reports. `argv`: Snakemake's command line (default sys.argv). From
+    here on the library's errors of a missing or damaged file name this run's command."""
     os.environ[COMMAND_ENV] = command_line(configfiles)
+    register()
     check_sizes(config, results)
     damaged = damaged_files(results)
     if dryrun:

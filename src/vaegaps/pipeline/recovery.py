@@ -1,7 +1,7 @@
-"""Recovering from kills and damaged files, in the jobs and at parse time: the run lock that tells
-a killed run's stale Snakemake locks from a live run's, and the one-line
-hints that name the command rebuilding a damaged file are in vaegaps.rebuild. Standard library
-only: every stage imports it (through vaegaps.pipeline.stage).
+"""Recovering from kills, in the jobs and at parse time: the run lock that tells a killed run's
+stale Snakemake locks from a live run's (the one-line hints that name the command rebuilding a
+damaged file are in vaegaps.pipeline.rebuild). Standard library only: every stage imports it
+(through vaegaps.pipeline.stage).
 
 Snakemake refuses to run ("Directory cannot be locked") while .snakemake/locks/ holds lock files
 that name its outputs, and a run killed with kill -9 never removes its own. Every live vaegaps

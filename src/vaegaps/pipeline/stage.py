@@ -60,11 +60,26 @@ def stage(snakemake) -> Iterator[Stage]:
     """Log to the rule's log file, pin torch threads to the rule's threads, and turn a
     VaegapsError, or a full disk or read-only folder met anywhere, into a one-line message and
     exit status 1 (outputs are written atomically, so nothing half-written is left). The job
-    holds its run's lock while it runs (vaegaps.pipeline.recovery: its locks are not stale).
-    Yields the job's `Stage`, whose writer records the study's settings in each Parquet."""
+    holds its run's lock while it runs (vaegaps.pipeline.recovery: its locks are not stale), and
+    the library's errors of a missing or damaged file name the command that rebuilds it
+    (vaegaps.pipeline.rebuild). Yields the job's `Stage`, whose writer records the study's
+    settings in each Parquet."""
+    from ..errors import set_file_hints
+    from .rebuild import register
     from .recovery import hold_run_lock
 
     hold_run_lock()
+    previous = register()
+    try:
+        with _job(snakemake) as job:
+            yield job
+    finally:
+        set_file_hints(previous)  # matters only where a stage runs in-process (the tests)
+
+
+@contextlib.contextmanager
+def _job(snakemake) -> Iterator[Stage]:
+    """stage() once its lock is held and its hints registered: log, threads, one-line errors."""
     log_file = snakemake.log[0] if len(snakemake.log) else None
     try:
         logging.basicConfig(filename=log_file, level=logging.INFO, force=True,

@@ -1,9 +1,10 @@
-"""The experiment registry: one declaration per experiment in src/vaegaps/experiments.yaml (package
-data), read here. Every place that used to name experiments one by one iterates it instead: the
-Snakefile includes each one's rules, workflow/rules/common.smk builds what `all` asks for and the
-models each reads, vaegaps.config puts each one's section into the schema, vaegaps.study builds
-each one's settings, checks and record in results/config.resolved.yaml, and the preflight checks
-each one's evaluation sets. No torch and nothing of the package but its errors (the Snakefile reads
+"""The experiment registry: one declaration per experiment in experiments.yaml beside this module
+(package data), read here. Every place that used to name experiments one by one iterates it
+instead: the Snakefile includes each one's rules, workflow/rules/common.smk builds what `all` asks
+for and the models each reads, vaegaps.config puts each one's section into the schema (reading the
+YAML as data: the library imports nothing of this layer), vaegaps.pipeline.study builds each one's
+settings, checks and record in results/config.resolved.yaml, and the preflight checks each one's
+evaluation sets. No torch and nothing of the package but its errors (the Snakefile reads
 it at parse time). No stage imports it: editing a declaration (a caption) reruns no job.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import VaegapsError
+from ..errors import VaegapsError
 
 REGISTRY = Path(__file__).with_name("experiments.yaml")
 # `requires: claims feeders`: every experiment whose outputs the claims read
@@ -92,7 +93,7 @@ class Experiment:
         return list(self.named_models(config).values())
 
     def variant_refs(self, config: dict) -> list[tuple[str, str]]:
-        """(config key, variant) of every variant its section names (vaegaps.study.check_variants)."""
+        """(config key, variant) of every variant its section names (vaegaps.pipeline.study.check_variants)."""
         spec, sec = self.models, self.section(config)
         if not spec or not sec:
             return []

@@ -1,12 +1,16 @@
-"""The one-line hints a missing or damaged file's error carries: the exact `snakemake` command that
-rebuilds it. Standard library only; read by the library's loaders (vaegaps.io, vaegaps.data) and by
-the pipeline's preflight, which records the run's command line for its jobs (COMMAND_ENV)."""
+"""The workflow's hints for a missing or damaged file (vaegaps.errors.FileHints): the exact
+`snakemake` command that builds or rebuilds it. Registered by every stage (vaegaps.pipeline.stage)
+and by the preflight, which also records the run's command line for its jobs (COMMAND_ENV), so the
+library's loaders (vaegaps.io, vaegaps.data) name the command without knowing it. Standard
+library and vaegaps.errors only."""
 
 from __future__ import annotations
 
 import os
 import shlex
 from pathlib import Path
+
+from ..errors import FileHints, set_file_hints
 
 # The snakemake command line of this run (with its --configfile), set by the main process for its
 # jobs, so that an error names the exact command that rebuilds a file.
@@ -47,8 +51,17 @@ def rebuild_hint(path) -> str:
     return f"rebuild it: {sm} --force {q(str(p))}"
 
 
-def damaged_message(path, why: str, hint: str | None = None) -> str:
-    """One line: the damaged file, why it cannot be read, and the command that rebuilds it (or
-    `hint`)."""
-    why = " ".join(str(why).split())[:160]
-    return f"{path} is damaged ({why}); {hint or rebuild_hint(path)}"
+class WorkflowHints(FileHints):
+    """The library's hints with the exact command of this run: the one that builds a missing file,
+    the one that rebuilds a damaged one (`rebuild_hint`)."""
+
+    def missing(self, path, writer: str = "the stage that writes it") -> str:
+        return f"{super().missing(path, writer)}: {rerun_command()} {path}"
+
+    def damaged(self, path) -> str:
+        return rebuild_hint(path)
+
+
+def register() -> FileHints:
+    """Make the library's errors name this workflow's commands; returns the hints replaced."""
+    return set_file_hints(WorkflowHints())

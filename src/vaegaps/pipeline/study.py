@@ -1,11 +1,11 @@
 """A study across its experiments (no torch: imported by the Snakefile): the checks of a validated
 config that span Table 2 and every experiment, the settings each experiment's rules read, and the
 resolved record of every setting (results/config.resolved.yaml). The experiments are those of the
-registry (vaegaps.experiments, src/vaegaps/experiments.yaml), never named one by one here. No stage
-imports this module: editing it or the registry reruns no job.
+registry (vaegaps.pipeline.experiments, src/vaegaps/pipeline/experiments.yaml), never named one by
+one here. No stage imports this module: editing it or the registry reruns no job.
 
-python -m vaegaps.study STUDY.yaml prints a study's estimator settings, fully resolved (the block of
-docs/method.md §10 for the paper preset).
+python -m vaegaps.pipeline.study STUDY.yaml prints a study's estimator settings, fully resolved (the
+block of docs/method.md §10 for the paper preset).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from . import experiments as registry
-from .config import (
+from ..config import (
     FAMILIES,
     SCHEMA,
     check_refinement_steps,
@@ -28,7 +27,8 @@ from .config import (
     split_ref,
     validate,
 )
-from .errors import VaegapsError
+from ..errors import VaegapsError
+from . import experiments as registry
 
 
 def _part(section: dict, part: str):
@@ -151,7 +151,7 @@ def estimator_settings(resolved: dict) -> dict:
 
 
 def main(argv=None) -> None:
-    """python -m vaegaps.study STUDY.yaml: print its estimator settings, fully resolved."""
+    """python -m vaegaps.pipeline.study STUDY.yaml: print its estimator settings, fully resolved."""
     import sys
 
     path = (argv or sys.argv[1:])[0]
