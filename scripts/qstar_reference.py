@@ -1,12 +1,14 @@
 """q*: today's optimiser (Adam, patience rule) against the default one, per model and family.
 
 The default (`method: auto`) is the variational Newton iteration for FFG and Adam in cycles in
-standardised coordinates for the flow families (docs/method.md §4). For each model and family, both
+standardised coordinates for the flow families, their steps on the path-derivative gradient
+(`gradient: path`; docs/method.md §4). For each model and family, both
 optimisers run at the preset's settings on the first --n-points datapoints of the evaluation split
 (CPU time of this process, one thread, side by side); a flow family's two runs start from the same
 q*_FFG, fitted once beforehand and counted in neither. Then a reference optimum per datapoint:
 from the better of the two q*, 4x the preset's draws per step and a learning rate decayed to zero
-(FFG: Adam, cosine, --ref-steps; flows: one cosine cycle of --ref-steps at half the cycle rate).
+(FFG: Adam, cosine, --ref-steps; flows: one cosine cycle of --ref-steps at half the cycle rate,
+with the path-derivative gradient whatever the preset's `gradient`: the stronger of the two).
 All three are scored on the same --eval-samples fresh draws (common random numbers); L_ref is the
 best of the three per datapoint, so the paired L[q*] - L_ref is never flattered. Targets (issue
 22): CPU ratio (adam / default) >= 5, paired mean >= -0.02 nats, no datapoint below -0.1.
@@ -56,12 +58,13 @@ def reference_ffg(lik, mean, logvar, n_samples, steps, lr, seed):
 
 
 def reference_flow(model, lik, family, start, cfg, steps, seed):
-    """One cosine cycle of Adam in standardised coordinates from `start`, 4x the draws, half the rate."""
+    """One cosine cycle of Adam in standardised coordinates from `start`, 4x the draws, half the rate,
+    path-derivative gradient."""
     n = len(start["mean"])
     r = optimize_local(lik, model.z_dim, n, family=family, n_samples=4 * cfg["n_samples"], generator=seed,
                        init=start, hidden=model.family_hidden[family], flow_steps=model.flow_steps,
                        method="cycles", cycle_lr=cfg["cycle_lr"] / 2, cycle_steps=steps, probe_steps=steps,
-                       max_steps=steps, final_samples=100, stream="reference")
+                       max_steps=steps, final_samples=100, stream="reference", gradient="path")
     return r.params
 
 

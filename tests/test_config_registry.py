@@ -33,7 +33,7 @@ def test_optimize_local_defaults_to_the_schema_local_settings():
     local = config.defaults("local")
     sig = _signature_defaults(optimize_local)
     shared = {k: local[k] for k in sig if k in local and k != "init"}   # `init`: the start's tensors
-    assert len(shared) == 15 and {k: sig[k] for k in shared} == shared
+    assert len(shared) == 16 and {k: sig[k] for k in shared} == shared
     flow_steps = config.defaults("model")["flow_steps"]
     assert sig["flow_steps"] == flow_steps and _signature_defaults(refine_curve)["flow_steps"] == flow_steps
 

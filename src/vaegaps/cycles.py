@@ -12,6 +12,12 @@ difference of two nearby q has little noise), and a datapoint keeps the better o
 probe's gain is the datapoint's `remaining_gain`: what one more cycle found, an estimate of what is
 left, and `converged` means it is below `gain_tol`. Draws are keyed by datapoint and step, and
 cycles are the same for every datapoint, so results do not depend on the batch.
+
+The steps follow the path-derivative gradient by default (`gradient: path`; families.path_sample):
+z is drawn through the live parameters, but log q is that of z with q's own parameters detached,
+so the gradient keeps only its path through z. Its mean is the reparametrised gradient's, and its
+noise vanishes where q is the posterior, so the last steps of a cycle are not spent on noise.
+Only the steps change: every gain and the final L[q*] are the ordinary estimates of the bound.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from torch.func import functional_call
 from . import rng
 from .adam import adam_update
 from .bounds import SAMPLE_BATCH, elbo_loss_and_grads, monte_carlo_bounds
+from .families import path_sample
 from .likelihood import restrict
 from .whiten import fold, whiten
 
@@ -33,6 +40,7 @@ log = logging.getLogger(__name__)
 WARMUP = 0.1        # fraction of a cycle over which the learning rate rises linearly
 PROBE_LR = 0.25     # a probe cycle's peak learning rate, as a fraction of the first cycle's
 MIN_STD = 1e-4      # floor of the standardising scale s (a collapsed start would divide by 0)
+GRADIENTS = ("path", "reparam")   # the step's gradient estimator (evaluation.local.gradient)
 
 
 def cycle_lr(step: int, length: int, peak: float, warmup: bool = True) -> float:
@@ -88,9 +96,13 @@ def _refresh(params: dict, fresh: dict | None) -> dict:
 
 def adam_cycles(q, start: dict, log_likelihood, index, seed: int, stream: str, n_samples: int, lr: float,
                 cycle_steps: int, probe_steps: int, max_steps: int, gain_tol: float, gain_samples: int,
-                std_samples: int, sample_batch: int = SAMPLE_BATCH, fresh: dict | None = None) -> CyclesRun:
+                std_samples: int, sample_batch: int = SAMPLE_BATCH, fresh: dict | None = None, *,
+                gradient: str) -> CyclesRun:
     """Optimise the per-datapoint flow parameters `start` (z space, LocalPosterior names) of q.
-    `fresh`: q's keyed initial parameters of these datapoints (see `_refresh`)."""
+    `fresh`: q's keyed initial parameters of these datapoints (see `_refresh`). `gradient`: 'path'
+    (the path-derivative gradient, families.path_sample) or 'reparam' (the reparametrised one)."""
+    if gradient not in GRADIENTS:
+        raise ValueError(f"gradient must be one of {', '.join(GRADIENTS)}, got {gradient!r}")
     n, dev = index.shape[0], start["mean"].device
     m, s = standardiser(q, start, index, seed, f"{stream}/standardise", std_samples, sample_batch)
     m_all, s_all = m, s
@@ -107,6 +119,12 @@ def adam_cycles(q, start: dict, log_likelihood, index, seed: int, stream: str, n
 
     def sample(params, noise):   # the z-space q of u-space `params`, on the active rows' (m, s)
         u, log_qu = functional_call(q, params, (noise,))
+        return m.unsqueeze(1) + s.unsqueeze(1) * u, log_qu - torch.log(s).sum(-1, keepdim=True)
+
+    def step_sample(params, noise):   # the same z and log q, shaped for the chosen gradient
+        if gradient == "reparam":
+            return sample(params, noise)
+        u, log_qu = path_sample(q, params, noise)
         return m.unsqueeze(1) + s.unsqueeze(1) * u, log_qu - torch.log(s).sum(-1, keepdim=True)
 
     def common_elbo(params):
@@ -140,7 +158,7 @@ def adam_cycles(q, start: dict, log_likelihood, index, seed: int, stream: str, n
         before = {k: v.clone() for k, v in work.items()}
         for j in range(1, length + 1):
             noise = rng.normal(seed, stream, index[active], t + j, (n_samples, n_noise, z_dim), dtype=m.dtype)
-            loss, grads = elbo_loss_and_grads(sample, work, loglik, noise)
+            loss, grads = elbo_loss_and_grads(step_sample, work, loglik, noise)
             with torch.no_grad():
                 blown = ~torch.isfinite(loss)
                 for g in grads:

@@ -147,7 +147,8 @@ def fit_qstar(model: VAE, x: torch.Tensor, index: np.ndarray, family: str, local
                        restarts=cfg["restarts"], stream=f"local_{family}", method=cfg["method"],
                        newton_step=cfg["newton_step"], newton_window=cfg["newton_window"],
                        gain_tol=cfg["gain_tol"], gain_samples=cfg["gain_samples"], cycle_lr=cfg["cycle_lr"],
-                       cycle_steps=cfg["cycle_steps"], probe_steps=cfg["probe_steps"])
+                       cycle_steps=cfg["cycle_steps"], probe_steps=cfg["probe_steps"],
+                       gradient=cfg["gradient"])
     n_bad = int(r.diverged.sum())
     if n_bad:
         if cfg["method"] == "newton":

@@ -12,9 +12,12 @@ datapoint dimension; see `LocalPosterior`).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from . import rng
 from .bounds import LOG_2PI, log_normal_diag
@@ -23,6 +26,7 @@ from .nets import BatchedLinear, CouplingNet
 # Coupling scales are sigmoid(logit + SCALE_BIAS): with zero-initialised heads a fresh flow is
 # close to the identity (sigmoid(3)^2 ≈ 0.91) instead of halving z at every step.
 SCALE_BIAS = 3.0
+_FRESH_SIGMOID = 1 / (1 + math.exp(-SCALE_BIAS))   # a zero head's scale σ(SCALE_BIAS), in float64
 FAMILIES = ("ffg", "flow", "realnvp")
 
 
@@ -52,6 +56,7 @@ class FFG(nn.Module):
     """Fully factorised Gaussian q(z) = N(mean, diag σ²)."""
 
     n_noise = 1
+    bound_only = ()
 
     def __init__(self, z_dim: int, **_ignored):
         super().__init__()
@@ -59,6 +64,13 @@ class FFG(nn.Module):
 
     def forward(self, mean, logvar, noise, context=None):
         return gaussian_sample(mean.unsqueeze(-2), logvar.unsqueeze(-2), noise[..., 0, :])
+
+    def draw(self, mean, logvar, noise, context=None):
+        """The draw of `forward` without its density: the point (z,)."""
+        return (self.forward(mean, logvar, noise)[0],)
+
+    def log_density(self, mean, logvar, z, context=None):
+        return log_normal_diag(z, mean.unsqueeze(-2), logvar.unsqueeze(-2))
 
 
 class AuxFlow(nn.Module):
@@ -69,6 +81,7 @@ class AuxFlow(nn.Module):
     """
 
     n_noise = 2
+    bound_only = ("r_v",)   # in the bound's log q term, not in the law of the draw (path_sample)
 
     def __init__(self, z_dim: int, hidden: int = 200, steps: int = 2, context: int = 0,
                  batch: tuple[int, ...] = (), act: str = "elu"):
@@ -84,8 +97,8 @@ class AuxFlow(nn.Module):
         self.z_nets = nn.ModuleList(net() for _ in range(steps))
 
     def fresh_scale(self) -> torch.Tensor:
-        """The factor by which a fresh flow (zero heads) scales z0 and v0: σ(SCALE_BIAS)^T."""
-        return torch.full((self.z_dim,), torch.sigmoid(torch.tensor(SCALE_BIAS)).item() ** len(self.z_nets))
+        """The factor by which a fresh flow (zero heads) scales z0 and v0: σ(SCALE_BIAS)^T (float64)."""
+        return torch.full((self.z_dim,), _FRESH_SIGMOID ** len(self.z_nets), dtype=torch.float64)
 
     def flow(self, z, v, c=None):
         """(z0, v0) → (z_T, v_T, Σ_t log|det J_t|)."""
@@ -112,6 +125,13 @@ class AuxFlow(nn.Module):
         log_r = log_normal_diag(v, *self.r_v(z, context))
         return z, log_q + log_qv - logdet - log_r
 
+    def draw(self, mean, logvar, noise, context=None):
+        """The draw of `forward` without its density: the point (z_T, v_T)."""
+        z0, _ = gaussian_sample(mean.unsqueeze(-2), logvar.unsqueeze(-2), noise[..., 0, :])
+        v0, _ = gaussian_sample(*self.q_v0(z0, context), noise[..., 1, :])
+        z, v, _ = self.flow(z0, v0, context)
+        return z, v
+
     def log_density(self, mean, logvar, z, v, context=None):
         """log q(z_T, v_T) − log r(v_T | z_T) at given points, by inverting the flow."""
         z0, v0, logdet = self.inverse(z, v, context)
@@ -125,6 +145,7 @@ class RealNVP(nn.Module):
     by a one-hidden-layer net of the other half."""
 
     n_noise = 1
+    bound_only = ()
 
     def __init__(self, z_dim: int, hidden: int = 50, steps: int = 2, context: int = 0,
                  batch: tuple[int, ...] = (), act: str = "elu"):
@@ -139,10 +160,10 @@ class RealNVP(nn.Module):
 
     def fresh_scale(self) -> torch.Tensor:
         """The factor by which a fresh flow (zero heads) scales each coordinate of z0."""
-        a = torch.ones(self.z_dim)
+        a = torch.ones(self.z_dim, dtype=torch.float64)
         for k in range(len(self.nets)):
             half = slice(self.split, None) if k % 2 == 0 else slice(0, self.split)
-            a[half] *= torch.sigmoid(torch.tensor(SCALE_BIAS)).item()
+            a[half] *= _FRESH_SIGMOID
         return a
 
     def _halves(self, z):
@@ -168,6 +189,11 @@ class RealNVP(nn.Module):
         z0, log_q = gaussian_sample(mean.unsqueeze(-2), logvar.unsqueeze(-2), noise[..., 0, :])
         z, logdet = self.flow(z0, context)
         return z, log_q - logdet
+
+    def draw(self, mean, logvar, noise, context=None):
+        """The draw of `forward` without its density: the point (z,)."""
+        z0, _ = gaussian_sample(mean.unsqueeze(-2), logvar.unsqueeze(-2), noise[..., 0, :])
+        return (self.flow(z0, context)[0],)
 
     def log_density(self, mean, logvar, z, context=None):
         z0, logdet = self.inverse(z, context)
@@ -253,6 +279,30 @@ class LocalPosterior(nn.Module):
     def n_noise(self) -> int:
         return self.family.n_noise
 
-    def forward(self, noise: torch.Tensor):
-        """noise (N, S, n_noise, D) → z (N, S, D), log q (N, S)."""
+    def forward(self, noise: torch.Tensor | None = None, *, point: bool = False, at: tuple | None = None):
+        """noise (N, S, n_noise, D) → z (N, S, D), log q (N, S). The two halves of that, for
+        `path_sample`: with `point`, only the draw's point ((z,), or (z_T, v_T) for the auxiliary
+        flow); with `at` (such a point), only its log q, the flow inverted (no noise)."""
+        if at is not None:
+            return self.family.log_density(self.mean, self.logvar, *at)
+        if point:
+            return self.family.draw(self.mean, self.logvar, noise)
         return self.family(self.mean, self.logvar, noise)
+
+    def in_bound_only(self, name: str) -> bool:
+        """Whether parameter `name` enters only the bound's log q term, not the law of the draw
+        (the auxiliary flow's reverse model r)."""
+        return any(name.startswith(f"family.{m}.") for m in self.family.bound_only)
+
+
+def path_sample(q: LocalPosterior, params: dict, noise: torch.Tensor):
+    """z (N, S, D) and log q (N, S) of the local q under `params`, shaped for the path-derivative
+    ("sticking the landing") gradient (docs/method.md §4): z is drawn through `params`, and log q
+    is the density of that z under the same values with the parameters of q's law detached, so
+    the gradient of log p(x, z) − log q keeps only its path through z and drops the score term
+    E[∇ log q] (zero in expectation, and what makes the gradient noisy near the optimum). The
+    auxiliary flow's reverse model r stays live: its gradient is no score term. The values equal
+    `functional_call(q, params, (noise,))`'s up to the rounding of the flow's inverse."""
+    point = functional_call(q, params, (noise,), {"point": True})
+    stopped = {k: v if q.in_bound_only(k) else v.detach() for k, v in params.items()}
+    return point[0], functional_call(q, stopped, (), {"at": point})

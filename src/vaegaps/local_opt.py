@@ -24,7 +24,7 @@ from . import rng
 from .adam import adam_update
 from .bounds import SAMPLE_BATCH, elbo_loss_and_grads, monte_carlo_bounds
 from .config import defaults, local_method
-from .cycles import adam_cycles
+from .cycles import GRADIENTS, adam_cycles
 from .errors import VaegapsError
 from .families import FAMILIES, LocalPosterior
 from .likelihood import (
@@ -174,7 +174,8 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
                    stream: str = "local", method: str = _D["method"], newton_step: float = _D["newton_step"],
                    newton_window: int = _D["newton_window"], gain_tol: float = _D["gain_tol"],
                    gain_samples: int = _D["gain_samples"], cycle_lr: float = _D["cycle_lr"],
-                   cycle_steps: int = _D["cycle_steps"], probe_steps: int = _D["probe_steps"]) -> LocalResult:
+                   cycle_steps: int = _D["cycle_steps"], probe_steps: int = _D["probe_steps"],
+                   gradient: str = _D["gradient"]) -> LocalResult:
     """Fit one q of `family` ('ffg', 'flow', 'realnvp') per datapoint and score it with fresh samples.
 
     Starts at the prior, or at `init`: a (mean, logvar) pair (e.g. the encoder's), a dict of
@@ -195,7 +196,8 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
     a window of `newton_window` steps is below `gain_tol`), 'cycles' (flows only, vaegaps.cycles:
     Adam in the start's standardised coordinates, a first cosine cycle of `cycle_steps` at peak
     rate `cycle_lr`, then probe cycles of `probe_steps` until one gains less than `gain_tol` on
-    `gain_samples` common draws) or 'adam' (the patience rule below). Every FFG q* is then
+    `gain_samples` common draws; its steps follow the path-derivative gradient, or the
+    reparametrised one with `gradient` 'reparam') or 'adam' (the patience rule below). Every FFG q* is then
     probed on rounds of `gain_samples` fresh draws, 2 to 16, more where the estimate is within
     2 standard errors of `gain_tol` (`remaining_gain`, vaegaps.newton.gain_estimate), and is
     `converged` only where that estimate is below `gain_tol` nats; a flow's `remaining_gain` is
@@ -207,7 +209,8 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
         family: 'ffg', 'flow' or 'realnvp' (with `hidden` width and `flow_steps` for flows).
         n_samples: samples per datapoint per step (≥ 1; Newton rounds it up to even).
         lr: Adam learning rate of method 'adam' (> 0).
-        cycle_lr, cycle_steps, probe_steps: method 'cycles' (see above).
+        cycle_lr, cycle_steps, probe_steps, gradient: method 'cycles' (see above; `gradient`
+            'path' or 'reparam' changes the steps only, never how L[q*] is estimated).
         check_every, patience: a datapoint stops after `patience` windows of `check_every`
             steps without a lower mean loss (the convergence rule); `max_steps` caps it.
         final_samples: fresh samples for the reported ELBO and IWAE of q*.
@@ -240,6 +243,8 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
     check_number("cycle_lr", cycle_lr)
     check_number("newton_step", newton_step, 0.0, 1.0, closed="high")
     check_number("gain_tol", gain_tol)
+    if gradient not in GRADIENTS:
+        raise InputError(f"gradient must be one of {', '.join(GRADIENTS)}, got {gradient!r}")
     dtype, device = check_likelihood(log_likelihood, z_dim, n_points, dtype, device)
     seed = rng.seed_from(generator)
     index = check_index(index, n_points).to(device, torch.int64)
@@ -278,7 +283,7 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
             def fit(p0, lik, idx, strm, rate, rows):
                 return adam_cycles(q, p0, lik, idx, seed, strm, n_samples, rate, cycle_steps, probe_steps,
                                    max_steps, gain_tol, gain_samples, select_samples, sample_batch,
-                                   {k: v[rows] for k, v in fresh.items()})
+                                   {k: v[rows] for k, v in fresh.items()}, gradient=gradient)
             params, steps, converged, n_restarts, diverged, gain = _with_restarts(
                 fit, start, loglik, index[sl], stream, cycle_lr, restarts)
         else:
