@@ -117,15 +117,14 @@ def adam_cycles(q, start: dict, log_likelihood, index, seed: int, stream: str, n
     loglik, t, cycle = log_likelihood, 0, 0
     z_dim, n_noise = start["mean"].shape[-1], q.n_noise
 
-    def sample(params, noise):   # the z-space q of u-space `params`, on the active rows' (m, s)
-        u, log_qu = functional_call(q, params, (noise,))
+    def in_z(u, log_qu):   # u-space draws and log q, written in z on the active rows' (m, s)
         return m.unsqueeze(1) + s.unsqueeze(1) * u, log_qu - torch.log(s).sum(-1, keepdim=True)
 
+    def sample(params, noise):   # the z-space q of u-space `params`
+        return in_z(*functional_call(q, params, (noise,)))
+
     def step_sample(params, noise):   # the same z and log q, shaped for the chosen gradient
-        if gradient == "reparam":
-            return sample(params, noise)
-        u, log_qu = path_sample(q, params, noise)
-        return m.unsqueeze(1) + s.unsqueeze(1) * u, log_qu - torch.log(s).sum(-1, keepdim=True)
+        return sample(params, noise) if gradient == "reparam" else in_z(*path_sample(q, params, noise))
 
     def common_elbo(params):
         with torch.no_grad():
