@@ -11,10 +11,8 @@ from vaegaps.config import (  # torch-free
     FAMILIES,
     SCHEMA,
     evaluation_config,
-    local_config,
     model_config,
     model_path,
-    refinement_config,
     settings_key,
     split_ref,
     starts_from_qstar_ffg,
@@ -71,7 +69,6 @@ if workflow.is_main_process:
         )
 
 MODEL = f"{RES}/models/{{dataset}}/{{variant}}/{{family}}"
-EVAL = f"{RES}/eval/{{dataset}}/{{variant}}/{{family}}"
 THREADS = config["threads"]
 # GPUs asked of a cluster by the rules a GPU speeds up (training, local optimisation, AIS, BDMC);
 # a site without GPUs sets them to 0 in its own profile (README, "Running on a cluster").
@@ -269,10 +266,6 @@ def parts_of(prefix, parts):
 
 def model_cfg(wildcards):
     return model_config(config, wildcards.dataset, wildcards.variant, wildcards.family)
-
-
-def eval_cfg(wildcards):
-    return evaluation_config(config, wildcards.dataset)
 
 
 TRAINED = f"{RES}/trained/{MODEL_ID}/{{key}}"  # one model's training under settings KEY (train.smk)
