@@ -57,12 +57,12 @@ class Moments:
         return cls(torch.zeros(n, d, **z), torch.zeros(n, d, d, **z), torch.zeros(n, d, d, **z),
                    torch.zeros(n, d, **z), torch.zeros(n, 1, **z))
 
-    def add(self, other: "Moments", rows=slice(None)):
+    def add(self, other: Moments, rows=slice(None)):
         for k in ("g", "gg", "c", "h2"):
             getattr(self, k)[rows] += getattr(other, k).to(getattr(self, k).dtype)
         self.pairs[rows] += other.pairs
 
-    def rows(self, rows) -> "Moments":
+    def rows(self, rows) -> Moments:
         return Moments(*(getattr(self, k)[rows] for k in ("g", "gg", "c", "h2", "pairs")))
 
     def keep(self, rows):
