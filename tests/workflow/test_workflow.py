@@ -156,6 +156,30 @@ def test_code_edit_reruns_exactly_the_importing_stages(tiny_run, repo_copy):
             os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
+def test_a_data_module_edit_reruns_its_importers_but_not_the_data(tiny_run, repo_copy):
+    """Editing a module the data stage imports too (errors.py) plans every other stage that imports
+    it, in one `snakemake -n all`, and not prepare_dataset: its file is whole, and a rebuild would
+    hide every other stale job (they read the data file as `ancient`, so Snakemake planned the
+    rebuild alone and reported success)."""
+    from vaegaps.pipeline.codedeps import script_modules
+
+    in_dag = set(RULE.findall(snakemake(tiny_run.parent, "-n", "--forceall", "all", repo=repo_copy).stdout))
+    scripts = _rule_scripts()
+    path = repo_copy / "src" / "vaegaps" / "errors.py"
+    text, stat = path.read_text(), path.stat()
+    try:
+        path.write_text(text + "\n# an edit\n")
+        expected = {r for r, s in scripts.items()
+                    if r in in_dag and "errors" in script_modules(REPO / "workflow" / "scripts" / s)}
+        assert "prepare_dataset" in expected and "train_vae" in expected, expected
+        jobs = set(RULE.findall(snakemake(tiny_run.parent, "-n", "all", repo=repo_copy).stdout))
+        assert expected - {"prepare_dataset"} <= jobs, expected - jobs
+        assert "prepare_dataset" not in jobs
+    finally:
+        path.write_text(text)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 def test_bad_config_value_names_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("datasets: [digits]\ntrain: {lr: fast}\n")
