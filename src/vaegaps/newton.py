@@ -5,6 +5,8 @@ Price's theorems): E_q[∇ log p(x, z)] = 0 and 1/σ_i² = E_q[−∂²_i log p(
 come from the gradient alone: with antithetic draws z± = μ ± σ·ε, the mean of ∇ log p(x, z±)
 estimates the first, and the full curvature C = E_q[−∇² log p(x, z)] comes from
 −(∇(z+) − ∇(z−)) ⊗ ε / (2σ) (Stein's lemma, as a central difference); its diagonal is the second.
+A control variate built on the running curvature A, (A σε) ⊗ ε/σ − A (mean zero), takes away the
+noise a Gaussian posterior's correlations put in that estimate: none is left where A is exact.
 The iteration moves the curvature a fraction β of the way to its estimate, the precision
 λ = 1/σ² to that curvature's diagonal, and the mean by C⁻¹·E[∇]: a Newton step in the natural
 parameters, with the full curvature so that a correlated posterior costs no more steps than an
@@ -70,18 +72,28 @@ class Moments:
             setattr(self, k, getattr(self, k)[rows])
 
 
-def _moments(log_likelihood, seed, stream, index, step, mean, logvar, n_samples) -> Moments:
-    """The per-pair sums (`Moments`) over n_samples/2 antithetic pairs at the FFG (mean, logvar)."""
+def _moments(log_likelihood, seed, stream, index, step, mean, logvar, n_samples, cv=None) -> Moments:
+    """The per-pair sums (`Moments`) over n_samples/2 antithetic pairs at the FFG (mean, logvar).
+    `cv` (N, D, D): the curvature the control variate assumes (default diag(1/σ²), the current
+    precision), drawn independently of these pairs: the closer it is to the true curvature, the
+    less a Gaussian posterior's correlations add to the estimate's noise (none where equal)."""
     eps, z = _draw(seed, stream, index, step, mean, logvar, n_samples)
     _, grad = ll_and_grad(log_likelihood, z, value=False)
     grad = grad - z                                   # + ∇ log N(z; 0, I)
     half = eps.shape[1]
     plus, minus = grad[:, :half], grad[:, half:]
-    u = eps / torch.exp(0.5 * logvar).unsqueeze(1)
+    std = torch.exp(0.5 * logvar).unsqueeze(1)
+    u = eps / std
+    if cv is None:
+        cv = torch.diag_embed(torch.exp(-logvar))
+        a_s = u                                       # diag(1/σ²) (σ ε)
+    else:
+        a_s = torch.einsum("nij,npj->npi", cv, std * eps)
     g = 0.5 * (plus + minus)
-    c = -torch.einsum("npi,npj->nij", 0.5 * (plus - minus) + u, u)
-    c = 0.5 * (c + c.transpose(-1, -2)) + half * torch.diag_embed(torch.exp(-logvar))
-    h = -(0.5 * (plus - minus) + u) * u + torch.exp(-logvar).unsqueeze(1)   # c's diagonal, per pair
+    e = 0.5 * (plus - minus) + a_s
+    c = -torch.einsum("npi,npj->nij", e, u)
+    c = 0.5 * (c + c.transpose(-1, -2)) + half * cv
+    h = -e * u + torch.diagonal(cv, dim1=-2, dim2=-1).unsqueeze(1)   # c's diagonal, per pair
     return Moments(g.sum(1), torch.einsum("npi,npj->nij", g, g), c, h.pow(2).sum(1), half)
 
 
@@ -126,6 +138,13 @@ def _gain(m: Moments, logvar, plugin: bool = False) -> torch.Tensor:
     return mean_gain + (0.5 * (r - 1 - torch.log(r)) - 0.25 * r_var).sum(-1)
 
 
+def _pooled_curvature(m: Moments) -> torch.Tensor:
+    """(N, D, D) the curvature of the pooled sums `m`, shrunk and floored as a Newton step's."""
+    c = m.c / m.pairs.reshape(-1, 1, 1)
+    h = torch.diagonal(c, dim1=-2, dim2=-1).clamp_min(1e-6)
+    return _floored(_shrunk(c, m.pairs.reshape(-1)), H_FLOOR * h.min(-1, keepdim=True).values)[0]
+
+
 def gain_estimate(log_likelihood, mean, logvar, seed: int, stream: str, index: torch.Tensor,
                   n_samples: int = 1000, tol: float | None = None) -> torch.Tensor:
     """(N,) the estimated gain in L left at the FFG (mean, logvar) (`_gain`), from fresh antithetic
@@ -143,7 +162,8 @@ def gain_estimate(log_likelihood, mean, logvar, seed: int, stream: str, index: t
     with torch.no_grad():
         for k in range(rounds[1]):
             lik = restrict(log_likelihood, active, n)
-            m = _moments(lik, seed, stream, index[active], k, mean[active], logvar[active], n_samples)
+            m = _moments(lik, seed, stream, index[active], k, mean[active], logvar[active], n_samples,
+                         None if k == 0 else _pooled_curvature(total.rows(active)).to(mean.dtype))
             m = Moments(m.g.double(), m.gg.double(), m.c.double(), m.h2.double(),
                         torch.full((len(active), 1), float(m.pairs), dtype=torch.float64, device=mean.device))
             per_round[k, active] = _gain(m, logvar[active])
@@ -202,7 +222,8 @@ def newton_ffg(params: dict, log_likelihood, index, seed: int, stream: str, n_sa
                window: int, max_steps: int, gain_tol: float, min_pairs: int = 0) -> NewtonRun:
     """Optimise FFG parameters {'mean', 'logvar'} (N, D) from where they are.
 
-    Each step moves the curvature C a fraction β of the way to its estimate Ĉ (β = step in the
+    Each step estimates the curvature Ĉ with the control variate of the last step's C (`_moments`),
+    moves C a fraction β of the way to Ĉ (β = step in the
     first window, then step·window/t: C becomes an average of its estimates, its off-diagonal part
     shrunk by the draw pairs in that average, `_shrunk`), the precision λ to C's diagonal, and the
     mean by α·C⁻¹·ĝ, α = min(step, 1/ρ), where ρ is the curvature met along the last step over C's
@@ -227,7 +248,8 @@ def newton_ffg(params: dict, log_likelihood, index, seed: int, stream: str, n_sa
     s = n_samples + n_samples % 2
     with torch.no_grad():
         for t in range(1, max_steps + 1):
-            m = _moments(loglik, seed, stream, index[active], t, mean, -torch.log(prec), s)
+            m = _moments(loglik, seed, stream, index[active], t, mean, -torch.log(prec), s,
+                         None if prev is None else prev[2])
             win.add(mean, m)
             beta = step if t <= window else step * window / t
             c_new = m.c / m.pairs
