@@ -107,12 +107,14 @@ def _rule_scripts() -> dict[str, str]:
 
 
 def test_every_rule_declares_the_modules_its_script_imports():
-    """Each rule's code inputs are derived from its script (vaegaps.pipeline.codedeps), never listed by hand."""
+    """Each rule's code inputs are derived from its script (vaegaps.pipeline.codedeps), never listed by
+    hand (prepare_dataset's as `ancient`: see test_a_data_module_edit_reruns_its_importers_but_not_the_data)."""
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         for block in re.split(r"^(?=rule )", smk.read_text(), flags=re.M):
             name, script = RULE.match(block), re.search(r'script:\s*"\.\./scripts/(\w+)\.py"', block)
             if name and script:
-                assert f'code=script_code("{script.group(1)}")' in block, (smk.name, name.group(1))
+                wrap = "ancient(" if name.group(1) == "prepare_dataset" else ""
+                assert f'code={wrap}script_code("{script.group(1)}")' in block, (smk.name, name.group(1))
 
 
 def _rerun_by(dry_run: str, path: str) -> set[str]:
