@@ -198,8 +198,8 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
     rate `cycle_lr`, then probe cycles of `probe_steps` until one gains less than `gain_tol` on
     `gain_samples` common draws; its steps follow the path-derivative gradient, or the
     reparametrised one with `gradient` 'reparam') or 'adam' (the patience rule below). Every FFG q* is then
-    probed on rounds of `gain_samples` fresh draws, 2 to 16, more where the estimate is within
-    2 standard errors of `gain_tol` (`remaining_gain`, vaegaps.newton.gain_estimate), and is
+    probed on rounds of `gain_samples` fresh draws, 2 to 16, more until the estimate is below
+    `gain_tol` or far above it by 2 standard errors (`remaining_gain`, vaegaps.newton.gain_estimate), and is
     `converged` only where that estimate is below `gain_tol` nats; a flow's `remaining_gain` is
     its last probe cycle's gain (cycles) or NaN (adam, converged by the patience rule).
 

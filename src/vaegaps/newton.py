@@ -45,9 +45,9 @@ def _draw(seed, stream, index, step, mean, logvar, n_samples):
 class Moments:
     """Sums over draw pairs, per datapoint, of g (N, D), the pair's mean gradient of log p(x, z);
     gg (N, D, D), its outer product (for g's Monte Carlo noise); c (N, D, D), the pair's
-    curvature estimate, the symmetrised −Δ∇ ⊗ ε/(2σ) − (εεᵀ − I)/(σσᵀ) (Stein's lemma as a central
-    difference; the last term, mean zero, is a control variate that cancels the εεᵀ noise where
-    the curvature equals the current precision diag(1/σ²)); and h2 (N, D), its diagonal squared.
+    curvature estimate, the symmetrised −Δ∇ ⊗ ε/(2σ) − ((A σε) ⊗ ε/σ − A) (Stein's lemma as a
+    central difference; the last term, mean zero, is a control variate that cancels the noise
+    where the curvature equals A, `_moments`'s `cv`); and h2 (N, D), its diagonal squared.
     `pairs` counts them (a tensor (N, 1) once pooled over rounds that differ per datapoint)."""
 
     def __init__(self, g, gg, c, h2, pairs):
@@ -117,6 +117,14 @@ def _floored(c: torch.Tensor, floor: torch.Tensor) -> tuple[torch.Tensor, torch.
     return (v * e.unsqueeze(-2)) @ vt, (v / e.unsqueeze(-2)) @ vt
 
 
+def _pooled_curvature(m: Moments) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, D, D) the curvature of the pooled sums `m`, shrunk and floored as a Newton step's, and
+    its inverse."""
+    c = m.c / m.pairs.reshape(-1, 1, 1)
+    h = torch.diagonal(c, dim1=-2, dim2=-1).clamp_min(1e-6)
+    return _floored(_shrunk(c, m.pairs.reshape(-1)), H_FLOOR * h.min(-1, keepdim=True).values)
+
+
 def _gain(m: Moments, logvar, plugin: bool = False) -> torch.Tensor:
     """(N,) the gain left at the FFG (mean, logvar) from the pooled sums `m`: for the mean the
     Newton decrement ½ ḡᵀ C⁻¹ ḡ of the full curvature C, less its Monte Carlo noise
@@ -129,20 +137,13 @@ def _gain(m: Moments, logvar, plugin: bool = False) -> torch.Tensor:
     cov_g = (m.gg / n.unsqueeze(-1) - g.unsqueeze(-1) * g.unsqueeze(-2)) / (n - 1).clamp_min(1).unsqueeze(-1)
     h = torch.diagonal(c, dim1=-2, dim2=-1)
     h_var = ((m.h2 / n - h.pow(2)) / (n - 1).clamp_min(1)).clamp_min(0)
-    inv = _floored(_shrunk(c, n.squeeze(-1)), H_FLOOR * h.clamp_min(1e-6).min(-1, keepdim=True).values)[1]
+    inv = _pooled_curvature(m)[1]
     mean_gain = 0.5 * ((inv @ g.unsqueeze(-1)).squeeze(-1) * g).sum(-1) - 0.5 * (inv * cov_g).sum((-1, -2))
     r = torch.exp(logvar.to(h.dtype)) * h.clamp_min(1e-6)
     r_var = torch.exp(2 * logvar.to(h.dtype)) * h_var
     if plugin:
         return mean_gain.clamp_min(0) + (0.25 * r_var).sum(-1)
     return mean_gain + (0.5 * (r - 1 - torch.log(r)) - 0.25 * r_var).sum(-1)
-
-
-def _pooled_curvature(m: Moments) -> torch.Tensor:
-    """(N, D, D) the curvature of the pooled sums `m`, shrunk and floored as a Newton step's."""
-    c = m.c / m.pairs.reshape(-1, 1, 1)
-    h = torch.diagonal(c, dim1=-2, dim2=-1).clamp_min(1e-6)
-    return _floored(_shrunk(c, m.pairs.reshape(-1)), H_FLOOR * h.min(-1, keepdim=True).values)[0]
 
 
 def gain_estimate(log_likelihood, mean, logvar, seed: int, stream: str, index: torch.Tensor,
@@ -163,7 +164,7 @@ def gain_estimate(log_likelihood, mean, logvar, seed: int, stream: str, index: t
         for k in range(rounds[1]):
             lik = restrict(log_likelihood, active, n)
             m = _moments(lik, seed, stream, index[active], k, mean[active], logvar[active], n_samples,
-                         None if k == 0 else _pooled_curvature(total.rows(active)).to(mean.dtype))
+                         None if k == 0 else _pooled_curvature(total.rows(active))[0].to(mean.dtype))
             m = Moments(m.g.double(), m.gg.double(), m.c.double(), m.h2.double(),
                         torch.full((len(active), 1), float(m.pairs), dtype=torch.float64, device=mean.device))
             per_round[k, active] = _gain(m, logvar[active])
@@ -223,18 +224,19 @@ def newton_ffg(params: dict, log_likelihood, index, seed: int, stream: str, n_sa
     """Optimise FFG parameters {'mean', 'logvar'} (N, D) from where they are.
 
     Each step estimates the curvature Ĉ with the control variate of the last step's C (`_moments`),
-    moves C a fraction β of the way to Ĉ (β = step in the
-    first window, then step·window/t: C becomes an average of its estimates, its off-diagonal part
-    shrunk by the draw pairs in that average, `_shrunk`), the precision λ to C's diagonal, and the
-    mean by α·C⁻¹·ĝ, α = min(step, 1/ρ), where ρ is the curvature met along the last step over C's
-    (log p is not quadratic, and an undamped step can oscillate). The iterates are scored per window: the window's average mean, with the
-    window's pooled curvature as precision, is a datapoint's q*, and it stops when the gain
-    estimated left there is below STOP_MARGIN·gain_tol (so that the fresh probe of
-    `optimize_local` finds it below gain_tol), or at `max_steps`. A window that fails the test is
-    followed by one twice as long (the average's noise halves); a window with fewer than
-    `min_pairs` antithetic draw pairs in all is not tested (`optimize_local` passes half its
-    probe's draws, so the in-run test is no noisier than the probe that judges its result). Draws are keyed by datapoint and
-    step, and the windows are the same for every datapoint, so results do not depend on the batch."""
+    moves C a fraction β of the way to Ĉ (β = step in the first window, then step·window/t: C
+    becomes an average of its estimates, its off-diagonal part shrunk by the draw pairs in that
+    average, `_shrunk`), the precision λ to C's diagonal, and the mean by α·C⁻¹·ĝ, α = min(step,
+    1/ρ), where ρ is the curvature met along the last step over C's (log p is not quadratic, and
+    an undamped step can oscillate), cut to at most TRUST·√D standard deviations. The iterates are
+    scored per window: the window's average mean, with the window's pooled curvature as precision,
+    is a datapoint's q*, and it stops when the gain estimated left there is below
+    STOP_MARGIN·gain_tol (so that the fresh probe of `optimize_local` finds it below gain_tol), or
+    at `max_steps`. A window that fails the test is followed by one twice as long (the average's
+    noise halves); a window with fewer than `min_pairs` antithetic draw pairs in all is not tested
+    (`optimize_local` passes half its probe's draws, so the in-run test is no noisier than the
+    probe that judges its result). Draws are keyed by datapoint and step, and the windows are the
+    same for every datapoint, so results do not depend on the batch."""
     n, d = index.shape[0], params["mean"].shape[-1]
     full = {k: params[k].detach().clone() for k in ("mean", "logvar")}
     mean, prec = full["mean"].clone(), torch.exp(-full["logvar"])
