@@ -65,12 +65,13 @@ def test_cycles_reach_the_exact_posterior_from_a_gaussian_start(from_gaussian_st
 
 def test_the_path_gradient_ends_at_least_as_close_to_the_optimum(from_gaussian_start):
     """Same start, settings and draws: the path gradient's q* is at least as close to log p(x)
-    as the reparametrised gradient's, datapoint by datapoint within the final estimate's noise
-    (both L[q*] are scored on the same final draws), and on average."""
+    as the reparametrised gradient's, datapoint by datapoint within 2 combined standard errors of
+    the two final estimates, and on average."""
     (path, log_px), (reparam, _) = from_gaussian_start["path"], from_gaussian_start["reparam"]
     d_path, d_reparam = path.elbo - log_px, reparam.elbo - log_px
+    combined = (path.elbo_se.pow(2) + reparam.elbo_se.pow(2)).sqrt()
     assert float(d_path.mean()) >= float(d_reparam.mean()), (d_path, d_reparam)
-    assert float((d_reparam - d_path - 2 * path.elbo_se).max()) <= 0, (d_path, d_reparam)
+    assert float((d_reparam - d_path - 2 * combined).max()) <= 0, (d_path, d_reparam)
     assert float(d_path.mean()) >= -0.005, d_path
 
 
@@ -124,3 +125,51 @@ def test_auto_resolves_per_family_in_the_settings():
     assert local_config({"method": "newton"}, "flow")["method"] == "cycles"
     assert local_config({"method": "cycles"}, "ffg")["method"] == "newton"
     assert local_config({"method": "adam"}, "flow")["method"] == "adam"
+
+
+def test_every_step_draws_antithetic_pairs(monkeypatch):
+    """The steps' noise is K draws and their negatives, K = n_samples / 2 rounded up."""
+    from vaegaps import cycles
+    seen = []
+    real = cycles.elbo_loss_and_grads
+
+    def spy(sample_q, params, loglik, noise):
+        seen.append(noise.clone())
+        return real(sample_q, params, loglik, noise)
+    monkeypatch.setattr(cycles, "elbo_loss_and_grads", spy)
+    lik, _, _ = _diagonal_case()
+    optimize_local(lik, z_dim=3, n_points=6, family="flow", hidden=8, n_samples=5, cycle_steps=3, probe_steps=2,
+                   max_steps=5, final_samples=10, generator=0, dtype=torch.float64)
+    assert len(seen) == 5
+    for noise in seen:
+        assert noise.shape[1] == 6   # 5 rounded up to 3 pairs
+        torch.testing.assert_close(noise[:, 3:], -noise[:, :3], rtol=0, atol=0)
+        assert float(noise[:, :3].abs().min()) > 0
+
+
+def test_an_antithetic_pair_gives_the_exact_mean_gradient_on_a_gaussian_posterior():
+    """Why the pairs: on a Gaussian posterior, for a flow that is still affine (a Gaussian start),
+    the path gradient in the base mean is linear in the noise, so every antithetic pair averages
+    to the exact gradient, where independent draws scatter around it. Exact: the mean gradient of
+    the ELBO of N(m, diag v) against the posterior N(μ, diag w) is (m − μ)/w (of −ELBO)."""
+    from vaegaps.bounds import elbo_loss_and_grads
+    from vaegaps.families import path_sample
+    from vaegaps.rng import normal
+
+    lik, _, (post_mean, post_logvar) = _diagonal_case()
+    q = LocalPosterior("flow", 6, 3, 8).double()
+    m, logvar = post_mean + 0.4, post_logvar + 0.3
+    params = {k: v.detach().clone() for k, v in q.named_parameters()}
+    params.update(LocalPosterior.gaussian_start("flow", m, logvar, 8))
+    fresh = float(q.family.fresh_scale()[0])   # z = fresh · z0: the base mean is m / fresh
+    exact = fresh * (m - post_mean) / torch.exp(post_logvar)
+    keys = list(params)
+
+    def mean_grad(noise):
+        _, grads = elbo_loss_and_grads(lambda p, e: path_sample(q, p, e), {k: v.clone() for k, v in params.items()},
+                                       lik, noise)
+        return grads[keys.index("mean")]
+    half = normal(0, "t", torch.arange(6), 0, (1, 2, 3), dtype=torch.float64)
+    torch.testing.assert_close(mean_grad(torch.cat([half, -half], 1)), exact, rtol=1e-6, atol=1e-8)
+    two = normal(0, "t", torch.arange(6), 1, (2, 2, 3), dtype=torch.float64)
+    assert float((mean_grad(two) - exact).abs().max()) > 1e-2

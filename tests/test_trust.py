@@ -1,6 +1,7 @@
 """Numbers you can trust: q* in the trained family from the encoder's own q, max_steps respected,
 divergence never a result, BDMC of the exact AIS, every setting resolved in one place."""
 
+import copy
 import re
 from pathlib import Path
 
@@ -204,6 +205,28 @@ def test_fashion_cpu_preset_is_a_complete_study():
     assert ev["ais"]["init"] == "encoder" and study["model"]["z_dim"] == 50
     assert study["model"]["encoder_hidden"] == [200, 200] and study["model"]["flow_hidden"] == 200
     assert study["train"]["lr_schedule"] == "burda_cut" and study["experiments"]["bdmc"]["n_points"] >= 20
+
+
+def test_fashion_cpu_1000_preset_differs_from_fashion_cpu_only_where_it_says():
+    """The 1000-point preset is fashion_cpu.yaml's study (same models, seed, AIS) at the paper's
+    1000 points, split into parts, with a shorter q*_Flow search: nothing else moves, so its
+    models are the 50-point preset's and no toy-scale value slips in."""
+    presets = REPO / "workflow" / "presets"
+    small, big = (_resolve(presets / name) for name in ("fashion_cpu.yaml", "fashion_cpu_1000.yaml"))
+
+    def without_changes(r):
+        r = copy.deepcopy(r)
+        ev = r["evaluation"]["fashion_mnist"]
+        for key in ("n_points", "parts"):
+            ev.pop(key)
+        for key in ("cycle_steps", "probe_steps"):
+            ev["local"]["flow"].pop(key)
+        return r
+
+    ev_small, ev_big = (r["evaluation"]["fashion_mnist"] for r in (small, big))
+    assert ev_big["n_points"] == 1000 and ev_big["parts"] > 1
+    assert ev_big["local"]["flow"]["cycle_steps"] < ev_small["local"]["flow"]["cycle_steps"]
+    assert without_changes(big) == without_changes(small)
 
 
 def test_ais_minus_iwae_is_the_paired_mean_difference():

@@ -17,6 +17,9 @@ The steps follow the path-derivative gradient by default (`gradient: path`; fami
 z is drawn through the live parameters, but log q is that of z with q's own parameters detached,
 so the gradient keeps only its path through z. Its mean is the reparametrised gradient's, and its
 noise vanishes where q is the posterior, so the last steps of a cycle are not spent on noise.
+Each step's draws come in antithetic pairs (ε, −ε): the noise of the gradient that is odd in ε
+cancels within a pair (on 8 Fashion-MNIST points per model, 0.005–0.02 nats closer to the
+reference optimum at equal CPU; README, "q* against a reference").
 Only the steps change: every gain and the final L[q*] are the ordinary estimates of the bound.
 """
 
@@ -41,6 +44,13 @@ WARMUP = 0.1        # fraction of a cycle over which the learning rate rises lin
 PROBE_LR = 0.25     # a probe cycle's peak learning rate, as a fraction of the first cycle's
 MIN_STD = 1e-4      # floor of the standardising scale s (a collapsed start would divide by 0)
 GRADIENTS = ("path", "reparam")   # the step's gradient estimator (evaluation.local.gradient)
+
+
+def antithetic(half: torch.Tensor) -> torch.Tensor:
+    """Noise (N, 2K, ...) of K draws (N, K, ...) and their negatives: each draw is still
+    standard normal, so the gradient stays unbiased, and the part of it that is odd in the noise
+    (all of it for a Gaussian posterior, to first order) cancels within each pair."""
+    return torch.cat([half, -half], 1)
 
 
 def cycle_lr(step: int, length: int, peak: float, warmup: bool = True) -> float:
@@ -116,6 +126,7 @@ def adam_cycles(q, start: dict, log_likelihood, index, seed: int, stream: str, n
     gain_left = torch.full((n,), math.nan, dtype=torch.float64)
     loglik, t, cycle = log_likelihood, 0, 0
     z_dim, n_noise = start["mean"].shape[-1], q.n_noise
+    pairs = (n_samples + 1) // 2   # the steps' draws come in antithetic pairs: n_samples rounded up to even
 
     def in_z(u, log_qu):   # u-space draws and log q, written in z on the active rows' (m, s)
         return m.unsqueeze(1) + s.unsqueeze(1) * u, log_qu - torch.log(s).sum(-1, keepdim=True)
@@ -156,7 +167,7 @@ def adam_cycles(q, start: dict, log_likelihood, index, seed: int, stream: str, n
         length = min(length, max_steps - t)
         before = {k: v.clone() for k, v in work.items()}
         for j in range(1, length + 1):
-            noise = rng.normal(seed, stream, index[active], t + j, (n_samples, n_noise, z_dim), dtype=m.dtype)
+            noise = antithetic(rng.normal(seed, stream, index[active], t + j, (pairs, n_noise, z_dim), dtype=m.dtype))
             loss, grads = elbo_loss_and_grads(step_sample, work, loglik, noise)
             with torch.no_grad():
                 blown = ~torch.isfinite(loss)

@@ -207,7 +207,8 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
         log_likelihood: z (N, S, D) -> log p(x_n | z_ns) (N, S); see vaegaps.likelihood.
         z_dim, n_points: D and N.
         family: 'ffg', 'flow' or 'realnvp' (with `hidden` width and `flow_steps` for flows).
-        n_samples: samples per datapoint per step (≥ 1; Newton rounds it up to even).
+        n_samples: samples per datapoint per step (≥ 1; newton and cycles draw antithetic pairs and
+            round it up to even).
         lr: Adam learning rate of method 'adam' (> 0).
         cycle_lr, cycle_steps, probe_steps, gradient: method 'cycles' (see above; `gradient`
             'path' or 'reparam' changes the steps only, never how L[q*] is estimated).
