@@ -369,3 +369,33 @@ def test_curvature_control_variate_at_the_true_curvature_leaves_no_noise():
     default = newton._moments(m.likelihood(x), 0, "cv", torch.arange(3), 0, mean, logvar, 200)
     h_var = default.h2 / default.pairs - (torch.diagonal(default.c, dim1=-2, dim2=-1) / default.pairs).pow(2)
     assert float(h_var.min()) > 0.01, h_var
+
+
+def test_newton_runs_again_where_its_fresh_probe_still_finds_gain(monkeypatch):
+    """A datapoint that stopped by its own test but whose probe finds gain_tol or more left is
+    optimised again from there and probed again: with the first probe made to read 1 nat on the
+    even datapoints, those (and only those) take more steps, their second probe reads the true,
+    small gain, so they end converged, and q* stays at the closed-form optimum. A datapoint stopped
+    by max_steps is never run again (`test_converged_false_when_stopped_far_from_the_optimum`)."""
+    from vaegaps import local_opt
+
+    c = gt.linear_case(n=8, z_dim=4, x_dim=8)
+    m, x = c["model"], c["x"]
+    kw = dict(z_dim=m.D, n_points=len(x), family="ffg", method="newton", n_samples=50, max_steps=2000,
+              final_samples=1000, generator=0)
+    plain = optimize_local(m.likelihood(x), **kw)
+    real, streams = local_opt.gain_estimate, []
+
+    def first_probe_reads_high(lik, mean, logvar, seed, stream, index, *a):
+        streams.append(stream)
+        est = real(lik, mean, logvar, seed, stream, index, *a)
+        return est + (index % 2 == 0).to(est) if stream.endswith("/gain") else est
+
+    monkeypatch.setattr(local_opt, "gain_estimate", first_probe_reads_high)
+    q = optimize_local(m.likelihood(x), **kw)
+    even = torch.arange(8) % 2 == 0
+    assert streams == ["local/gain", "local/gain1"], streams
+    assert bool((q.steps[even] > plain.steps[even]).all()) and bool((q.steps[~even] == plain.steps[~even]).all())
+    assert bool(q.converged.all()) and float(q.remaining_gain.max()) < 0.01, q.remaining_gain
+    exact = m.gaussian_elbo(x, q.params["mean"], q.params["logvar"].exp()) - c["ffg_elbo"]
+    assert float(exact.min()) >= -0.03, exact

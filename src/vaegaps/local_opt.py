@@ -43,6 +43,7 @@ from .newton import gain_estimate, newton_ffg
 log = logging.getLogger(__name__)
 
 LR_BACKOFF = 0.1   # learning-rate factor for each restart of a diverged datapoint
+MORE_RUNS = 2      # newton: further runs of a datapoint whose fresh probe still finds gain_tol left
 # A direct call's defaults are a study's: the schema's evaluation.local section (config.schema.yaml),
 # and its model.flow_steps for a flow's coupling steps.
 LOCAL_DEFAULTS = defaults("local")
@@ -200,7 +201,9 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
     reparametrised one with `gradient` 'reparam') or 'adam' (the patience rule below). Every FFG q* is then
     probed on rounds of `gain_samples` fresh draws, 2 to 16, more until the estimate is below
     `gain_tol` or far above it by 2 standard errors (`remaining_gain`, vaegaps.newton.gain_estimate), and is
-    `converged` only where that estimate is below `gain_tol` nats; a flow's `remaining_gain` is
+    `converged` only where that estimate is below `gain_tol` nats (under 'newton', a datapoint
+    that stopped by its own test but whose probe reads `gain_tol` or more runs again from there,
+    on draws of its own, and is probed again, at most MORE_RUNS times; `steps` counts all runs); a flow's `remaining_gain` is
     its last probe cycle's gain (cycles) or NaN (adam, converged by the patience rule).
 
     Args:
@@ -297,17 +300,49 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
         sel = [bounds(start, select_samples, "select_final"), bounds(params, select_samples, "select_final")]
         sel[1] = torch.where(diverged.to(sel[1].device), -torch.inf, torch.nan_to_num(sel[1], nan=-torch.inf))
         params = _pick([start, params], sel)
-        elbo, iwae, se, iwae_se, khat = bounds(params, final_samples, "final", with_se=True)
         if family == "ffg":   # converged means close to the optimum, judged on fresh draws
             gain = gain_estimate(loglik, params["mean"], params["logvar"], seed, f"{stream}/gain", index[sl],
                                  gain_samples, gain_tol).cpu()
+            if method == "newton":
+                params, steps, gain = _newton_until_probed(params, steps, gain, diverged, loglik, index[sl], seed,
+                                                           stream, n_samples, newton_step, newton_window, max_steps,
+                                                           gain_tol, gain_samples)
             converged = (gain < gain_tol) & ~diverged
+        elbo, iwae, se, iwae_se, khat = bounds(params, final_samples, "final", with_se=True)
         results.append((elbo, iwae, steps, converged, se, iwae_se, n_restarts, diverged, khat, gain, params))
     elbo, iwae, steps, converged, se, iwae_se, n_restarts, diverged, khat, gain = (
         torch.cat(x) for x in list(zip(*results))[:10])
     params = {k: torch.cat([r[10][k] for r in results]) for k in results[0][10]}
     return LocalResult(elbo, iwae, steps, converged, se, params, iwae_se, n_restarts, diverged,
                        iwae_khat=khat, remaining_gain=gain)
+
+
+def _newton_until_probed(params, steps, gain, diverged, loglik, index, seed, stream, n_samples, newton_step,
+                         newton_window, max_steps, gain_tol, gain_samples):
+    """Newton runs again, from where it stopped, on each datapoint that stopped by its own test
+    but whose fresh probe still finds `gain_tol` or more left (at most MORE_RUNS times, each up
+    to `max_steps`, on draws of their own), and is probed again on fresh draws. A datapoint stopped
+    by `max_steps`, or diverged, is not continued. Returns params, total steps and the last
+    probe's gain. The run only continues the search: the final L[q*] comes from fresh draws after."""
+    params = {k: v.clone() for k, v in params.items()}
+    steps, gain = steps.clone(), gain.clone()
+    n = index.shape[0]
+    for k in range(1, MORE_RUNS + 1):
+        rows = ((gain >= gain_tol) & ~diverged & (steps < max_steps)).nonzero().squeeze(-1)
+        if not rows.numel():
+            break
+        dev_rows = rows.to(index.device)
+        lik = restrict(loglik, dev_rows, n)
+        start = {key: params[key][dev_rows] for key in ("mean", "logvar")}
+        run = newton_ffg(start, lik, index[dev_rows], seed, f"{stream}/more{k}", n_samples, newton_step,
+                         newton_window, max_steps, gain_tol, gain_samples // 2)
+        ok = ~run.diverged   # a run that blew up keeps where it was
+        for key in ("mean", "logvar"):
+            params[key][dev_rows[ok.to(index.device)]] = run.full[key][ok.to(index.device)]
+        steps[rows[ok]] += run.steps[ok]
+        gain[rows] = gain_estimate(lik, params["mean"][dev_rows], params["logvar"][dev_rows], seed,
+                                   f"{stream}/gain{k}", index[dev_rows], gain_samples, gain_tol).cpu()
+    return params, steps, gain
 
 
 def _check_init(starts: list, q: LocalPosterior, n: int) -> list[dict]:
