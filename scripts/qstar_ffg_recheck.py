@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from vaegaps.config import SCHEMA, evaluation_config, local_config, validate
-from vaegaps.evaluate import evaluation_set
+from vaegaps.evaluate import evaluation_set, qstar_params
 from vaegaps.local_opt import optimize_local
 from vaegaps.vae import load_vae
 
@@ -57,8 +57,7 @@ def main(argv=None):
         print(f"{args.model}: every q*_FFG is converged; nothing to recheck")
         return
     rows = torch.as_tensor(todo)
-    mean = torch.tensor(np.stack(frame["qstar_mean"].to_numpy()[todo]), dtype=x.dtype)
-    logvar = torch.tensor(np.stack(frame["qstar_logvar"].to_numpy()[todo]), dtype=x.dtype)
+    mean, logvar = (v.to(x.dtype) for v in qstar_params(frame.reset_index(), index[todo], "cpu"))
     t0 = time.process_time()
     r = optimize_local(model.log_likelihood(x[rows]), model.z_dim, int(todo.sum()), family="ffg",
                        n_samples=cfg["n_samples"], max_steps=cfg["max_steps"], final_samples=cfg["final_samples"],

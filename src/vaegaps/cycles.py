@@ -45,13 +45,6 @@ MIN_STD = 1e-4      # floor of the standardising scale s (a collapsed start woul
 GRADIENTS = ("path", "reparam")   # the step's gradient estimator (evaluation.local.gradient)
 
 
-def antithetic(half: torch.Tensor) -> torch.Tensor:
-    """Noise (N, 2K, ...) of K draws (N, K, ...) and their negatives: each draw is still
-    standard normal, so the gradient stays unbiased, and the part of it that is odd in the noise
-    (all of it for a Gaussian posterior, to first order) cancels within each pair."""
-    return torch.cat([half, -half], 1)
-
-
 def cycle_lr(step: int, length: int, peak: float, warmup: bool = True) -> float:
     """Learning rate at `step` (1-based) of a cycle of `length` steps: linear warm-up (if
     `warmup`), then cosine to zero."""
@@ -166,7 +159,7 @@ def adam_cycles(q, start: dict, log_likelihood, index, seed: int, stream: str, n
         length = min(length, max_steps - t)
         before = {k: v.clone() for k, v in work.items()}
         for j in range(1, length + 1):
-            noise = antithetic(rng.normal(seed, stream, index[active], t + j, (pairs, n_noise, z_dim), dtype=m.dtype))
+            noise = rng.antithetic(rng.normal(seed, stream, index[active], t + j, (pairs, n_noise, z_dim), dtype=m.dtype))
             loss, grads = elbo_loss_and_grads(step_sample, work, loglik, noise)
             with torch.no_grad():
                 blown = ~torch.isfinite(loss)

@@ -275,9 +275,16 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
         start = starts[0] if len(starts) == 1 else _pick(starts, [bounds(p, select_samples, "select_start")
                                                                  for p in starts])
         gain = torch.full((sl.stop - sl.start,), torch.nan, dtype=torch.float64)
+
+        def newton(p0, lik, idx, strm):   # one Newton run; the probe's half of the draws as its minimum
+            return newton_ffg(p0, lik, idx, seed, strm, n_samples, newton_step, newton_window, max_steps,
+                              gain_tol, gain_samples // 2)
+
+        def probe(p, lik, idx, strm):   # FFG's remaining gain on fresh draws (vaegaps.newton.gain_estimate)
+            return gain_estimate(lik, p["mean"], p["logvar"], seed, strm, idx, gain_samples, gain_tol).cpu()
+
         if method == "newton":
-            run = newton_ffg(start, loglik, index[sl], seed, stream, n_samples, newton_step, newton_window,
-                             max_steps, gain_tol, gain_samples // 2)
+            run = newton(start, loglik, index[sl], stream)
             params = {**start, **run.full}
             steps, converged, diverged = run.steps, run.converged, run.diverged
             n_restarts = torch.zeros(len(steps), dtype=torch.int64)
@@ -301,12 +308,10 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
         sel[1] = torch.where(diverged.to(sel[1].device), -torch.inf, torch.nan_to_num(sel[1], nan=-torch.inf))
         params = _pick([start, params], sel)
         if family == "ffg":   # converged means close to the optimum, judged on fresh draws
-            gain = gain_estimate(loglik, params["mean"], params["logvar"], seed, f"{stream}/gain", index[sl],
-                                 gain_samples, gain_tol).cpu()
+            gain = probe(params, loglik, index[sl], f"{stream}/gain")
             if method == "newton":
-                params, steps, gain = _newton_until_probed(params, steps, gain, diverged, loglik, index[sl], seed,
-                                                           stream, n_samples, newton_step, newton_window, max_steps,
-                                                           gain_tol, gain_samples)
+                params, steps, gain = _newton_until_probed(newton, probe, params, steps, gain, diverged, loglik,
+                                                           index[sl], stream, max_steps, gain_tol)
             converged = (gain < gain_tol) & ~diverged
         elbo, iwae, se, iwae_se, khat = bounds(params, final_samples, "final", with_se=True)
         results.append((elbo, iwae, steps, converged, se, iwae_se, n_restarts, diverged, khat, gain, params))
@@ -317,13 +322,14 @@ def optimize_local(log_likelihood: LogLikelihood, z_dim: int, n_points: int, fam
                        iwae_khat=khat, remaining_gain=gain)
 
 
-def _newton_until_probed(params, steps, gain, diverged, loglik, index, seed, stream, n_samples, newton_step,
-                         newton_window, max_steps, gain_tol, gain_samples):
+def _newton_until_probed(newton, probe, params, steps, gain, diverged, loglik, index, stream, max_steps, gain_tol):
     """Newton runs again, from where it stopped, on each datapoint that stopped by its own test
     but whose fresh probe still finds `gain_tol` or more left (at most MORE_RUNS times, each up
     to `max_steps`, on draws of their own), and is probed again on fresh draws. A datapoint stopped
-    by `max_steps`, or diverged, is not continued. Returns params, total steps and the last
-    probe's gain. The run only continues the search: the final L[q*] comes from fresh draws after."""
+    by `max_steps`, or diverged, is not continued. `newton(params, lik, index, stream)` and
+    `probe(params, lik, index, stream)` are the first run's and probe's, with their settings.
+    Returns params, total steps and the last probe's gain. The run only continues the search: the
+    final L[q*] comes from fresh draws after."""
     params = {k: v.clone() for k, v in params.items()}
     steps, gain = steps.clone(), gain.clone()
     n = index.shape[0]
@@ -333,15 +339,15 @@ def _newton_until_probed(params, steps, gain, diverged, loglik, index, seed, str
             break
         dev_rows = rows.to(index.device)
         lik = restrict(loglik, dev_rows, n)
-        start = {key: params[key][dev_rows] for key in ("mean", "logvar")}
-        run = newton_ffg(start, lik, index[dev_rows], seed, f"{stream}/more{k}", n_samples, newton_step,
-                         newton_window, max_steps, gain_tol, gain_samples // 2)
+        run = newton({key: params[key][dev_rows] for key in ("mean", "logvar")}, lik, index[dev_rows],
+                     f"{stream}/more{k}")
         ok = ~run.diverged   # a run that blew up keeps where it was
+        dev_ok = ok.to(index.device)
         for key in ("mean", "logvar"):
-            params[key][dev_rows[ok.to(index.device)]] = run.full[key][ok.to(index.device)]
+            params[key][dev_rows[dev_ok]] = run.full[key][dev_ok]
         steps[rows[ok]] += run.steps[ok]
-        gain[rows] = gain_estimate(lik, params["mean"][dev_rows], params["logvar"][dev_rows], seed,
-                                   f"{stream}/gain{k}", index[dev_rows], gain_samples, gain_tol).cpu()
+        gain[rows] = probe({key: params[key][dev_rows] for key in ("mean", "logvar")}, lik, index[dev_rows],
+                           f"{stream}/gain{k}")
     return params, steps, gain
 
 

@@ -37,9 +37,7 @@ FAR = 10   # the probe stops early where its estimate is above FAR x tol by 2 st
 def _draw(seed, stream, index, step, mean, logvar, n_samples):
     """Antithetic draws: ε (N, S/2, D) and z = μ ± σ ε (N, S, D), keyed by datapoint and step."""
     eps = rng.normal(seed, stream, index, step, (n_samples // 2, mean.shape[-1]), dtype=mean.dtype)
-    std = torch.exp(0.5 * logvar).unsqueeze(1)
-    dz = std * eps
-    return eps, torch.cat([mean.unsqueeze(1) + dz, mean.unsqueeze(1) - dz], 1)
+    return eps, mean.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * rng.antithetic(eps)
 
 
 class Moments:

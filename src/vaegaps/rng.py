@@ -83,3 +83,10 @@ def normal(seed: int, stream: str, index: torch.Tensor, step: int, shape: tuple[
     u2 = h[..., 1].to(torch.float64) * 2.0**-32
     z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(_TWO_PI * u2)
     return z.to(dtype).reshape(len(index), *shape)
+
+
+def antithetic(half: torch.Tensor) -> torch.Tensor:
+    """Draws (N, K, ...) and their negatives, (N, 2K, ...): each is still standard normal, so an
+    average over them stays unbiased, and the part of the averaged function that is odd in the
+    noise (all of it, for a gradient on a Gaussian posterior, to first order) cancels in each pair."""
+    return torch.cat([half, -half], 1)
