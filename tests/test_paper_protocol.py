@@ -11,7 +11,7 @@ from vaegaps.pipeline.study import estimator_settings, resolved_config
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = REPO / "workflow" / "presets"
 SCHEMA = REPO / "src" / "vaegaps" / "config.schema.yaml"
-PAPER_LOCAL = {"init": "prior", "n_samples": 100, "lr": 1e-3, "check_every": 100, "patience": 10}
+PAPER_LOCAL = {"init": "prior", "method": "adam", "n_samples": 100, "lr": 1e-3, "check_every": 100, "patience": 10}
 PAPER_AIS = {"init": "prior", "n_chains": 100, "n_intermediate": 10000, "schedule": "linear",
              "leapfrog_steps": 10, "step_size": 0.01, "target_accept": 0.65, "tuning": "online"}
 
@@ -43,8 +43,9 @@ def test_paper_protocol_estimates_as_the_paper_did_everywhere():
 
 
 def test_paper_preset_differs_from_it_only_in_starts_and_tuning():
-    """Same data, models, experiments and budgets; paper.yaml starts q* and AIS at the encoder's q
-    and freezes pilot-tuned step sizes, as the README's preset table says."""
+    """Same data, models, experiments and budgets; paper.yaml starts q* and AIS at the encoder's q,
+    fits q* with this package's optimisers (`method: auto`) and freezes pilot-tuned step sizes, as
+    the README's preset table says."""
     protocol, paper = _load("paper_protocol.yaml"), _load("paper.yaml")
     for section in ("local", "ais"):
         protocol["evaluation"].pop(section)
@@ -52,6 +53,6 @@ def test_paper_preset_differs_from_it_only_in_starts_and_tuning():
     p_locals, p_ais = _local_and_ais_sections(_estimators("paper.yaml"))
     q_locals, q_ais = _local_and_ais_sections(_estimators("paper_protocol.yaml"))
     for p, q in zip(p_locals, q_locals, strict=True):
-        assert p["init"] == "encoder" and {**p, "init": "prior"} == q
+        assert p["init"] == "encoder" and p["method"] != "adam" and {**p, "init": "prior", "method": "adam"} == q
     for p, q in zip(p_ais, q_ais, strict=True):
         assert (p["init"], p["tuning"]) == ("encoder", "pilot") and {**p, "init": "prior", "tuning": "online"} == q

@@ -64,8 +64,9 @@ def measure(model, data, *, seed: int = 0, progress: bool = True, **settings) ->
     (likelihood, noise_std, family, local_families, flow_hidden, realnvp_hidden, flow_steps,
     shape); nested ones change only the keys they name, e.g. ais={"n_intermediate": 1000}. Defaults
     (src/vaegaps/config.schema.yaml, `$defs.user_model`): the first 1000 datapoints; L[q] and
-    IWAE from 5000 draws; q* by local optimisation (50 draws per step, lr 3e-3, Flow 1e-3,
-    patience 5, at most 10,000 steps, scored on 5000 draws) for FFG and Flow; AIS from the
+    IWAE from 5000 draws; q* for FFG and Flow (q*_FFG by variational Newton, q*_Flow by Adam in
+    cosine cycles of 1000 then 250 steps; 50 draws per step, at most 10,000 steps, scored on 5000
+    draws); AIS from the
     encoder's q, 16 chains × 300 distributions, sigmoid schedule, pilot-tuned step sizes.
     Certify that AIS setting on the model with `certify`; summarise with `summary`.
 
