@@ -10,7 +10,7 @@ import groundtruth as gt
 import pytest
 import torch
 
-from vaegaps.ais import ais, bdmc
+from vaegaps.ais import _log_mean_exp_se, ais, bdmc
 
 
 def pooled_log_ratio(log_weights, exact):
@@ -215,6 +215,24 @@ def test_ais_result_shapes_and_accept_rate():
     assert all(isinstance(t, torch.Tensor) for t in (r.log_px, r.log_weights, r.accept_rate))
     assert ((r.accept_rate > 0) & (r.accept_rate <= 1)).all(), r.accept_rate
     assert torch.isfinite(r.log_weights).all()
+
+
+def test_log_px_se_covers_the_truth_with_16_chains():
+    """log-normal weights (AIS's usual picture), 16 chains: log(mean w) falls below log E[w] by 2
+    of its standard errors about as often as a normal variable would, where the delta method alone,
+    small exactly where the estimate is low, is more than four times too often."""
+    g = torch.Generator().manual_seed(0)
+    sigma, s = 1.0, 16
+    log_w = sigma * torch.randn(20000, s, generator=g, dtype=torch.float64)
+    est = torch.logsumexp(log_w, -1) - math.log(s)
+    err = est - sigma**2 / 2                                  # log E[w] = σ²/2
+    se = _log_mean_exp_se(log_w)
+    w = torch.exp(log_w - log_w.max(-1, keepdim=True).values)
+    delta = w.std(-1) / (math.sqrt(s) * w.mean(-1))
+    assert (se >= delta).all()
+    low = (err < -2 * se).double().mean().item()
+    assert 0.01 < low < 0.08, low                            # a normal's is 0.023; a t with 15 df's 0.032
+    assert (err < -2 * delta).double().mean().item() > 0.1   # what the delta method alone gives
 
 
 @pytest.mark.parametrize("fill", [-math.inf, math.nan], ids=["-inf", "nan"])

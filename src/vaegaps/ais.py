@@ -59,7 +59,7 @@ class AISResult:
     log_px: torch.Tensor        # (N,) log-mean-exp of the chains' log-weights
     log_weights: torch.Tensor   # (N, S)
     accept_rate: torch.Tensor   # (N,) mean HMC acceptance over chains and transitions
-    log_px_se: torch.Tensor     # (N,) delta-method standard error of log_px across chains
+    log_px_se: torch.Tensor     # (N,) standard error of log_px across chains (_log_mean_exp_se)
     step_sizes: torch.Tensor    # (T-2, N) step size of each transition (geometric mean over chains)
 
 
@@ -297,9 +297,14 @@ def _check_init(init, n: int, d: int) -> tuple[torch.Tensor, torch.Tensor] | Non
 
 
 def _log_mean_exp_se(log_w: torch.Tensor) -> torch.Tensor:
-    """Delta-method standard error of log(mean w): std(w) / (√S · mean w), computed stably."""
+    """Standard error of log(mean w) across the S chains: the larger of the delta method's
+    std(w) / (√S · mean w) and the log-normal plug-in √(expm1(var log w) / S). With a few chains the
+    delta method alone is small exactly where the estimate is low: both miss the same rare large
+    weight. The spread of the log-weights hardly depends on that one weight (docs/method.md §5)."""
+    s = log_w.shape[-1]
     w = torch.exp(log_w - log_w.max(-1, keepdim=True).values)
-    return w.std(-1) / (math.sqrt(log_w.shape[-1]) * w.mean(-1))
+    delta = w.std(-1) / (math.sqrt(s) * w.mean(-1))
+    return torch.maximum(delta, torch.sqrt(torch.expm1(log_w.var(-1)) / s))
 
 
 def bdmc(log_likelihood: LogLikelihood, z_true: torch.Tensor, n_chains: int = AIS_DEFAULTS["n_chains"],

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from . import rng
-from .ais import ais, bdmc
+from .ais import AISResult, ais, bdmc
 from .bounds import SAMPLE_BATCH, monte_carlo_bounds
 from .config import local_config, refinement_config, starts_from_qstar_ffg
 from .data import load_split
@@ -254,16 +254,21 @@ def _pilot_step_sizes(log_likelihood, z_dim, idx, cfg, seed, init):
     return pilot.step_sizes
 
 
-def ais_estimate(model: VAE, x: torch.Tensor, index: np.ndarray, cfg: dict, seed: int) -> pd.DataFrame:
-    """AIS from the start `cfg["init"]` (see `ais_start`): log p̂(x), its standard error across
-    chains, and acceptance."""
+def ais_run(model: VAE, x: torch.Tensor, index: np.ndarray, cfg: dict, seed: int) -> AISResult:
+    """The pipeline's AIS procedure (`evaluation.ais` settings `cfg`): the start `cfg["init"]`
+    (see `ais_start`), pilot-tuned step sizes where `cfg["tuning"]` says so, then the run."""
     model = _frozen(model)
     idx = torch.as_tensor(index)
     lik = model.log_likelihood(x)
     init = ais_start(model, x, index, cfg["init"], seed)
     frozen = _pilot_step_sizes(lik, model.z_dim, idx, cfg, seed, init)
-    r = ais(lik, model.z_dim, len(index), cfg["n_chains"], generator=seed, index=idx,
-            step_sizes=frozen, init=init, **_ais_settings(cfg))
+    return ais(lik, model.z_dim, len(index), cfg["n_chains"], generator=seed, index=idx,
+               step_sizes=frozen, init=init, **_ais_settings(cfg))
+
+
+def ais_estimate(model: VAE, x: torch.Tensor, index: np.ndarray, cfg: dict, seed: int) -> pd.DataFrame:
+    """AIS (`ais_run`): log p̂(x), its standard error across chains, and acceptance."""
+    r = ais_run(model, x, index, cfg, seed)
     return pd.DataFrame({"index": index, "log_px": r.log_px.cpu().numpy(),
                          "log_px_se": r.log_px_se.cpu().numpy(),
                          "accept_rate": r.accept_rate.cpu().numpy(), "ais_start": cfg["init"]})
