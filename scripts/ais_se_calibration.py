@@ -24,27 +24,18 @@ import pandas as pd
 import torch
 import yaml
 
+from vaegaps.ais import delta_method_se
 from vaegaps.config import SCHEMA, evaluation_config, validate
 from vaegaps.evaluate import ais_run, evaluation_set
+from vaegaps.tables import ais_below
 from vaegaps.vae import load_vae
 
 NOMINAL = 2 * 0.5 * math.erfc(2 / math.sqrt(2))   # P(|Z| > 2) of a standard normal
 
 
-def delta_se(log_w: np.ndarray) -> np.ndarray:
-    """The delta method's standard error of log(mean w), per row."""
-    w = np.exp(log_w - log_w.max(-1, keepdims=True))
-    return w.std(-1, ddof=1) / (math.sqrt(log_w.shape[-1]) * w.mean(-1))
-
-
 def outside(a: np.ndarray, b: np.ndarray, se_a: np.ndarray, se_b: np.ndarray) -> np.ndarray:
     """Where a and b differ by more than 2 combined standard errors."""
     return np.abs(a - b) > 2 * np.hypot(se_a, se_b)
-
-
-def below(a: np.ndarray, se_a: np.ndarray, bound: np.ndarray, se_bound: np.ndarray) -> np.ndarray:
-    """Where a is below `bound` by more than 2 combined standard errors (gaps.parquet's rule)."""
-    return a < bound - 2 * np.hypot(se_a, se_bound)
 
 
 def main(argv=None):
@@ -58,15 +49,15 @@ def main(argv=None):
     torch.set_num_threads(1)
     config = validate(yaml.safe_load(Path(args.preset).read_text()), SCHEMA)
     dataset = args.model.split("/")[0]
-    cfg = evaluation_config(config, dataset)["ais"]
+    ev = evaluation_config(config, dataset)
+    cfg = ev["ais"]
     model = load_vae(args.results / "models" / args.model / "model.pt", "cpu")
-    index, x = evaluation_set(args.results / "data" / f"{dataset}.parquet",
-                              evaluation_config(config, dataset)["split"], args.n_points, "cpu")
+    index, x = evaluation_set(args.results / "data" / f"{dataset}.parquet", ev["split"], args.n_points, "cpu")
     runs = []
     for seed in args.seeds:
         t = time.process_time()
         r = ais_run(model, x, index, cfg, seed)
-        runs.append((r.log_px.double().numpy(), r.log_px_se.double().numpy(), delta_se(r.log_weights.double().numpy())))
+        runs.append(tuple(v.double().numpy() for v in (r.log_px, r.log_px_se, delta_method_se(r.log_weights.double()))))
         print(f"seed {seed}: {time.process_time() - t:.0f} CPU-s", flush=True)
     (a0, se0, d0), (a1, se1, d1) = runs
     print(f"{args.model}, {len(index)} datapoints, {cfg['n_chains']} chains x {cfg['n_intermediate']}; "
@@ -77,7 +68,7 @@ def main(argv=None):
         g = pd.read_parquet(gaps).set_index("index").loc[index]
         iw, iw_se = g["iwae_qstar"].to_numpy(), g["iwae_qstar_se"].to_numpy()
         for name, s0, s1 in (("delta method alone", d0, d1), ("log_px_se", se0, se1)):
-            b0, b1 = below(a0, s0, iw, iw_se), below(a1, s1, iw, iw_se)
+            b0, b1 = ais_below(a0, s0, iw, iw_se), ais_below(a1, s1, iw, iw_se)
             print(f"  AIS below IWAE(q*) by 2 combined errors, {name}: {b0.mean():.1%} and {b1.mean():.1%} "
                   f"({b0.sum()} and {b1.sum()} datapoints, {(b0 & b1).sum()} in both runs)")
         print(f"  paired AIS - IWAE(q*): {(a0 - iw).mean():+.4f} and {(a1 - iw).mean():+.4f}")

@@ -296,15 +296,19 @@ def _check_init(init, n: int, d: int) -> tuple[torch.Tensor, torch.Tensor] | Non
     return mean, scale
 
 
+def delta_method_se(log_w: torch.Tensor) -> torch.Tensor:
+    """The delta method's standard error of log(mean w) over the last dimension: std(w) / (√S ·
+    mean w), computed stably."""
+    w = torch.exp(log_w - log_w.max(-1, keepdim=True).values)
+    return w.std(-1) / (math.sqrt(log_w.shape[-1]) * w.mean(-1))
+
+
 def _log_mean_exp_se(log_w: torch.Tensor) -> torch.Tensor:
     """Standard error of log(mean w) across the S chains: the larger of the delta method's
-    std(w) / (√S · mean w) and the log-normal plug-in √(expm1(var log w) / S). With a few chains the
-    delta method alone is small exactly where the estimate is low: both miss the same rare large
-    weight. The spread of the log-weights hardly depends on that one weight (docs/method.md §5)."""
-    s = log_w.shape[-1]
-    w = torch.exp(log_w - log_w.max(-1, keepdim=True).values)
-    delta = w.std(-1) / (math.sqrt(s) * w.mean(-1))
-    return torch.maximum(delta, torch.sqrt(torch.expm1(log_w.var(-1)) / s))
+    and the log-normal plug-in √(expm1(var log w) / S). With a few chains the delta method alone is
+    small exactly where the estimate is low: both miss the same rare large weight. The spread of
+    the log-weights hardly depends on that one weight (docs/method.md §5)."""
+    return torch.maximum(delta_method_se(log_w), torch.sqrt(torch.expm1(log_w.var(-1)) / log_w.shape[-1]))
 
 
 def bdmc(log_likelihood: LogLikelihood, z_true: torch.Tensor, n_chains: int = AIS_DEFAULTS["n_chains"],

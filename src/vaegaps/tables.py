@@ -63,6 +63,11 @@ def select_log_px(frame: pd.DataFrame) -> pd.DataFrame:
                         index=frame.index)
 
 
+def ais_below(ais, ais_se, bound, bound_se):
+    """Where AIS is below a bound by more than AIS_BELOW_SE combined standard errors."""
+    return ais < bound - AIS_BELOW_SE * np.hypot(ais_se, bound_se)
+
+
 def gap_frame(index, ais: pd.DataFrame, q_star: pd.DataFrame, amortized: pd.DataFrame) -> pd.DataFrame:
     """The per-datapoint gap arithmetic (docs/method.md §1), the one place it is done.
 
@@ -75,7 +80,7 @@ def gap_frame(index, ais: pd.DataFrame, q_star: pd.DataFrame, amortized: pd.Data
     out = pd.DataFrame({"index": index, "ais": a, "ais_se": a_se, **_iwae_columns("iwae_qstar", q_star),
                         **_iwae_columns("iwae_amortized", amortized)})
     out = pd.concat([out, select_log_px(out)], axis=1)
-    below = {n: a < out[n] - AIS_BELOW_SE * np.hypot(a_se, out[f"{n}_se"]) for n in IWAE_BOUNDS}
+    below = {n: ais_below(a, a_se, out[n], out[f"{n}_se"]) for n in IWAE_BOUNDS}
     out["ais_below_iwae"] = below["iwae_qstar"]
     out["ais_below_iwae_amortized"] = below["iwae_amortized"]
     out["ais_below_any_bound"] = np.logical_or.reduce(list(below.values()))
