@@ -28,30 +28,17 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from qstar_reference import elbo_common  # noqa: E402  (the reference's common-draw scoring)
+from qstar_reference import elbo_common, parse_common, reference_flow, settings  # noqa: E402
 
-from vaegaps.config import SCHEMA, evaluation_config, local_config, validate  # noqa: E402
+from vaegaps.config import local_config  # noqa: E402
 from vaegaps.evaluate import evaluation_set, fit_qstar  # noqa: E402
-from vaegaps.local_opt import optimize_local  # noqa: E402
 from vaegaps.vae import load_vae  # noqa: E402
 
 
 def continuations(k: int, s: int) -> dict[str, tuple[int, int]]:
     """name: (steps, draws per step) of each continuation (module docstring)."""
     return {"ref": (k, 4 * s), "steps": (k, s), "draws": (max(1, k // 4), 4 * s), "long": (4 * k, s)}
-
-
-def continue_flow(model, lik, start, cfg, steps, draws, seed):
-    """One cosine cycle of `steps` from `start`, `draws` per step, half the cycle rate, path gradient."""
-    r = optimize_local(lik, model.z_dim, len(start["mean"]), family="flow", n_samples=draws, generator=seed,
-                       init=start, hidden=model.family_hidden["flow"], flow_steps=model.flow_steps,
-                       method="cycles", cycle_lr=cfg["cycle_lr"] / 2, cycle_steps=steps, probe_steps=steps,
-                       max_steps=steps, final_samples=100, stream="budget", gradient="path")
-    return r.params
 
 
 def run(model_path, data_path, ev, seed, ref_steps, n_points, eval_samples):
@@ -69,7 +56,7 @@ def run(model_path, data_path, ev, seed, ref_steps, n_points, eval_samples):
     params = {"q*_Flow": qstar.params}
     for name, (steps, draws) in continuations(ref_steps, cfg["n_samples"]).items():
         c0 = time.process_time()
-        params[name] = continue_flow(model, lik, qstar.params, cfg, steps, draws, seed)
+        params[name] = reference_flow(model, lik, "flow", qstar.params, cfg, steps, seed, draws, stream="budget")
         cpu[name] = time.process_time() - c0
     scores = dict(zip(params, elbo_common(model, lik, "flow", list(params.values()), eval_samples, seed)))
     return qstar, cpu, scores, cfg
@@ -77,19 +64,9 @@ def run(model_path, data_path, ev, seed, ref_steps, n_points, eval_samples):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", required=True, help="config whose evaluation.local settings q*_Flow uses")
-    ap.add_argument("--data", required=True, help="the dataset's parquet (results/data/DATASET.parquet)")
-    ap.add_argument("--dataset", default=None, help="dataset name for per-dataset overrides (default: the file's stem)")
-    ap.add_argument("--model", action="append", required=True, help="model.pt (repeat for several)")
-    ap.add_argument("--n-points", type=int, default=8)
-    ap.add_argument("--ref-steps", type=int, default=1500, help="K: steps of the reference continuation")
-    ap.add_argument("--eval-samples", type=int, default=10000, help="common fresh draws scoring every q")
-    ap.add_argument("--seed", type=int, default=None, help="default: the preset's seed")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(1)
-    config = validate(yaml.safe_load(Path(args.preset).read_text()), SCHEMA)
-    ev = evaluation_config(config, args.dataset or Path(args.data).stem)
-    seed = config["seed"] if args.seed is None else args.seed
+    args = parse_common(ap, argv, n_points=8, ref_steps=1500, eval_samples=10000,
+                        preset_help="config whose evaluation.local settings q*_Flow uses")
+    ev, seed = settings(args)
     print(f"q*_Flow, {args.n_points} datapoints per model, {ev['split']} split, seed {seed}, 1 thread, process "
           f"CPU; gain = L[continued] - L[q*_Flow] on {args.eval_samples} common draws")
     for path in args.model:

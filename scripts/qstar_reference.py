@@ -57,14 +57,14 @@ def reference_ffg(lik, mean, logvar, n_samples, steps, lr, seed):
     return {"mean": mean.detach(), "logvar": logvar.detach()}
 
 
-def reference_flow(model, lik, family, start, cfg, steps, seed):
-    """One cosine cycle of Adam in standardised coordinates from `start`, 4x the draws, half the rate,
-    path-derivative gradient."""
+def reference_flow(model, lik, family, start, cfg, steps, seed, draws=None, stream="reference"):
+    """One cosine cycle of Adam in standardised coordinates from `start`, `draws` per step (default
+    4x the preset's), half the rate, path-derivative gradient."""
     n = len(start["mean"])
-    r = optimize_local(lik, model.z_dim, n, family=family, n_samples=4 * cfg["n_samples"], generator=seed,
-                       init=start, hidden=model.family_hidden[family], flow_steps=model.flow_steps,
+    r = optimize_local(lik, model.z_dim, n, family=family, n_samples=draws or 4 * cfg["n_samples"],
+                       generator=seed, init=start, hidden=model.family_hidden[family], flow_steps=model.flow_steps,
                        method="cycles", cycle_lr=cfg["cycle_lr"] / 2, cycle_steps=steps, probe_steps=steps,
-                       max_steps=steps, final_samples=100, stream="reference", gradient="path")
+                       max_steps=steps, final_samples=100, stream=stream, gradient="path")
     return r.params
 
 
@@ -115,24 +115,34 @@ def compare(model_path, data_path, local, split, n_points, seed, family, ref_ste
     return runs, cpu, {"adam": l_adam - best, "default": l_default - best}, float((best - l_start).mean())
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", required=True, help="config whose evaluation.local settings both optimisers use")
+def parse_common(ap, argv, n_points, ref_steps, eval_samples, preset_help):
+    """Parse the options this script shares with qstar_flow_budget.py, beside `ap`'s own."""
+    ap.add_argument("--preset", required=True, help=preset_help)
     ap.add_argument("--data", required=True, help="the dataset's parquet (results/data/DATASET.parquet)")
     ap.add_argument("--dataset", default=None, help="dataset name for per-dataset overrides (default: the file's stem)")
     ap.add_argument("--model", action="append", required=True, help="model.pt (repeat for several)")
-    ap.add_argument("--family", action="append", choices=["ffg", "flow", "realnvp"],
-                    help="q* family (repeat; default: ffg and flow)")
-    ap.add_argument("--n-points", type=int, default=16)
-    ap.add_argument("--ref-steps", type=int, default=2000, help="reference steps (learning rate decayed to 0)")
-    ap.add_argument("--eval-samples", type=int, default=20000, help="common fresh draws scoring every q")
+    ap.add_argument("--n-points", type=int, default=n_points)
+    ap.add_argument("--ref-steps", type=int, default=ref_steps, help="reference steps (learning rate decayed to 0)")
+    ap.add_argument("--eval-samples", type=int, default=eval_samples, help="common fresh draws scoring every q")
     ap.add_argument("--seed", type=int, default=None, help="default: the preset's seed")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def settings(args):
+    """(evaluation settings of the preset for the data's dataset, seed); one thread from here on."""
     torch.set_num_threads(1)
     config = validate(yaml.safe_load(Path(args.preset).read_text()), SCHEMA)
-    dataset = args.dataset or Path(args.data).stem
-    ev = evaluation_config(config, dataset)
-    seed = config["seed"] if args.seed is None else args.seed
+    ev = evaluation_config(config, args.dataset or Path(args.data).stem)
+    return ev, config["seed"] if args.seed is None else args.seed
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--family", action="append", choices=["ffg", "flow", "realnvp"],
+                    help="q* family (repeat; default: ffg and flow)")
+    args = parse_common(ap, argv, n_points=16, ref_steps=2000, eval_samples=20000,
+                        preset_help="config whose evaluation.local settings both optimisers use")
+    ev, seed = settings(args)
     print(f"q*, {args.n_points} datapoints per model, {ev['split']} split, seed {seed}, 1 thread; "
           f"CPU ratio = adam CPU-s / default CPU-s (process time, same run); "
           f"diff = L[q*] - L_ref on {args.eval_samples} common draws")
