@@ -29,11 +29,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from qstar_reference import elbo_common, parse_common, reference_flow, settings  # noqa: E402
+from qstar_reference import elbo_common, load_frozen, parse_common, reference_flow, settings  # noqa: E402
 
 from vaegaps.config import local_config  # noqa: E402
 from vaegaps.evaluate import evaluation_set, fit_qstar  # noqa: E402
-from vaegaps.vae import load_vae  # noqa: E402
 
 
 def continuations(k: int, s: int) -> dict[str, tuple[int, int]]:
@@ -42,10 +41,7 @@ def continuations(k: int, s: int) -> dict[str, tuple[int, int]]:
 
 
 def run(model_path, data_path, ev, seed, ref_steps, n_points, eval_samples):
-    model = load_vae(model_path, "cpu")
-    for p in model.parameters():
-        p.requires_grad_(False)
-    model.eval()
+    model = load_frozen(model_path)
     index, x = evaluation_set(data_path, ev["split"], n_points, "cpu")
     ffg = fit_qstar(model, x, index, "ffg", ev["local"], seed).params
     c0 = time.process_time()

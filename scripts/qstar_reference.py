@@ -85,11 +85,16 @@ def elbo_common(model, lik, family, params, n_samples, seed, batch=500):
     return [t / n_samples for t in totals]
 
 
-def compare(model_path, data_path, local, split, n_points, seed, family, ref_steps, eval_samples):
+def load_frozen(model_path):
+    """The model at `model_path` on the CPU, in eval mode, its weights out of autograd."""
     model = load_vae(model_path, "cpu")
     for p in model.parameters():
         p.requires_grad_(False)
-    model.eval()
+    return model.eval()
+
+
+def compare(model_path, data_path, local, split, n_points, seed, family, ref_steps, eval_samples):
+    model = load_frozen(model_path)
     index, x = evaluation_set(data_path, split, n_points, "cpu")
     ffg = None
     if family != "ffg":   # both flow runs start from the same q*_FFG (not timed)
