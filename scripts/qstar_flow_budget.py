@@ -31,16 +31,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import yaml  # noqa: E402
-from qstar_reference import elbo_common, load_frozen, parse_common, reference_flow, settings  # noqa: E402
+from qstar_reference import (  # noqa: E402
+    dataset_of,
+    elbo_common,
+    load_frozen,
+    load_preset,
+    paired,
+    parse_common,
+    reference_flow,
+    settings,
+)
 
-from vaegaps.config import SCHEMA, deep_merge, evaluation_config, local_config, validate  # noqa: E402
+from vaegaps.config import evaluation_config, local_config  # noqa: E402
 from vaegaps.errors import VaegapsError  # noqa: E402
 from vaegaps.evaluate import evaluation_set, fit_qstar  # noqa: E402
 
@@ -63,10 +70,9 @@ def variants(args, dataset: str) -> dict[str, dict]:
                              "'rate/2={\"cycle_lr\": 0.001}'") from None
         if not name or not isinstance(changes, dict):
             raise SystemExit(f"error: --variant {spec!r} must be NAME=JSON object, e.g. 'rate/2={{\"cycle_lr\": 0.001}}'")
-        raw = deep_merge(yaml.safe_load(Path(args.preset).read_text()),
-                         {"evaluation": {"local": {"flow": changes}}})
         try:
-            out[name] = evaluation_config(validate(raw, SCHEMA), dataset)
+            out[name] = evaluation_config(load_preset(args.preset, {"evaluation": {"local": {"flow": changes}}}),
+                                          dataset)
         except VaegapsError as e:
             raise SystemExit(f"error: --variant {name!r}: {e}") from None
     return out
@@ -108,10 +114,6 @@ def describe(r, cfg) -> str:
             f"{float(rg.max()):.4f}")
 
 
-def paired(d) -> str:
-    return f"mean {float(d.mean()):+.4f} se {float(d.std()) / math.sqrt(len(d)):.4f} min {float(d.min()):+.4f}"
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=JSON",
@@ -119,7 +121,7 @@ def main(argv=None):
     args = parse_common(ap, argv, n_points=8, ref_steps=1500, eval_samples=10000,
                         preset_help="config whose evaluation.local settings q*_Flow uses")
     ev, seed = settings(args)
-    others = variants(args, args.dataset or Path(args.data).stem)
+    others = variants(args, dataset_of(args))
     print(f"q*_Flow, {args.n_points} datapoints per model, {ev['split']} split, seed {seed}, 1 thread, process "
           f"CPU; gain = L[continued] - L[q*_Flow] on {args.eval_samples} common draws")
     for path in args.model:

@@ -32,7 +32,7 @@ from torch.func import functional_call
 from vaegaps import rng
 from vaegaps.bench_certified import time_qstar
 from vaegaps.bounds import log_normal_std
-from vaegaps.config import SCHEMA, evaluation_config, local_config, validate
+from vaegaps.config import SCHEMA, deep_merge, evaluation_config, local_config, validate
 from vaegaps.evaluate import evaluation_set, fit_qstar, local_starts
 from vaegaps.families import LocalPosterior, gaussian_sample
 from vaegaps.local_opt import optimize_local
@@ -133,12 +133,27 @@ def parse_common(ap, argv, n_points, ref_steps, eval_samples, preset_help):
     return ap.parse_args(argv)
 
 
+def load_preset(path, changes: dict | None = None) -> dict:
+    """The config at `path` with `changes` merged in, validated (defaults filled)."""
+    return validate(deep_merge(yaml.safe_load(Path(path).read_text()), changes or {}), SCHEMA)
+
+
+def dataset_of(args) -> str:
+    """The dataset whose per-dataset overrides apply: --dataset, else the data file's stem."""
+    return args.dataset or Path(args.data).stem
+
+
 def settings(args):
     """(evaluation settings of the preset for the data's dataset, seed); one thread from here on."""
     torch.set_num_threads(1)
-    config = validate(yaml.safe_load(Path(args.preset).read_text()), SCHEMA)
-    ev = evaluation_config(config, args.dataset or Path(args.data).stem)
+    config = load_preset(args.preset)
+    ev = evaluation_config(config, dataset_of(args))
     return ev, config["seed"] if args.seed is None else args.seed
+
+
+def paired(d) -> str:
+    """Mean, standard error and least of the paired differences `d` (N,)."""
+    return f"mean {float(d.mean()):+.4f} se {float(d.std()) / math.sqrt(len(d)):.4f} min {float(d.min()):+.4f}"
 
 
 def main(argv=None):
@@ -162,9 +177,8 @@ def main(argv=None):
                   f"{cpu['reference']:.1f} s; L_ref - L[start] mean {gain:.3f}")
             for name in ("adam", "default"):
                 d, r = diff[name], runs[name]
-                se = float(d.std()) / math.sqrt(len(d))
                 ok = float(d.mean()) >= -0.02 and float(d.min()) >= -0.1
-                print(f"    {name:7s}: L - L_ref mean {float(d.mean()):+.4f} se {se:.4f} min {float(d.min()):+.4f}"
+                print(f"    {name:7s}: L - L_ref {paired(d)}"
                       f" [{'meets' if ok else 'misses'} mean >= -0.02, min >= -0.1]; steps mean "
                       f"{float(r.steps.double().mean()):.0f}; converged {float(r.converged.double().mean()):.0%}; "
                       f"remaining_gain mean {float(r.remaining_gain.nanmean()):.4f} "

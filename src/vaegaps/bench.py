@@ -24,8 +24,9 @@
     A wrapper that hides its decoder, differentiated by autograd, against the built-in path with
     autograd, is printed for reference.
 
-Every figure prints with its target, or says it is for reference. Ratios, not absolute times, carry across machines; the
-process CPU time and wall time are printed with every timing because the machine may be shared.
+Every figure prints with its target, or says it is for reference. Ratios, not absolute times,
+carry across machines; the process CPU time and wall time are printed with every timing because
+the machine may be shared.
 """
 
 from __future__ import annotations
